@@ -1,0 +1,3 @@
+from .nm_sparsity_hook import NMSparsityHook
+
+__all__ = ['NMSparsityHook']

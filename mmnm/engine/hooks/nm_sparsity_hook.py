@@ -1,0 +1,158 @@
+"""Logs N:M sparsity and Sparse Architecture Divergence (SAD) during
+training, and stops the run if a layer's effective weight is not N:M."""
+import math
+from typing import Dict, Optional
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from torch import Tensor
+
+from mmnm.engine.optimizers import find_sparse_layers
+from mmnm.layers import NMSparseMixin
+from mmnm.ops import group_view
+from mmnm.registry import HOOKS
+
+_BITS = 1 << torch.arange(8, dtype=torch.uint8)
+
+
+def _pack(mask: Tensor) -> Tensor:
+    """Bool tensor -> uint8 tensor of its bits (8x smaller checkpoints)."""
+    flat = mask.detach().flatten().cpu()
+    flat = torch.cat([flat, flat.new_zeros((-flat.numel()) % 8)])
+    return (flat.view(-1, 8).to(torch.uint8) * _BITS).sum(1, torch.uint8)
+
+
+def _unpack(packed: Tensor, shape: torch.Size) -> Tensor:
+    bits = packed.unsqueeze(1).bitwise_and(_BITS).ne(0).flatten()
+    return bits[:math.prod(shape)].view(shape)
+
+
+@HOOKS.register_module()
+class NMSparsityHook(Hook):
+    """Log sparsity and SAD of the N:M sparse layers every ``interval``
+    training iterations.
+
+    Logged under ``sparsity/`` (text log and every visualizer backend):
+
+    - ``sad``: mask entries flipped since the last log (SAD of Zhou et al.,
+      ICLR 2021), ``sad_norm``: the same divided by the number of entries;
+    - ``sad_total``, ``sad_total_norm``: flips since the first sparse
+      iteration;
+    - ``zero_ratio``: share of zeros in the effective (masked) weights.
+
+    With ``per_layer=True`` each layer's ``sad_norm`` and ``zero_ratio``
+    are logged too. With ``verify=True`` (default) every effective weight is
+    checked to hold at most N non-zeros per group; a layer that does not
+    stops the run with an error naming it. The reference masks go into
+    checkpoints, so SAD continues across a resume.
+
+    Args:
+        interval (int): log every ``interval`` iterations. Defaults to 50.
+        per_layer (bool): also log per-layer values. Defaults to False.
+        verify (bool): check the N:M pattern when logging. Defaults to True.
+    """
+
+    priority = 'NORMAL'  # runs before LoggerHook (BELOW_NORMAL) writes
+    checkpoint_key = 'nm_sparsity'
+
+    def __init__(self,
+                 interval: int = 50,
+                 per_layer: bool = False,
+                 verify: bool = True) -> None:
+        if interval < 1:
+            raise ValueError(f'interval must be >= 1, got {interval}')
+        self.interval = interval
+        self.per_layer = per_layer
+        self.verify = verify
+        self.layers: Dict[str, NMSparseMixin] = {}
+        self.start_masks: Dict[str, Tensor] = {}
+        self.last_masks: Dict[str, Tensor] = {}
+
+    def before_run(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        self.layers = {layer.nm_name: layer
+                       for layer in find_sparse_layers(model)}
+        if not self.layers:
+            raise RuntimeError(
+                f'NMSparsityHook: {type(model).__name__} has no N:M sparse '
+                "layer; set `runner_type = 'NMSparseRunner'` and `sparsity` "
+                'in the config')
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
+                         outputs=None) -> None:
+        masks = {name: layer.mask for name, layer in self.layers.items()
+                 if layer.mask is not None}
+        if not masks:
+            return  # dense warm-up
+        for name, mask in masks.items():
+            if name not in self.start_masks:
+                self.start_masks[name] = mask.clone()
+                self.last_masks[name] = mask.clone()
+        if self.every_n_train_iters(runner, self.interval) or \
+                self.is_last_train_iter(runner):
+            self._log(runner, masks)
+
+    def _log(self, runner, masks: Dict[str, Tensor]) -> None:
+        flips = flips_total = entries = zeros = 0
+        for name, mask in masks.items():
+            layer = self.layers[name]
+            weight = layer.effective_weight()
+            if self.verify:
+                self._verify(layer, weight)
+            layer_flips = int((mask != self.last_masks[name]).sum())
+            layer_zeros = int((weight == 0).sum())
+            flips += layer_flips
+            flips_total += int((mask != self.start_masks[name]).sum())
+            entries += mask.numel()
+            zeros += layer_zeros
+            self.last_masks[name] = mask.clone()
+            if self.per_layer:
+                self._update(runner, f'{name}/sad_norm',
+                             layer_flips / mask.numel())
+                self._update(runner, f'{name}/zero_ratio',
+                             layer_zeros / mask.numel())
+        self._update(runner, 'sad', flips)
+        self._update(runner, 'sad_norm', flips / entries)
+        self._update(runner, 'sad_total', flips_total)
+        self._update(runner, 'sad_total_norm', flips_total / entries)
+        self._update(runner, 'zero_ratio', zeros / entries)
+
+    @staticmethod
+    def _update(runner, key: str, value: float) -> None:
+        runner.message_hub.update_scalar(f'train/sparsity/{key}', value)
+
+    @staticmethod
+    def _verify(layer: NMSparseMixin, weight: Tensor) -> None:
+        nm = layer.nm
+        nonzeros = group_view(weight, nm.m, nm.orientation).ne(0).sum(2)
+        bad = int((nonzeros > nm.n).sum())
+        if bad:
+            raise RuntimeError(
+                f'{layer.describe()} is not {nm} sparse: {bad} of '
+                f'{nonzeros.numel()} groups hold more than {nm.n} non-zeros')
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint[self.checkpoint_key] = {
+            name: dict(
+                shape=list(mask.shape),
+                start=_pack(mask),
+                last=_pack(self.last_masks[name]))
+            for name, mask in self.start_masks.items()
+        }
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        state: Optional[dict] = checkpoint.get(self.checkpoint_key)
+        if not state:
+            return
+        for name, entry in state.items():
+            if name not in self.layers:
+                continue  # a layer this model does not make sparse
+            shape = torch.Size(entry['shape'])
+            device = self.layers[name].weight.device
+            self.start_masks[name] = _unpack(entry['start'], shape).to(device)
+            self.last_masks[name] = _unpack(entry['last'], shape).to(device)

@@ -1,0 +1,3 @@
+from .nm_sparse_runner import NMSparseRunner
+
+__all__ = ['NMSparseRunner']

@@ -1,0 +1,54 @@
+"""N:M sparse 2D convolution."""
+from typing import Optional
+
+from torch import Tensor, nn
+
+from mmnm.registry import MODELS
+from .sparse_layer import NMSparseMixin
+
+
+@MODELS.register_module(name=['SparseConv', 'SparseConv2d'])
+class SparseConv2d(NMSparseMixin, nn.Conv2d):
+    """``nn.Conv2d`` whose forward uses an N:M masked weight.
+
+    Built like ``nn.Conv2d`` plus ``n``, ``m`` and ``orientation``, so
+    ``conv_cfg=dict(type='SparseConv', n=2, m=4)`` works wherever mmcv's
+    ``build_conv_layer`` is used. Parameter names match ``nn.Conv2d``: dense
+    checkpoints load into it and its checkpoints load into a dense conv.
+    """
+
+    def __init__(self,
+                 *args,
+                 n: int = 2,
+                 m: int = 4,
+                 orientation: str = 'channel',
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.init_sparsity(n, m, orientation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x, self.sparse_weight(), self.bias)
+
+    @classmethod
+    def from_dense(cls,
+                   conv: nn.Conv2d,
+                   n: int,
+                   m: int,
+                   orientation: str = 'channel',
+                   name: Optional[str] = None) -> 'SparseConv2d':
+        """A sparse conv sharing ``conv``'s parameter tensors."""
+        sparse = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            stride=conv.stride,
+            padding=conv.padding,
+            dilation=conv.dilation,
+            groups=conv.groups,
+            bias=conv.bias is not None,
+            padding_mode=conv.padding_mode,
+            device='meta',
+            n=n,
+            m=m,
+            orientation=orientation)
+        return sparse._adopt(conv, name)

@@ -1,0 +1,140 @@
+"""What every N:M sparse layer shares: the mask, its cache and the
+straight-through masked weight."""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from mmnm.ops import nm_mask, reduction_size
+from mmnm.pattern import NMPattern
+
+
+class _StraightThroughMask(torch.autograd.Function):
+    """``weight * mask`` forward; the gradient reaches the dense weight
+    unchanged (STE), so pruned weights keep learning and can come back."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, mask: Tensor) -> Tensor:
+        return weight * mask
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tuple[Tensor, None]:
+        return grad, None
+
+
+def ineligibility(module: nn.Module, m: int,
+                  orientation: str = 'channel') -> Optional[str]:
+    """Why ``module`` cannot be made N:M sparse with group size ``m``, or
+    ``None`` when it can."""
+    if getattr(module, 'groups', 1) != 1:
+        return (f'grouped conv (groups={module.groups}): no sparse kernels '
+                'for grouped/depthwise convs')
+    size = reduction_size(module.weight.shape, orientation)
+    if size % m:
+        return f'reduction size {size} not divisible by M={m}'
+    return None
+
+
+class NMSparseMixin:
+    """N:M masking for a layer with a ``weight`` parameter.
+
+    The dense ``weight`` stays the trained parameter (same state_dict keys as
+    the dense layer). Forward passes use ``weight * mask``, the mask holding
+    the N largest magnitudes of each group; it is recomputed whenever the
+    weight has changed (tracked by its version counter), so gradient
+    accumulation and evaluation reuse it. :attr:`mask` is the mask of the
+    last forward, read by the SR-STE optim wrapper and the sparsity hook.
+
+    Attributes:
+        nm (NMPattern): the pattern and its orientation.
+        nm_name (str, optional): the layer's name in its model, for messages.
+        sparse_enabled (bool): ``False`` runs the dense weight (dense warm-up).
+        mask_frozen (bool): keep the current mask instead of recomputing it.
+    """
+
+    weight: nn.Parameter
+
+    def init_sparsity(self,
+                      n: int,
+                      m: int,
+                      orientation: str = 'channel',
+                      name: Optional[str] = None) -> None:
+        """Set the pattern; raises ``ValueError`` naming the layer if the
+        weight cannot be grouped."""
+        self.nm_name = name
+        try:
+            self.nm = NMPattern(n, m, orientation)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f'{self.describe()}: {err}') from None
+        reason = ineligibility(self, m, orientation)
+        if reason is not None:
+            raise ValueError(f'{self.describe()} cannot be {self.nm} sparse: '
+                             f'{reason}')
+        self.sparse_enabled = True
+        self.mask_frozen = False
+        self.mask: Optional[Tensor] = None
+        self._mask_key: Optional[Tuple[int, int]] = None
+
+    def _adopt(self, dense: nn.Module, name: Optional[str]):
+        """Take over ``dense``'s parameters (shared, not copied), mode and
+        name; used by ``from_dense``."""
+        self.weight = dense.weight
+        self.bias = dense.bias
+        self.nm_name = name
+        return self.train(dense.training)
+
+    def describe(self) -> str:
+        """The layer's model name, or its type and shape."""
+        if getattr(self, 'nm_name', None):
+            return f'layer {self.nm_name!r}'
+        return (f'{type(self).__name__} with weight shape '
+                f'{tuple(self.weight.shape)}')
+
+    def update_mask(self) -> Tensor:
+        """Recompute the mask if the weight changed since the last one (or
+        just move it to the weight's device when frozen)."""
+        weight = self.weight
+        if self.mask_frozen and self.mask is not None:
+            if self.mask.device != weight.device:
+                self.mask = self.mask.to(weight.device)
+            return self.mask
+        key = (weight.data_ptr(), weight._version)
+        if self.mask is None or key != self._mask_key:
+            self.mask = nm_mask(weight, self.nm.n, self.nm.m,
+                                self.nm.orientation, self.describe())
+            self._mask_key = key
+        return self.mask
+
+    def sparse_weight(self) -> Tensor:
+        """The weight a forward pass uses: masked, with a straight-through
+        gradient; the dense weight while sparsity is disabled."""
+        if not self.sparse_enabled:
+            self.mask = None
+            return self.weight
+        return _StraightThroughMask.apply(self.weight, self.update_mask())
+
+    @torch.no_grad()
+    def freeze_mask(self) -> None:
+        """Fix the current mask and zero the pruned weights (fixed-mask
+        fine-tuning). The mask stays recoverable from the weight alone."""
+        self.sparse_enabled = True
+        self.mask_frozen = False
+        self.weight.mul_(self.update_mask())
+        self.mask_frozen = True
+
+    @torch.no_grad()
+    def apply_mask_(self) -> None:
+        """Zero the pruned weights in place."""
+        if self.mask is not None:
+            self.weight.mul_(self.mask)
+
+    @torch.no_grad()
+    def effective_weight(self) -> Tensor:
+        """The weight that inference uses: masked, or dense if disabled."""
+        if not self.sparse_enabled:
+            return self.weight.detach().clone()
+        return self.weight.detach() * self.update_mask()
+
+    def extra_repr(self) -> str:
+        return f'{super().extra_repr()}, nm={self.nm}, ' \
+               f'orientation={self.nm.orientation}'

@@ -1,0 +1,46 @@
+"""N:M sparse fully connected layer."""
+from typing import Optional
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmnm.registry import MODELS
+from .sparse_layer import NMSparseMixin
+
+
+@MODELS.register_module()
+class SparseLinear(NMSparseMixin, nn.Linear):
+    """``nn.Linear`` (bias kept) whose forward uses an N:M masked weight;
+    groups run along the input features."""
+
+    def __init__(self,
+                 in_features: int,
+                 out_features: int,
+                 bias: bool = True,
+                 n: int = 2,
+                 m: int = 4,
+                 orientation: str = 'channel',
+                 **kwargs) -> None:
+        super().__init__(in_features, out_features, bias, **kwargs)
+        self.init_sparsity(n, m, orientation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.sparse_weight(), self.bias)
+
+    @classmethod
+    def from_dense(cls,
+                   linear: nn.Linear,
+                   n: int,
+                   m: int,
+                   orientation: str = 'channel',
+                   name: Optional[str] = None) -> 'SparseLinear':
+        """A sparse linear layer sharing ``linear``'s parameter tensors."""
+        sparse = cls(
+            linear.in_features,
+            linear.out_features,
+            bias=linear.bias is not None,
+            device='meta',
+            n=n,
+            m=m,
+            orientation=orientation)
+        return sparse._adopt(linear, name)

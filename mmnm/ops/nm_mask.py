@@ -1,0 +1,137 @@
+"""N:M magnitude masks: keep the N largest-magnitude weights of each group.
+
+The mask is computed without sorting. The weight is viewed as
+``(out, groups, M, rest)`` so that each group lies along dimension 2 (a view,
+no copy, in both orientations), a pruned Batcher selection network finds the
+N-th largest magnitude of every group with element-wise min/max, and a
+comparison against it gives the mask. Ties at that threshold are rare and
+resolved in a second pass that keeps the lowest indices, so the mask is
+deterministic and holds exactly N entries per group.
+"""
+import functools
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from mmnm.pattern import NMPattern
+
+Comparator = Tuple[int, int, bool, bool]
+
+
+def reduction_size(weight_shape: Sequence[int], orientation: str) -> int:
+    """Length of the axis that N:M groups run along."""
+    if len(weight_shape) < 2:
+        raise ValueError('N:M masks need a weight with at least 2 dims, got '
+                         f'shape {tuple(weight_shape)}')
+    if orientation == 'channel':
+        return int(weight_shape[1])
+    return int(torch.Size(weight_shape[1:]).numel())
+
+
+def group_view(weight: Tensor, m: int, orientation: str = 'channel') -> Tensor:
+    """View ``weight`` as ``(out, groups, m, rest)``, one N:M group per
+    ``[o, g, :, r]`` slice.
+
+    ``'channel'``: for Conv2d ``(K, C, R, S)`` the groups are M consecutive
+    input channels at each ``(k, r, s)``; for Linear ``(out, in)`` M
+    consecutive inputs. ``'flat'``: M consecutive entries of the flattened
+    ``(C, R, S)`` row. The result is a view whenever ``weight`` is
+    contiguous.
+    """
+    size = reduction_size(weight.shape, orientation)
+    if size % m:
+        axis = 'input channels' if orientation == 'channel' else \
+            'flattened row length'
+        raise ValueError(f'reduction size {size} ({axis}) is not divisible '
+                         f'by M={m}')
+    rest = -1 if orientation == 'channel' else 1
+    return weight.reshape(weight.shape[0], size // m, m, rest)
+
+
+@functools.lru_cache(maxsize=None)
+def _odd_even_merge_sort(size: int) -> Tuple[Tuple[int, int], ...]:
+    """Comparators (i, j), i < j, of Batcher's odd-even merge sort; after
+    them, wire i holds the i-th smallest input. Valid for any ``size``."""
+    comparators = []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        comparators.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return tuple(comparators)
+
+
+@functools.lru_cache(maxsize=None)
+def selection_network(size: int, rank: int) -> Tuple[Comparator, ...]:
+    """The comparators of the sorting network that wire ``rank`` depends on.
+
+    Each entry is ``(i, j, keep_min, keep_max)``: wire i takes the minimum
+    and wire j the maximum, each only when a later comparator (or the output)
+    reads it.
+    """
+    needed = {rank}
+    kept: List[Comparator] = []
+    for i, j in reversed(_odd_even_merge_sort(size)):
+        need_min, need_max = i in needed, j in needed
+        if need_min or need_max:
+            kept.append((i, j, need_min, need_max))
+            needed.update((i, j))
+    return tuple(reversed(kept))
+
+
+def _kth_smallest(wires: Sequence[Tensor], rank: int) -> Tensor:
+    """Element-wise ``rank``-th smallest of equally shaped tensors."""
+    wires = list(wires)
+    for i, j, need_min, need_max in selection_network(len(wires), rank):
+        low, high = wires[i], wires[j]
+        if need_min:
+            wires[i] = torch.minimum(low, high)
+        if need_max:
+            wires[j] = torch.maximum(low, high)
+    return wires[rank]
+
+
+def nm_mask(weight: Tensor,
+            n: int,
+            m: int,
+            orientation: str = 'channel',
+            name: Optional[str] = None) -> Tensor:
+    """Boolean mask keeping the ``n`` largest-magnitude weights of every
+    group of ``m`` (see :func:`group_view` for the groups).
+
+    Ties keep the lowest index. Raises ``ValueError`` (prefixed with
+    ``name``) for an invalid pattern, a shape that cannot be grouped, or a
+    weight holding NaN or Inf.
+    """
+    prefix = f'{name}: ' if name else ''
+    try:
+        NMPattern(n, m, orientation)
+        magnitude = group_view(weight.detach(), m, orientation).abs()
+    except (TypeError, ValueError) as err:
+        raise type(err)(f'{prefix}{err}') from None
+    if magnitude.numel() == 0:
+        return torch.ones_like(weight, dtype=torch.bool)
+    if not torch.isfinite(magnitude.amax()):
+        bad = (~torch.isfinite(weight.detach())).sum().item()
+        raise ValueError(f'{prefix}weight holds {bad} NaN/Inf value(s); '
+                         'an N:M mask of it would be meaningless')
+    threshold = _kth_smallest(magnitude.unbind(2), m - n).unsqueeze(2)
+    keep = magnitude >= threshold
+    if keep.sum() != n * keep.numel() // m:
+        keep = _break_ties(magnitude, threshold, n)
+    return keep.view(weight.shape)
+
+
+def _break_ties(magnitude: Tensor, threshold: Tensor, n: int) -> Tensor:
+    """Keep everything above the threshold, then the lowest-index entries
+    equal to it until each group holds ``n``."""
+    above = magnitude > threshold
+    tied = magnitude == threshold
+    missing = n - above.sum(2, keepdim=True)
+    return above | (tied & (tied.cumsum(2) <= missing))

@@ -1,0 +1,55 @@
+"""Let mmengine checkpoints load under PyTorch's ``weights_only`` loading.
+
+PyTorch >= 2.6 unpickles checkpoints with ``weights_only=True`` by default,
+and mmengine 0.10 calls ``torch.load`` without choosing, so resuming fails on
+the few non-tensor types that mmengine checkpoints hold (``HistoryBuffer``
+and numpy scalars/arrays in the message hub). Rather than switch the safety
+off, this allow-lists exactly those types. ``HistoryBuffer`` pickles its
+statistics methods as ``getattr(HistoryBuffer, name)``; ``getattr`` itself
+would open every attribute of every allowed object to a checkpoint, so a
+restricted stand-in is registered under that name instead.
+"""
+import pickle
+from typing import Any, List
+
+import numpy as np
+import torch
+from mmengine.logging import HistoryBuffer
+
+
+#: Statistics that every HistoryBuffer registers; custom ones registered with
+#: ``HistoryBuffer.register_statistics`` are allowed too.
+_BUILTIN_STATISTICS = frozenset(('min', 'max', 'current', 'mean'))
+
+
+def _history_buffer_getattr(obj: Any, name: str) -> Any:
+    """``getattr`` limited to the statistics methods of ``HistoryBuffer``."""
+    allowed = _BUILTIN_STATISTICS | set(HistoryBuffer._statistics_methods)
+    if obj is HistoryBuffer and name in allowed:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'checkpoint asks for getattr({obj!r}, {name!r}); mmnm allows '
+        'getattr only for HistoryBuffer statistics methods')
+
+
+def _numpy_globals() -> List[Any]:
+    """numpy's array/scalar reconstructors, under the module path that this
+    numpy version pickles them with."""
+    reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]
+    scalar = np.float64(0).__reduce__()[0]
+    dtypes = [
+        type(np.dtype(name))
+        for name in ('bool', 'int32', 'int64', 'float16', 'float32',
+                     'float64')
+    ]
+    return [np.ndarray, np.dtype, reconstruct, scalar] + dtypes
+
+
+def register_checkpoint_safe_globals() -> None:
+    """Allow-list what mmengine checkpoints hold (no-op on PyTorch < 2.4,
+    which does not restrict loading by default)."""
+    add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
+    if add_safe_globals is None:
+        return
+    add_safe_globals([HistoryBuffer, *_numpy_globals(),
+                      (_history_buffer_getattr, 'builtins.getattr')])
