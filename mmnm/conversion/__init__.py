@@ -1,7 +1,9 @@
 """Model-level conversion between dense and N:M sparse layers."""
 from .sparsify import (SPARSE_COUNTERPARTS, LayerDecision, SparsityReport,
                        sparsify_model)
+from .verify import LayerSparsity, measure_sparsity, verify_nm_sparsity
 
 __all__ = [
-    'LayerDecision', 'SPARSE_COUNTERPARTS', 'SparsityReport', 'sparsify_model'
+    'LayerDecision', 'LayerSparsity', 'SPARSE_COUNTERPARTS', 'SparsityReport',
+    'measure_sparsity', 'sparsify_model', 'verify_nm_sparsity'
 ]

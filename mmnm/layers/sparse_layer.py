@@ -40,10 +40,9 @@ class NMSparseMixin:
 
     The dense ``weight`` stays the trained parameter (same state_dict keys as
     the dense layer). Forward passes use ``weight * mask``, the mask holding
-    the N largest magnitudes of each group; it is recomputed whenever the
-    weight has changed (tracked by its version counter), so gradient
-    accumulation and evaluation reuse it. :attr:`mask` is the mask of the
-    last forward, read by the SR-STE optim wrapper and the sparsity hook.
+    the N largest magnitudes of each group of the current weight.
+    :attr:`mask` is the mask of the last forward, read by the SR-STE optim
+    wrapper and the sparsity hook.
 
     Attributes:
         nm (NMPattern): the pattern and its orientation.
@@ -91,15 +90,21 @@ class NMSparseMixin:
                 f'{tuple(self.weight.shape)}')
 
     def update_mask(self) -> Tensor:
-        """Recompute the mask if the weight changed since the last one (or
-        just move it to the weight's device when frozen)."""
+        """The mask for the current weight.
+
+        Training forwards always recompute it: fused optimizers and writes
+        through ``.data`` change weights without bumping their version
+        counter. In eval mode the mask is reused while the weight's storage
+        and version are unchanged. A frozen mask is only moved to the
+        weight's device.
+        """
         weight = self.weight
         if self.mask_frozen and self.mask is not None:
             if self.mask.device != weight.device:
                 self.mask = self.mask.to(weight.device)
             return self.mask
-        key = (weight.data_ptr(), weight._version)
-        if self.mask is None or key != self._mask_key:
+        key = None if self.training else (weight.data_ptr(), weight._version)
+        if key is None or key != self._mask_key:
             self.mask = nm_mask(weight, self.nm.n, self.nm.m,
                                 self.nm.orientation, self.describe())
             self._mask_key = key

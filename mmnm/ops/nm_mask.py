@@ -135,3 +135,12 @@ def _break_ties(magnitude: Tensor, threshold: Tensor, n: int) -> Tensor:
     tied = magnitude == threshold
     missing = n - above.sum(2, keepdim=True)
     return above | (tied & (tied.cumsum(2) <= missing))
+
+
+def count_nm_violations(weight: Tensor,
+                        n: int,
+                        m: int,
+                        orientation: str = 'channel') -> int:
+    """Number of groups of ``weight`` holding more than ``n`` non-zeros."""
+    nonzeros = group_view(weight.detach(), m, orientation).ne(0).sum(2)
+    return int((nonzeros > n).sum())

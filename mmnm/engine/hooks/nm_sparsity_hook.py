@@ -10,7 +10,7 @@ from torch import Tensor
 
 from mmnm.engine.optimizers import find_sparse_layers
 from mmnm.layers import NMSparseMixin
-from mmnm.ops import group_view
+from mmnm.ops import count_nm_violations
 from mmnm.registry import HOOKS
 
 _BITS = 1 << torch.arange(8, dtype=torch.uint8)
@@ -20,7 +20,7 @@ def _pack(mask: Tensor) -> Tensor:
     """Bool tensor -> uint8 tensor of its bits (8x smaller checkpoints)."""
     flat = mask.detach().flatten().cpu()
     flat = torch.cat([flat, flat.new_zeros((-flat.numel()) % 8)])
-    return (flat.view(-1, 8).to(torch.uint8) * _BITS).sum(1, torch.uint8)
+    return (flat.view(-1, 8).to(torch.uint8) * _BITS).sum(1, dtype=torch.uint8)
 
 
 def _unpack(packed: Tensor, shape: torch.Size) -> Tensor:
@@ -101,7 +101,7 @@ class NMSparsityHook(Hook):
         flips = flips_total = entries = zeros = 0
         for name, mask in masks.items():
             layer = self.layers[name]
-            weight = layer.effective_weight()
+            weight = layer.weight.detach() * mask  # what the forward used
             if self.verify:
                 self._verify(layer, weight)
             layer_flips = int((mask != self.last_masks[name]).sum())
@@ -129,12 +129,12 @@ class NMSparsityHook(Hook):
     @staticmethod
     def _verify(layer: NMSparseMixin, weight: Tensor) -> None:
         nm = layer.nm
-        nonzeros = group_view(weight, nm.m, nm.orientation).ne(0).sum(2)
-        bad = int((nonzeros > nm.n).sum())
+        bad = count_nm_violations(weight, nm.n, nm.m, nm.orientation)
         if bad:
             raise RuntimeError(
                 f'{layer.describe()} is not {nm} sparse: {bad} of '
-                f'{nonzeros.numel()} groups hold more than {nm.n} non-zeros')
+                f'{weight.numel() // nm.m} groups hold more than {nm.n} '
+                'non-zeros')
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint[self.checkpoint_key] = {

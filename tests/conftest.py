@@ -1,0 +1,11 @@
+"""Shared pytest set-up. This folder is on ``sys.path`` (pytest inserts a
+conftest's folder), so tests import the helpers in ``toy_models.py``."""
+
+import pytest
+
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    import torch
+    torch.manual_seed(0)

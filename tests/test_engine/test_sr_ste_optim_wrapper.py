@@ -1,0 +1,578 @@
+"""Tests of the SR-STE optim wrappers (mmnm.engine.optimizers).
+
+Every expected value is derived by hand in this file: a brute-force N:M
+mask, the STE gradient from a separate functional forward on the masked
+weight, the SR-STE term ``lambda_w * (1 - E) * W`` and PyTorch's SGD update
+rule written out, then compared with what the wrappers produce when driven
+the way mmengine drives them (``BaseModel.train_step``).
+"""
+import copy
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from mmengine.optim import OptimWrapper, build_optim_wrapper
+from mmengine.registry import OPTIM_WRAPPERS
+from torch import nn
+
+import mmnm  # noqa: F401  (registers the wrappers)
+from mmnm.engine.optimizers import AmpSRSTEOptimWrapper, SRSTEOptimWrapper
+from mmnm.layers import SparseConv2d, SparseLinear
+
+N, M = 2, 4
+NAMES = ('conv.weight', 'conv.bias', 'fc.weight', 'fc.bias')
+SPARSE = ('conv.weight', 'fc.weight')
+
+
+# --------------------------------------------------------------------------
+# The model and its independent reference
+# --------------------------------------------------------------------------
+class TinyNet(BaseModel):
+    """SparseConv2d(4->8, 3x3) -> tanh -> global mean -> SparseLinear(8->4);
+    mean squared error loss. No BatchNorm, so accumulation is exact."""
+
+    def __init__(self, dtype=torch.float64, seed=0):
+        super().__init__()
+        self.conv = SparseConv2d(4, 8, 3, padding=1, n=N, m=M, dtype=dtype)
+        self.fc = SparseLinear(8, 4, n=N, m=M, dtype=dtype)
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=dtype))
+
+    def forward(self, inputs, targets=None, mode='loss'):
+        out = self.fc(torch.tanh(self.conv(inputs)).mean((2, 3)))
+        if mode == 'loss':
+            return dict(loss=((out - targets)**2).mean())
+        return out
+
+
+class DenseNet(BaseModel):
+    """No N:M sparse layer at all."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, inputs, targets=None, mode='loss'):
+        return dict(loss=self.fc(inputs).pow(2).mean())
+
+
+def make_data(batch=4, dtype=torch.float64, seed=1, scale=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 4, 5, 5, generator=gen, dtype=dtype)
+    y = scale * torch.randn(batch, 4, generator=gen, dtype=dtype)
+    return dict(inputs=x, targets=y)
+
+
+def ref_mask(weight, n=N, m=M):
+    """Brute force: in every group of m consecutive input channels (at each
+    output / kernel tap), keep the n largest magnitudes, ties to the lowest
+    index."""
+    w = weight.detach()
+    w4 = w[:, :, None, None] if w.dim() == 2 else w
+    mask4 = torch.zeros(w4.shape, dtype=torch.bool)
+    out_ch, in_ch, kh, kw = w4.shape
+    for k, r, s, g in itertools.product(
+            range(out_ch), range(kh), range(kw), range(in_ch // m)):
+        chans = range(g * m, (g + 1) * m)
+        ranked = sorted(chans, key=lambda c: (-abs(float(w4[k, c, r, s])), c))
+        for c in ranked[:n]:
+            mask4[k, c, r, s] = True
+    return mask4.view(w.shape)
+
+
+def params_of(model):
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+def ref_forward(P, inputs, masks=None):
+    """Functional forward of TinyNet with explicit (possibly masked)
+    weights."""
+    wc, wf = P['conv.weight'], P['fc.weight']
+    if masks is not None:
+        wc, wf = wc * masks['conv.weight'], wf * masks['fc.weight']
+    h = torch.tanh(F.conv2d(inputs, wc, P['conv.bias'], padding=1))
+    return F.linear(h.mean((2, 3)), wf, P['fc.bias'])
+
+
+def ref_grads(P, data, lam, sparse=True, sr_times=1):
+    """STE gradient (gradient w.r.t. the *masked* weight, computed on a
+    separate leaf) plus ``sr_times`` SR-STE terms. Returns (grads, masks)."""
+    masks = {k: ref_mask(P[k]) for k in SPARSE} if sparse else None
+    leaves = {}
+    for k in NAMES:
+        t = P[k] * masks[k] if (sparse and k in SPARSE) else P[k]
+        leaves[k] = t.clone().requires_grad_(True)
+    out = ref_forward(leaves, data['inputs'])
+    loss = ((out - data['targets'])**2).mean()
+    grads = dict(zip(NAMES, torch.autograd.grad(loss, list(leaves.values()))))
+    if sparse:
+        for k in SPARSE:
+            # (bool mask * python float would be float32: multiply P first)
+            grads[k] = grads[k] + P[k] * (~masks[k]) * (sr_times * lam)
+    return grads, masks
+
+
+def ref_sgd(P, grads, bufs, lr, momentum=0.0, weight_decay=0.0):
+    """torch.optim.SGD (dampening 0, no Nesterov) written out."""
+    new = {}
+    for k in NAMES:
+        d = grads[k] + weight_decay * P[k]
+        if momentum:
+            bufs[k] = d.clone() if k not in bufs else momentum * bufs[k] + d
+            d = bufs[k]
+        new[k] = P[k] - lr * d
+    return new
+
+
+def spy_grads(wrapper, model):
+    """Record the gradients the optimizer sees at each ``step``."""
+    seen = []
+    names = {id(p): k for k, p in model.named_parameters()}
+    inner = wrapper.optimizer.step
+
+    def step(*args, **kwargs):
+        seen.append({
+            names[id(p)]: p.grad.detach().clone()
+            for g in wrapper.optimizer.param_groups for p in g['params']
+            if p.grad is not None
+        })
+        return inner(*args, **kwargs)
+
+    wrapper.optimizer.step = step
+    return seen
+
+
+def assert_params_close(model, expected, **tol):
+    tol = tol or dict(rtol=1e-12, atol=1e-13)
+    for k, p in model.named_parameters():
+        assert torch.allclose(p.detach(), expected[k], **tol), \
+            f'{k}: max diff {(p.detach() - expected[k]).abs().max():.3e}'
+
+
+def params_differ(a, b, atol=1e-9):
+    return any(not torch.allclose(a[k], b[k], rtol=0, atol=atol)
+               for k in NAMES)
+
+
+def sgd(model, **kw):
+    return torch.optim.SGD(model.parameters(), **kw)
+
+
+# --------------------------------------------------------------------------
+# 0. The reference itself is sound (guards against a vacuous comparison)
+# --------------------------------------------------------------------------
+def test_reference_mask_and_model_agree():
+    model = TinyNet()
+    data = make_data()
+    P = params_of(model)
+    out = model(**data, mode='predict')
+    masks = {k: ref_mask(P[k]) for k in SPARSE}
+    assert torch.equal(model.conv.mask, masks['conv.weight'])
+    assert torch.equal(model.fc.mask, masks['fc.weight'])
+    assert torch.allclose(out, ref_forward(P, data['inputs'], masks),
+                          rtol=1e-13, atol=1e-14)
+    # exactly N kept per group of M along the input channels
+    assert (masks['fc.weight'].view(4, 2, M).sum(-1) == N).all()
+    conv = masks['conv.weight'].permute(0, 2, 3, 1).reshape(-1, M)
+    assert (conv.sum(-1) == N).all()
+
+
+# --------------------------------------------------------------------------
+# 1. Two full SGD steps (momentum + weight decay) vs the hand computation
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize('lam', [2e-4, 0.1])
+def test_two_sgd_steps_match_hand_computation(lam):
+    lr, mu, wd = 0.05, 0.9, 1e-4
+    model = TinyNet()
+    wrapper = SRSTEOptimWrapper(
+        optimizer=sgd(model, lr=lr, momentum=mu, weight_decay=wd),
+        lambda_w=lam)
+    batches = [make_data(seed=1), make_data(seed=2)]
+
+    P, bufs, masks_seen = params_of(model), {}, []
+    for data in batches:
+        grads, masks = ref_grads(P, data, lam)
+        masks_seen.append(masks)
+        P = ref_sgd(P, grads, bufs, lr, mu, wd)
+
+    for i, data in enumerate(batches):
+        model.train_step(data, wrapper)
+        for k, layer in (('conv.weight', model.conv), ('fc.weight',
+                                                       model.fc)):
+            assert torch.equal(layer.mask, masks_seen[i][k])
+    assert_params_close(model, P)
+
+    # the SR-STE term matters: without it the result is measurably different
+    P0, bufs0 = params_of(TinyNet()), {}
+    for data in batches:
+        P0 = ref_sgd(P0, ref_grads(P0, data, 0.0)[0], bufs0, lr, mu, wd)
+    assert params_differ(P, P0, atol=1e-9 if lam < 1e-3 else 1e-5)
+
+
+def test_mask_follows_weights_between_steps():
+    """The second step's mask is recomputed from the updated weight."""
+    model = TinyNet()
+    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=3.0), lambda_w=0.)
+    data = make_data()
+    model.train_step(data, wrapper)
+    P1 = params_of(model)
+    model.train_step(data, wrapper)
+    assert torch.equal(model.fc.mask, ref_mask(P1['fc.weight']))
+    assert torch.equal(model.conv.mask, ref_mask(P1['conv.weight']))
+
+
+# --------------------------------------------------------------------------
+# 2. lambda_w = 0 is plain STE; the term only touches pruned positions
+# --------------------------------------------------------------------------
+def test_lambda_zero_is_plain_ste():
+    lr = 0.1
+    model = TinyNet()
+    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=lr), lambda_w=0.)
+    seen = spy_grads(wrapper, model)
+    data = make_data()
+    P = params_of(model)
+    grads, _ = ref_grads(P, data, lam=0.)
+    model.train_step(data, wrapper)
+    for k in NAMES:
+        assert torch.allclose(seen[0][k], grads[k], rtol=1e-12, atol=1e-14)
+    assert_params_close(model, ref_sgd(P, grads, {}, lr))
+
+
+def test_sr_term_only_touches_pruned_positions():
+    lam = 0.1
+    model = TinyNet()
+    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=0.1), lambda_w=lam)
+    seen = spy_grads(wrapper, model)
+    data = make_data()
+    P = params_of(model)
+    ste, masks = ref_grads(P, data, lam=0.)
+    model.train_step(data, wrapper)
+    g = seen[0]
+    for k in SPARSE:
+        keep = masks[k]
+        # kept positions: the STE gradient, untouched
+        assert torch.allclose(g[k][keep], ste[k][keep], rtol=1e-12,
+                              atol=1e-14)
+        # pruned positions: STE gradient + lambda * W
+        assert torch.allclose(g[k][~keep], ste[k][~keep] + lam * P[k][~keep],
+                              rtol=1e-12, atol=1e-14)
+        assert not torch.allclose(g[k][~keep], ste[k][~keep], atol=1e-6)
+    for k in ('conv.bias', 'fc.bias'):  # biases: never an SR term
+        assert torch.allclose(g[k], ste[k], rtol=1e-12, atol=1e-14)
+
+
+# --------------------------------------------------------------------------
+# 3. Gradient accumulation: same as the full batch; SR term once per step
+# --------------------------------------------------------------------------
+def test_gradient_accumulation_matches_full_batch_and_adds_term_once():
+    lr, mu, wd, lam = 0.05, 0.9, 1e-4, 0.1
+    full = [make_data(batch=4, seed=s) for s in (1, 2)]
+    halves = [{k: v[sl] for k, v in d.items()} for d in full
+              for sl in (slice(0, 2), slice(2, 4))]
+
+    acc_model = TinyNet()
+    acc = SRSTEOptimWrapper(
+        optimizer=sgd(acc_model, lr=lr, momentum=mu, weight_decay=wd),
+        lambda_w=lam, accumulative_counts=2)
+    calls = []
+    inner_add = acc.add_sr_ste_term
+    acc.add_sr_ste_term = lambda: (calls.append(acc._inner_count),
+                                   inner_add())[1]
+    before = params_of(acc_model)
+    for i, data in enumerate(halves):
+        acc_model.train_step(data, acc)
+        if i % 2 == 0:  # first micro-batch: no step yet
+            assert not params_differ(params_of(acc_model), before, atol=0)
+        before = params_of(acc_model)
+    assert calls == [2, 4]  # once per optimizer step, at the step
+
+    full_model = TinyNet()
+    one = SRSTEOptimWrapper(
+        optimizer=sgd(full_model, lr=lr, momentum=mu, weight_decay=wd),
+        lambda_w=lam, accumulative_counts=1)
+    for data in full:
+        full_model.train_step(data, one)
+    assert_params_close(acc_model, params_of(full_model))
+
+    # hand computation: term added once ...
+    P, bufs = params_of(TinyNet()), {}
+    P2, bufs2 = dict(P), {}
+    for data in full:
+        P = ref_sgd(P, ref_grads(P, data, lam)[0], bufs, lr, mu, wd)
+        P2 = ref_sgd(P2, ref_grads(P2, data, lam, sr_times=2)[0], bufs2, lr,
+                     mu, wd)
+    assert_params_close(acc_model, P)
+    # ... and adding it per micro-batch (twice) would be visibly different
+    assert params_differ(P, P2, atol=1e-5)
+
+
+# --------------------------------------------------------------------------
+# 4. Clipping sees the SR term
+# --------------------------------------------------------------------------
+def test_clip_grad_includes_sr_term():
+    lr, lam, max_norm = 1.0, 1.0, 1e-3
+    model = TinyNet()
+    wrapper = SRSTEOptimWrapper(
+        optimizer=sgd(model, lr=lr), lambda_w=lam,
+        clip_grad=dict(max_norm=max_norm))
+    data = make_data()
+    P = params_of(model)
+    g_sr, _ = ref_grads(P, data, lam)          # g + SR term
+    g_ste, masks = ref_grads(P, data, 0.)      # g alone
+    model.train_step(data, wrapper)
+    update = torch.cat([(P[k] - p.detach()).flatten() / lr
+                        for k, p in model.named_parameters()])
+    expected = torch.cat([g_sr[k].flatten() for k, _ in
+                          model.named_parameters()])
+    assert expected.norm() > 100 * max_norm  # clipping is active
+    # the clipped gradient has norm max_norm ...
+    assert torch.allclose(update.norm(), torch.tensor(max_norm,
+                                                      dtype=update.dtype),
+                          rtol=1e-5)
+    # ... and the direction of g + SR term
+    assert torch.allclose(update / update.norm(), expected / expected.norm(),
+                          rtol=1e-10, atol=1e-12)
+    # had the term been added after clipping, the update would differ
+    g_flat = torch.cat([g_ste[k].flatten() for k, _ in
+                        model.named_parameters()])
+    late = g_flat * max_norm / g_flat.norm() + torch.cat([
+        (P[k] * (~masks[k]) * lam).flatten() if k in SPARSE else
+        torch.zeros_like(P[k]).flatten() for k, _ in model.named_parameters()
+    ])
+    assert not torch.allclose(update, late, atol=1e-6)
+
+
+# --------------------------------------------------------------------------
+# 5. AMP on CPU: the term is added to the unscaled gradient
+# --------------------------------------------------------------------------
+def make_amp_wrapper(monkeypatch, model, init_scale, **kwargs):
+    monkeypatch.setattr(
+        'mmengine.optim.optimizer.amp_optimizer_wrapper.is_cuda_available',
+        lambda: True)
+    wrapper = AmpSRSTEOptimWrapper(optimizer=sgd(model, **kwargs.pop('sgd')),
+                                   **kwargs)
+    wrapper.loss_scaler = torch.amp.GradScaler('cpu', init_scale=init_scale)
+    wrapper.bind(model)
+    return wrapper
+
+
+def run_steps(model, wrapper, batches):
+    for data in batches:
+        wrapper.update_params(model(**data)['loss'])
+
+
+@pytest.mark.parametrize('clip', [None, dict(max_norm=1e-2)])
+def test_amp_matches_fp32_and_term_is_not_scaled(monkeypatch, clip):
+    lam, scale = 0.1, 2.**10
+    sgd_kw = dict(lr=0.05, momentum=0.9, weight_decay=1e-4)
+    extra = dict(clip_grad=clip) if clip else {}
+    batches = [make_data(dtype=torch.float32, seed=s) for s in (1, 2)]
+
+    amp_model = TinyNet(dtype=torch.float32)
+    amp = make_amp_wrapper(monkeypatch, amp_model, scale, sgd=sgd_kw,
+                           lambda_w=lam, **extra)
+    assert amp.loss_scaler.get_scale() == scale
+    run_steps(amp_model, amp, batches)
+    assert amp.loss_scaler.get_scale() == scale  # no overflow, no growth yet
+
+    def fp32_run(lambda_w):
+        model = TinyNet(dtype=torch.float32)
+        wrapper = SRSTEOptimWrapper(optimizer=sgd(model, **sgd_kw),
+                                    lambda_w=lambda_w, **extra)
+        wrapper.bind(model)
+        run_steps(model, wrapper, batches)
+        return params_of(model)
+
+    expected = fp32_run(lam)
+    assert_params_close(amp_model, expected, rtol=1e-5, atol=1e-6)
+    # a term divided by the loss scale would give a different result
+    assert params_differ(expected, fp32_run(lam / scale), atol=1e-4)
+
+
+def test_amp_overflow_skips_step_and_lowers_scale(monkeypatch):
+    model = TinyNet(dtype=torch.float32)
+    amp = make_amp_wrapper(monkeypatch, model, 3e38,
+                           sgd=dict(lr=0.1, momentum=0.9), lambda_w=0.1)
+    data = make_data(dtype=torch.float32, scale=100.)
+    before = params_of(model)
+    amp.update_params(model(**data)['loss'])
+    after = params_of(model)
+    for k in NAMES:
+        assert torch.equal(before[k], after[k])
+    assert amp.loss_scaler.get_scale() < 3e38
+    assert amp.loss_scaler.get_scale() == pytest.approx(3e38 * 0.5, rel=1e-6)
+    # nothing was stepped: no momentum state
+    assert all(not s for s in amp.optimizer.state.values())
+
+
+# --------------------------------------------------------------------------
+# 6. Schedule: dense warm-up, then masks; frozen masks
+# --------------------------------------------------------------------------
+def test_dense_warmup_then_sparse():
+    lam = 0.1
+    model = TinyNet()
+    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=0.1), lambda_w=lam,
+                                sparse_start_iter=2)
+    seen = spy_grads(wrapper, model)
+    data = make_data()
+    for it in range(4):
+        P = params_of(model)
+        with wrapper.optim_context(model):
+            out = model(**data, mode='predict')
+            loss = ((out - data['targets'])**2).mean()
+        if it < 2:
+            assert model.fc.mask is None and model.conv.mask is None
+            assert torch.allclose(out, ref_forward(P, data['inputs']),
+                                  rtol=1e-13, atol=1e-14)
+        else:
+            masks = {k: ref_mask(P[k]) for k in SPARSE}
+            assert torch.equal(model.conv.mask, masks['conv.weight'])
+            assert torch.equal(model.fc.mask, masks['fc.weight'])
+            assert torch.allclose(out, ref_forward(P, data['inputs'], masks),
+                                  rtol=1e-13, atol=1e-14)
+        wrapper.update_params(loss)
+        # the grads the optimizer saw: dense (no SR term) or STE + SR term
+        grads, _ = ref_grads(P, data, lam, sparse=it >= 2)
+        for k in NAMES:
+            assert torch.allclose(seen[it][k], grads[k], rtol=1e-12,
+                                  atol=1e-14)
+
+
+def group_counts(weight):
+    w = weight.detach()
+    w4 = w[:, :, None, None] if w.dim() == 2 else w
+    return (w4 != 0).permute(0, 2, 3, 1).reshape(-1, M).sum(-1)
+
+
+def test_freeze_mask_keeps_mask_and_zeroes_pruned_weights():
+    freeze_at = 3
+    model = TinyNet()
+    wrapper = SRSTEOptimWrapper(
+        optimizer=sgd(model, lr=0.5, momentum=0.9, weight_decay=1e-4),
+        lambda_w=2e-4, sparse_start_iter=1, freeze_mask_iter=freeze_at)
+    data = [make_data(seed=s) for s in range(8)]
+    frozen = None
+    for it, d in enumerate(data):
+        P = params_of(model)
+        if it == 6:
+            # push the pruned weights far above the kept ones: an unfrozen
+            # mask would flip, a frozen one must not
+            with torch.no_grad():
+                for layer in (model.conv, model.fc):
+                    layer.weight[~layer.mask] = 10.
+        model.train_step(d, wrapper)
+        if it == freeze_at:
+            frozen = {k: ref_mask(P[k]) for k in SPARSE}
+        if it >= freeze_at:
+            for k, layer in (('conv.weight', model.conv), ('fc.weight',
+                                                           model.fc)):
+                assert layer.mask_frozen
+                assert torch.equal(layer.mask, frozen[k])
+                # pruned weights are exactly zero after every step
+                assert (layer.weight.detach()[~frozen[k]] == 0).all()
+                # the kept ones still train
+                assert not torch.equal(layer.weight.detach()[frozen[k]],
+                                       P[k][frozen[k]])
+                eff = layer.effective_weight()
+                assert torch.equal(eff, layer.weight.detach())
+                assert (group_counts(eff) <= N).all()
+        else:
+            assert not model.fc.mask_frozen
+    # momentum buffers do hold non-zero values at pruned positions, so the
+    # zeros above come from re-masking, not from a quiet optimizer
+    buf = wrapper.optimizer.state[model.fc.weight]['momentum_buffer']
+    assert (buf[~frozen['fc.weight']] != 0).any()
+
+
+# --------------------------------------------------------------------------
+# Masks must follow every optimizer implementation
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize('impl', [
+    dict(foreach=False),
+    dict(foreach=True),
+    # fused optimizers update weights without bumping their version counter
+    dict(fused=True),
+])
+def test_mask_recomputed_after_step_for_every_optimizer_impl(impl):
+    lr, lam = 3.0, 0.
+    model = TinyNet()
+    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=lr, **impl),
+                                lambda_w=lam)
+    data = make_data()
+    P = params_of(model)
+    model.train_step(data, wrapper)
+    P1 = ref_sgd(P, ref_grads(P, data, lam)[0], {}, lr)
+    assert_params_close(model, P1)
+    new = {k: ref_mask(P1[k]) for k in SPARSE}
+    assert not torch.equal(new['conv.weight'], ref_mask(P['conv.weight']))
+    model.train_step(data, wrapper)
+    assert torch.equal(model.conv.mask, new['conv.weight'])
+    assert torch.equal(model.fc.mask, new['fc.weight'])
+
+
+# --------------------------------------------------------------------------
+# 7. Errors
+# --------------------------------------------------------------------------
+def test_model_without_sparse_layers_raises():
+    model = DenseNet()
+    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=0.1))
+    with pytest.raises(RuntimeError, match='no N:M sparse layer'):
+        with wrapper.optim_context(model):
+            pass
+    with pytest.raises(RuntimeError, match='no N:M sparse layer'):
+        model.train_step(dict(inputs=torch.randn(2, 8)), wrapper)
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(lambda_w=-1e-4),
+    dict(sparse_start_iter=-1),
+    dict(sparse_start_iter=5, freeze_mask_iter=4),
+])
+def test_invalid_arguments_raise(kwargs):
+    model = TinyNet()
+    with pytest.raises(ValueError):
+        SRSTEOptimWrapper(optimizer=sgd(model, lr=0.1), **kwargs)
+
+
+def test_freeze_at_start_is_valid():
+    model = TinyNet()
+    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=0.1),
+                                sparse_start_iter=2, freeze_mask_iter=2)
+    assert wrapper.freeze_mask_iter == 2
+
+
+# --------------------------------------------------------------------------
+# 8. Registry
+# --------------------------------------------------------------------------
+def test_registry_builds_wrapper_with_defaults():
+    model = TinyNet()
+    wrapper = OPTIM_WRAPPERS.build(
+        dict(type='SRSTEOptimWrapper', optimizer=sgd(model, lr=0.1)))
+    assert isinstance(wrapper, SRSTEOptimWrapper)
+    assert isinstance(wrapper, OptimWrapper)
+    assert wrapper.lambda_w == 2e-4
+    assert wrapper.sparse_start_iter == 0
+    assert wrapper.freeze_mask_iter is None
+    assert OPTIM_WRAPPERS.get('AmpSRSTEOptimWrapper') is AmpSRSTEOptimWrapper
+
+
+def test_build_optim_wrapper_from_config():
+    model = TinyNet()
+    cfg = dict(type='SRSTEOptimWrapper', lambda_w=1e-3,
+               optimizer=dict(type='SGD', lr=0.1))
+    wrapper = build_optim_wrapper(model, copy.deepcopy(cfg))
+    assert isinstance(wrapper, SRSTEOptimWrapper)
+    assert wrapper.lambda_w == 1e-3
+    assert isinstance(wrapper.optimizer, torch.optim.SGD)
+    wrapper = build_optim_wrapper(
+        model, dict(type='SRSTEOptimWrapper',
+                    optimizer=dict(type='SGD', lr=0.1)))
+    assert wrapper.lambda_w == 2e-4
+    # it trains
+    before = params_of(model)
+    model.train_step(make_data(), wrapper)
+    assert params_differ(before, params_of(model))

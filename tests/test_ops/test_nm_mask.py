@@ -1,0 +1,478 @@
+"""Tests of the N:M mask op against a brute-force reference.
+
+The reference below never calls mmnm: it lists the weight indices of every
+group explicitly (REFERENCE.md section 2) and keeps the N largest magnitudes
+of each group, the lowest index winning ties.
+"""
+import itertools
+
+import pytest
+import torch
+
+from mmnm.ops import group_view, nm_mask, selection_network
+from mmnm.pattern import NMPattern
+
+PATTERNS = [(1, 4), (2, 4), (2, 8), (4, 8), (1, 16)]
+ODD_PATTERNS = [(1, 2), (3, 5), (2, 3)]
+ALL_PATTERNS = PATTERNS + ODD_PATTERNS
+ORIENTATIONS = ('channel', 'flat')
+
+
+# --------------------------------------------------------------------------
+# brute-force reference
+# --------------------------------------------------------------------------
+def ref_groups(shape, m, orientation):
+    """Explicit index lists (tuples into the weight) of every N:M group."""
+    shape = tuple(shape)
+    out, chans, taps = shape[0], shape[1], shape[2:]
+    groups = []
+    if orientation == 'channel':
+        # M consecutive input channels at each fixed (out, kernel tap).
+        assert chans % m == 0
+        for k in range(out):
+            for tap in itertools.product(*[range(t) for t in taps]):
+                for g in range(chans // m):
+                    groups.append([(k, g * m + t) + tap for t in range(m)])
+    elif orientation == 'flat':
+        # M consecutive entries of weight[k].flatten() (last dim fastest).
+        row = list(itertools.product(*[range(d) for d in shape[1:]]))
+        assert len(row) % m == 0
+        for k in range(out):
+            for g in range(len(row) // m):
+                groups.append([(k, ) + row[g * m + t] for t in range(m)])
+    else:
+        raise AssertionError(orientation)
+    return groups
+
+
+def ref_mask(weight, n, m, orientation):
+    """Keep the n largest |w| of every group; ties keep the lowest index."""
+    values = weight.detach().to(torch.float64).cpu()
+    mask = torch.zeros(weight.shape, dtype=torch.bool)
+    for group in ref_groups(weight.shape, m, orientation):
+        mags = [abs(values[idx].item()) for idx in group]
+        # sorted() is stable: among equal magnitudes the lower position wins
+        order = sorted(range(m), key=lambda t: -mags[t])
+        for t in order[:n]:
+            mask[group[t]] = True
+    return mask
+
+
+def assert_n_per_group(mask, n, m, orientation):
+    for group in ref_groups(mask.shape, m, orientation):
+        assert sum(bool(mask[idx]) for idx in group) == n
+
+
+def conv_shapes(m, orientation):
+    shapes = [(3, 2 * m, 3, 3), (5, m, 1, 1), (2, 3 * m, 2, 3)]
+    if orientation == 'flat':
+        # channel count not divisible by m; the flattened row is
+        shapes += [(3, 3, 1, m), (2, 1, 2 * m, 1)]
+    return shapes
+
+
+def linear_shapes(m):
+    return [(4, 2 * m), (7, 3 * m), (1, m)]
+
+
+# --------------------------------------------------------------------------
+# 1. random weights against the reference
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize('orientation', ORIENTATIONS)
+@pytest.mark.parametrize('n,m', ALL_PATTERNS)
+def test_matches_reference_conv(n, m, orientation):
+    gen = torch.Generator().manual_seed(1000 * n + m)
+    for shape in conv_shapes(m, orientation):
+        weight = torch.randn(shape, generator=gen)
+        mask = nm_mask(weight, n, m, orientation)
+        assert mask.dtype == torch.bool
+        assert mask.shape == weight.shape
+        expected = ref_mask(weight, n, m, orientation)
+        assert torch.equal(mask, expected), (shape, n, m, orientation)
+        assert_n_per_group(mask, n, m, orientation)
+        assert int(mask.sum()) == weight.numel() * n // m
+
+
+@pytest.mark.parametrize('orientation', ORIENTATIONS)
+@pytest.mark.parametrize('n,m', ALL_PATTERNS)
+def test_matches_reference_linear(n, m, orientation):
+    gen = torch.Generator().manual_seed(7 + 1000 * n + m)
+    for shape in linear_shapes(m):
+        weight = torch.randn(shape, generator=gen)
+        mask = nm_mask(weight, n, m, orientation)
+        expected = ref_mask(weight, n, m, orientation)
+        assert torch.equal(mask, expected), (shape, n, m, orientation)
+        assert_n_per_group(mask, n, m, orientation)
+
+
+def test_orientations_really_differ():
+    # a weight where channel groups and flat groups must pick differently
+    gen = torch.Generator().manual_seed(3)
+    weight = torch.randn(4, 8, 3, 3, generator=gen)
+    channel = nm_mask(weight, 2, 4, 'channel')
+    flat = nm_mask(weight, 2, 4, 'flat')
+    assert not torch.equal(channel, flat)
+    assert torch.equal(channel, ref_mask(weight, 2, 4, 'channel'))
+    assert torch.equal(flat, ref_mask(weight, 2, 4, 'flat'))
+
+
+def test_default_orientation_is_channel():
+    gen = torch.Generator().manual_seed(4)
+    weight = torch.randn(2, 8, 3, 3, generator=gen)
+    assert torch.equal(nm_mask(weight, 2, 4), ref_mask(weight, 2, 4,
+                                                       'channel'))
+
+
+def test_kept_magnitudes_dominate_pruned():
+    # property check independent of index bookkeeping: in every group the
+    # smallest kept |w| is >= the largest pruned |w|
+    gen = torch.Generator().manual_seed(5)
+    weight = torch.randn(6, 16, 2, 2, generator=gen)
+    mask = nm_mask(weight, 2, 8)
+    for group in ref_groups(weight.shape, 8, 'channel'):
+        kept = [abs(weight[i].item()) for i in group if mask[i]]
+        pruned = [abs(weight[i].item()) for i in group if not mask[i]]
+        assert len(kept) == 2
+        assert min(kept) >= max(pruned)
+
+
+# --------------------------------------------------------------------------
+# 2. ties
+# --------------------------------------------------------------------------
+def tie_weights():
+    gen = torch.Generator().manual_seed(11)
+    yield torch.randint(-1, 2, (6, 8, 3, 3), generator=gen).float()
+    yield torch.randint(-2, 3, (5, 16, 1, 2), generator=gen).float()
+    yield torch.zeros(3, 8, 2, 2)
+    yield torch.ones(3, 8, 2, 2)
+    signed_zero = torch.zeros(4, 8, 3, 3)
+    signs = torch.randint(0, 2, signed_zero.shape, generator=gen).bool()
+    signed_zero[signs] = -0.0
+    assert (torch.signbit(signed_zero)).any()
+    yield signed_zero
+    # equal magnitudes with opposite signs
+    mixed = torch.full((3, 8, 2, 2), 0.5)
+    mixed[torch.randint(0, 2, mixed.shape, generator=gen).bool()] = -0.5
+    yield mixed
+
+
+@pytest.mark.parametrize('orientation', ORIENTATIONS)
+@pytest.mark.parametrize('n,m', [(1, 4), (2, 4), (2, 8), (4, 8), (1, 2),
+                                 (3, 8)])
+def test_ties_keep_lowest_index(n, m, orientation):
+    for weight in tie_weights():
+        if weight.shape[1] % m:
+            continue
+        mask = nm_mask(weight, n, m, orientation)
+        assert torch.equal(mask, ref_mask(weight, n, m, orientation))
+        assert_n_per_group(mask, n, m, orientation)
+        # deterministic across calls
+        for _ in range(3):
+            assert torch.equal(nm_mask(weight, n, m, orientation), mask)
+
+
+def test_all_zero_keeps_first_n():
+    weight = torch.zeros(2, 8)
+    mask = nm_mask(weight, 2, 4)
+    expected = torch.tensor([[1, 1, 0, 0] * 2] * 2, dtype=torch.bool)
+    assert torch.equal(mask, expected)
+
+
+def test_signed_zero_ties():
+    # -0.0 and +0.0 are the same magnitude: lowest index wins
+    weight = torch.tensor([[-0.0, 0.0, -0.0, 0.0, 0.0, -0.0, 0.0, -0.0]])
+    assert torch.equal(nm_mask(weight, 1, 4), ref_mask(weight, 1, 4,
+                                                       'channel'))
+    assert nm_mask(weight, 1, 4).tolist() == [[
+        True, False, False, False, True, False, False, False
+    ]]
+
+
+def test_partial_tie_at_threshold():
+    # one clear winner plus a three-way tie for the second slot
+    weight = torch.tensor([[0.1, -0.5, 0.5, 3.0, 0.5, 0.2, 0.2, 0.2]])
+    mask = nm_mask(weight, 2, 4)
+    assert torch.equal(mask, ref_mask(weight, 2, 4, 'channel'))
+    assert mask.tolist() == [[False, True, False, True, True, True, False,
+                              False]]
+
+
+def test_ties_in_some_groups_only():
+    # most groups are tie free; a few tie: the global fast path must not
+    # hide a wrong count in one group
+    gen = torch.Generator().manual_seed(12)
+    weight = torch.randn(4, 16, 2, 2, generator=gen)
+    weight[1, 4:8, 0, 0] = 1.0
+    weight[3, 0:4, 1, 1] = torch.tensor([2.0, -2.0, 2.0, 0.0])
+    for n in (1, 2, 3):
+        mask = nm_mask(weight, n, 4)
+        assert torch.equal(mask, ref_mask(weight, n, 4, 'channel'))
+        assert_n_per_group(mask, n, 4, 'channel')
+
+
+# --------------------------------------------------------------------------
+# 3. half precision
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('orientation', ORIENTATIONS)
+@pytest.mark.parametrize('n,m', [(1, 4), (2, 4), (2, 8), (4, 8), (1, 16)])
+def test_half_precision(dtype, orientation, n, m):
+    gen = torch.Generator().manual_seed(21 + n + m)
+    # low precision produces many exact ties (bf16 has 8 mantissa bits)
+    weight = torch.randn(4, 2 * m, 3, 3, generator=gen).to(dtype)
+    mask = nm_mask(weight, n, m, orientation)
+    assert mask.dtype == torch.bool and mask.shape == weight.shape
+    expected = ref_mask(weight.float(), n, m, orientation)
+    assert torch.equal(mask, expected)
+    assert torch.equal(mask, nm_mask(weight.float(), n, m, orientation))
+    assert_n_per_group(mask, n, m, orientation)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_half_precision_linear_with_ties(dtype):
+    gen = torch.Generator().manual_seed(22)
+    weight = (torch.randint(-3, 4, (6, 32), generator=gen) / 4).to(dtype)
+    mask = nm_mask(weight, 2, 4)
+    assert torch.equal(mask, ref_mask(weight.float(), 2, 4, 'channel'))
+
+
+# --------------------------------------------------------------------------
+# 4. non-contiguous weights
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize('orientation', ORIENTATIONS)
+@pytest.mark.parametrize('n,m', [(1, 4), (2, 4), (2, 8)])
+def test_channels_last(orientation, n, m):
+    gen = torch.Generator().manual_seed(31)
+    for weight in (torch.randn(4, 16, 3, 3, generator=gen),
+                   torch.randint(-1, 2, (4, 16, 3, 3), generator=gen).float()):
+        cl = weight.to(memory_format=torch.channels_last)
+        assert not cl.is_contiguous()
+        mask = nm_mask(cl, n, m, orientation)
+        assert mask.shape == weight.shape
+        assert torch.equal(mask, nm_mask(weight, n, m, orientation))
+        assert torch.equal(mask, ref_mask(weight, n, m, orientation))
+
+
+def test_transposed_and_sliced_views():
+    gen = torch.Generator().manual_seed(32)
+    base = torch.randn(16, 6, generator=gen)
+    view = base.t()  # (6, 16) linear weight, not contiguous
+    assert not view.is_contiguous()
+    assert torch.equal(nm_mask(view, 2, 4), nm_mask(view.contiguous(), 2, 4))
+    assert torch.equal(nm_mask(view, 2, 4), ref_mask(view, 2, 4, 'channel'))
+
+    big = torch.randn(8, 8, 3, 3, generator=gen)
+    sliced = big[::2]  # every other output channel
+    permuted = torch.randn(3, 3, 4, 8, generator=gen).permute(2, 3, 0, 1)
+    for weight in (sliced, permuted):
+        assert not weight.is_contiguous()
+        for orientation in ORIENTATIONS:
+            mask = nm_mask(weight, 2, 4, orientation)
+            assert torch.equal(
+                mask, nm_mask(weight.contiguous(), 2, 4, orientation))
+            assert torch.equal(mask, ref_mask(weight, 2, 4, orientation))
+
+
+def test_does_not_modify_weight_or_track_grad():
+    gen = torch.Generator().manual_seed(33)
+    weight = torch.randn(4, 8, 3, 3, generator=gen, requires_grad=True)
+    before = weight.detach().clone()
+    version = weight._version
+    mask = nm_mask(weight, 2, 4)
+    assert not mask.requires_grad
+    assert torch.equal(weight.detach(), before)
+    assert weight._version == version
+
+
+# --------------------------------------------------------------------------
+# 5. selection network
+# --------------------------------------------------------------------------
+def apply_network(rows, comparators):
+    """rows: (B, size). Apply (i, j, keep_min, keep_max) column-wise."""
+    wires = [rows[:, c].clone() for c in range(rows.shape[1])]
+    for i, j, keep_min, keep_max in comparators:
+        low = torch.minimum(wires[i], wires[j])
+        high = torch.maximum(wires[i], wires[j])
+        if keep_min:
+            wires[i] = low
+        if keep_max:
+            wires[j] = high
+    return wires
+
+
+@pytest.mark.parametrize('size', range(2, 17))
+def test_selection_network_random(size):
+    gen = torch.Generator().manual_seed(size)
+    rows = torch.cat([
+        torch.randn(300, size, generator=gen),
+        torch.randint(0, 3, (300, size), generator=gen).float(),
+    ])
+    expected = torch.sort(rows, dim=1).values
+    for rank in range(size):
+        network = selection_network(size, rank)
+        for i, j, keep_min, keep_max in network:
+            assert 0 <= i < j < size
+            assert keep_min or keep_max
+        wires = apply_network(rows, network)
+        assert torch.equal(wires[rank], expected[:, rank]), (size, rank)
+
+
+@pytest.mark.parametrize('size', [4, 5])
+def test_selection_network_exhaustive(size):
+    perms = list(itertools.permutations(range(size)))
+    with_ties = list(itertools.product(range(3), repeat=size))
+    rows = torch.tensor(perms + with_ties, dtype=torch.float32)
+    expected = torch.sort(rows, dim=1).values
+    for rank in range(size):
+        wires = apply_network(rows, selection_network(size, rank))
+        assert torch.equal(wires[rank], expected[:, rank]), rank
+
+
+def test_selection_network_is_pruned():
+    # selecting the minimum of 16 needs far fewer comparators than sorting
+    full_max = max(
+        len(selection_network(16, rank)) for rank in range(16))
+    assert len(selection_network(16, 0)) < full_max
+
+
+# --------------------------------------------------------------------------
+# 6. errors
+# --------------------------------------------------------------------------
+def _w(*shape):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(41))
+
+
+ERROR_CASES = [
+    (lambda: (_w(4, 8), 4, 4, 'channel'), ValueError, r'1 <= N < M'),
+    (lambda: (_w(4, 8), 5, 4, 'channel'), ValueError, r'1 <= N < M'),
+    (lambda: (_w(4, 8), 0, 4, 'channel'), ValueError, r'1 <= N < M'),
+    (lambda: (_w(4, 8), -1, 4, 'channel'), ValueError, r'1 <= N < M'),
+    (lambda: (_w(4, 8), 2.0, 4, 'channel'), TypeError, r'must be an int'),
+    (lambda: (_w(4, 8), True, 4, 'channel'), TypeError, r'must be an int'),
+    (lambda: (_w(4, 8), 2, 4.0, 'channel'), TypeError, r'must be an int'),
+    (lambda: (_w(4, 8), 2, 4, 'row'), ValueError, r'unknown orientation'),
+    (lambda: (_w(4, 6, 3, 3), 2, 4, 'channel'), ValueError,
+     r'not divisible'),
+    (lambda: (_w(4, 3, 1, 5), 2, 4, 'flat'), ValueError, r'not divisible'),
+    (lambda: (_w(4, 6), 2, 4, 'channel'), ValueError, r'not divisible'),
+    (lambda: (_w(8), 2, 4, 'channel'), ValueError, r'at least 2 dims'),
+    (lambda: (_w(8), 2, 4, 'flat'), ValueError, r'at least 2 dims'),
+]
+
+
+def _nan_weight():
+    w = _w(4, 8, 3, 3)
+    w[2, 5, 1, 0] = float('nan')
+    return w, 2, 4, 'channel'
+
+
+def _inf_weight():
+    w = _w(4, 8)
+    w[0, 3] = float('inf')
+    return w, 2, 4, 'channel'
+
+
+def _neg_inf_weight():
+    w = _w(4, 8).half()
+    w[3, 7] = float('-inf')
+    return w, 2, 4, 'flat'
+
+
+ERROR_CASES += [
+    (_nan_weight, ValueError, r'NaN'),
+    (_inf_weight, ValueError, r'NaN/Inf'),
+    (_neg_inf_weight, ValueError, r'NaN/Inf'),
+]
+
+
+@pytest.mark.parametrize('make,exc,pattern', ERROR_CASES)
+def test_errors(make, exc, pattern):
+    weight, n, m, orientation = make()
+    with pytest.raises(exc, match=pattern):
+        nm_mask(weight, n, m, orientation)
+    with pytest.raises(exc, match=pattern) as info:
+        nm_mask(weight, n, m, orientation, name='backbone.conv1')
+    assert 'backbone.conv1' in str(info.value)
+
+
+def test_n_equal_m_message_without_name_has_no_prefix():
+    with pytest.raises(ValueError) as info:
+        nm_mask(_w(4, 8), 4, 4)
+    assert not str(info.value).startswith(':')
+    assert '4:4' in str(info.value)
+
+
+# --------------------------------------------------------------------------
+# 7. group_view
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize('shape,m,orientation',
+                         [((4, 8, 3, 3), 4, 'channel'),
+                          ((4, 8, 3, 3), 4, 'flat'),
+                          ((3, 2, 2, 4), 8, 'flat'),
+                          ((4, 16), 8, 'channel'), ((4, 16), 4, 'flat'),
+                          ((5, 16, 1, 1), 16, 'channel')])
+def test_group_view_is_view_and_holds_groups(shape, m, orientation):
+    weight = _w(*shape)
+    view = group_view(weight, m, orientation)
+    assert view.dim() == 4 and view.shape[2] == m
+    assert view.data_ptr() == weight.data_ptr()
+    assert view.untyped_storage().data_ptr() == \
+        weight.untyped_storage().data_ptr()
+    # every [o, g, :, r] slice is exactly one reference group, in order
+    groups = ref_groups(shape, m, orientation)
+    slices = view.permute(0, 1, 3, 2).reshape(-1, m)
+    assert slices.shape[0] == len(groups)
+    got = sorted(tuple(row) for row in slices.tolist())
+    want = sorted(
+        tuple(weight[idx].item() for idx in group) for group in groups)
+    assert got == want
+    # writes through the view reach the weight
+    view[0, 0, 1, 0] = 123.0
+    assert 123.0 in weight.flatten().tolist()
+
+
+# --------------------------------------------------------------------------
+# 8. NMPattern.parse
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize('spec', ['2:4', (2, 4), [2, 4],
+                                  dict(n=2, m=4),
+                                  NMPattern(2, 4)])
+def test_parse_accepts(spec):
+    pattern = NMPattern.parse(spec)
+    assert isinstance(pattern, NMPattern)
+    assert (pattern.n, pattern.m, pattern.orientation) == (2, 4, 'channel')
+    assert pattern.density == 0.5
+    assert str(pattern) == '2:4'
+
+
+def test_parse_orientation():
+    assert NMPattern.parse('1:4', orientation='flat') == NMPattern(
+        1, 4, 'flat')
+    assert NMPattern.parse(dict(n=1, m=4, orientation='flat')).orientation \
+        == 'flat'
+    existing = NMPattern(2, 8, 'flat')
+    assert NMPattern.parse(existing) is existing
+
+
+@pytest.mark.parametrize('spec,exc', [
+    ('2-4', ValueError),
+    ('2:x', ValueError),
+    ('2:4:8', ValueError),
+    ('', ValueError),
+    ('4:4', ValueError),
+    (dict(n=2, m=4, k=1), ValueError),
+    (dict(n=2), ValueError),
+    (dict(n=2, m=4, orientation='row'), ValueError),
+    ((2, 4, 8), TypeError),
+    (2.5, TypeError),
+])
+def test_parse_rejects(spec, exc):
+    with pytest.raises(exc):
+        NMPattern.parse(spec)
+
+
+def test_parse_error_messages():
+    with pytest.raises(ValueError, match=r"cannot parse N:M pattern '2-4'"):
+        NMPattern.parse('2-4')
+    with pytest.raises(ValueError, match=r'cannot parse N:M pattern .*k'):
+        NMPattern.parse(dict(n=2, m=4, k=1))

@@ -1,0 +1,77 @@
+"""Small models and data for tests that drive mmengine's real Runner."""
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from mmengine.registry import DATASETS, MODELS
+from torch import nn
+from torch.utils.data import Dataset
+
+
+@MODELS.register_module(force=True)
+class ToyConvNet(BaseModel):
+    """Conv -> conv -> linear regression net; no BatchNorm, so gradients of
+    a split batch average to those of the whole batch."""
+
+    def __init__(self, dtype: str = 'float32') -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv = nn.Conv2d(8, 16, 3, padding=1)
+        self.head = nn.Linear(16, 4)
+        self.to(getattr(torch, dtype))
+
+    def forward(self, inputs, targets=None, mode='loss'):
+        inputs = torch.stack(inputs) if isinstance(inputs, list) else inputs
+        inputs = inputs.to(self.head.weight.dtype)
+        features = F.relu(self.conv(F.relu(self.stem(inputs))))
+        out = self.head(features.mean((2, 3)))
+        if mode == 'loss':
+            targets = torch.stack(targets) if isinstance(targets,
+                                                         list) else targets
+            return dict(loss=F.mse_loss(out, targets.to(out.dtype)))
+        return out
+
+
+@DATASETS.register_module(force=True)
+class ToyDataset(Dataset):
+    """Deterministic random images and regression targets."""
+
+    def __init__(self, length: int = 16, seed: int = 0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.inputs = torch.randn(length, 3, 6, 6, generator=gen)
+        self.targets = torch.randn(length, 4, generator=gen) * 3
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, index: int) -> dict:
+        return dict(inputs=self.inputs[index], targets=self.targets[index])
+
+
+def toy_runner_cfg(work_dir: str, max_iters: int = 6, **overrides) -> dict:
+    """Config of an iteration-based sparse run of :class:`ToyConvNet`."""
+    cfg = dict(
+        model=dict(type='ToyConvNet'),
+        work_dir=work_dir,
+        runner_type='NMSparseRunner',
+        sparsity=dict(pattern='2:4'),
+        train_dataloader=dict(
+            dataset=dict(type='ToyDataset'),
+            batch_size=4,
+            num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=True, seed=0)),
+        optim_wrapper=dict(
+            type='SRSTEOptimWrapper',
+            lambda_w=2e-4,
+            optimizer=dict(type='SGD', lr=0.5, momentum=0.9)),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        custom_hooks=[dict(type='NMSparsityHook', interval=2)],
+        default_hooks=dict(
+            logger=dict(type='LoggerHook', interval=2),
+            checkpoint=dict(
+                type='CheckpointHook', interval=2, by_epoch=False)),
+        randomness=dict(seed=0),
+        env_cfg=dict(dist_cfg=dict(backend='gloo')),
+        default_scope=None,
+    )
+    cfg.update(overrides)
+    return cfg
