@@ -1,4 +1,6 @@
 """Small models and data for tests that drive mmengine's real Runner."""
+import uuid
+
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModel
@@ -72,6 +74,9 @@ def toy_runner_cfg(work_dir: str, max_iters: int = 6, **overrides) -> dict:
         randomness=dict(seed=0),
         env_cfg=dict(dist_cfg=dict(backend='gloo')),
         default_scope=None,
+        # runners share the MessageHub of their experiment name, which
+        # defaults to the start second: keep the runs of one test apart
+        experiment_name=f'toy-{uuid.uuid4().hex}',
     )
     cfg.update(overrides)
     return cfg

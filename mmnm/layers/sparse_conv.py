@@ -22,9 +22,10 @@ class SparseConv2d(NMSparseMixin, nn.Conv2d):
                  n: int = 2,
                  m: int = 4,
                  orientation: str = 'channel',
+                 name: Optional[str] = None,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.init_sparsity(n, m, orientation)
+        self.init_sparsity(n, m, orientation, name)
 
     def forward(self, x: Tensor) -> Tensor:
         return self._conv_forward(x, self.sparse_weight(), self.bias)
@@ -50,5 +51,6 @@ class SparseConv2d(NMSparseMixin, nn.Conv2d):
             device='meta',
             n=n,
             m=m,
-            orientation=orientation)
-        return sparse._adopt(conv, name)
+            orientation=orientation,
+            name=name)
+        return sparse._adopt(conv)

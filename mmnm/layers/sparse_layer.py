@@ -72,14 +72,12 @@ class NMSparseMixin:
         self.sparse_enabled = True
         self.mask_frozen = False
         self.mask: Optional[Tensor] = None
-        self._mask_key: Optional[Tuple[int, int]] = None
 
-    def _adopt(self, dense: nn.Module, name: Optional[str]):
-        """Take over ``dense``'s parameters (shared, not copied), mode and
-        name; used by ``from_dense``."""
+    def _adopt(self, dense: nn.Module):
+        """Take over ``dense``'s parameters (shared, not copied) and mode;
+        used by ``from_dense``."""
         self.weight = dense.weight
         self.bias = dense.bias
-        self.nm_name = name
         return self.train(dense.training)
 
     def describe(self) -> str:
@@ -90,24 +88,19 @@ class NMSparseMixin:
                 f'{tuple(self.weight.shape)}')
 
     def update_mask(self) -> Tensor:
-        """The mask for the current weight.
+        """Compute the mask of the current weight, or reuse the frozen one.
 
-        Training forwards always recompute it: fused optimizers and writes
-        through ``.data`` change weights without bumping their version
-        counter. In eval mode the mask is reused while the weight's storage
-        and version are unchanged. A frozen mask is only moved to the
-        weight's device.
+        Masks are never cached across forwards: fused optimizers and writes
+        through ``.data`` (e.g. EMA models) change weights without a trace
+        in their version counter. For fast inference, export the masked
+        weights instead.
         """
-        weight = self.weight
         if self.mask_frozen and self.mask is not None:
-            if self.mask.device != weight.device:
-                self.mask = self.mask.to(weight.device)
+            if self.mask.device != self.weight.device:
+                self.mask = self.mask.to(self.weight.device)
             return self.mask
-        key = None if self.training else (weight.data_ptr(), weight._version)
-        if key is None or key != self._mask_key:
-            self.mask = nm_mask(weight, self.nm.n, self.nm.m,
-                                self.nm.orientation, self.describe())
-            self._mask_key = key
+        self.mask = nm_mask(self.weight, self.nm.n, self.nm.m,
+                            self.nm.orientation, self.describe())
         return self.mask
 
     def sparse_weight(self) -> Tensor:

@@ -20,9 +20,10 @@ class SparseLinear(NMSparseMixin, nn.Linear):
                  n: int = 2,
                  m: int = 4,
                  orientation: str = 'channel',
+                 name: Optional[str] = None,
                  **kwargs) -> None:
         super().__init__(in_features, out_features, bias, **kwargs)
-        self.init_sparsity(n, m, orientation)
+        self.init_sparsity(n, m, orientation, name)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.sparse_weight(), self.bias)
@@ -42,5 +43,6 @@ class SparseLinear(NMSparseMixin, nn.Linear):
             device='meta',
             n=n,
             m=m,
-            orientation=orientation)
-        return sparse._adopt(linear, name)
+            orientation=orientation,
+            name=name)
+        return sparse._adopt(linear)

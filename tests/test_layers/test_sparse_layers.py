@@ -184,26 +184,19 @@ def pruned_index(mask):
     return tuple(int(i) for i in (~mask).nonzero()[0])
 
 
-def test_mask_after_forward_and_reuse():
+def test_mask_after_forward():
     layer = make_conv(seed=14)
     assert layer.mask is None
     x = torch.randn(1, 8, 5, 5, generator=seeded(15))
     expected = ref_mask(layer.weight, 2, 4)
-    # training forwards: the mask of the current weight every time
-    layer(x)
-    assert torch.equal(layer.mask, expected)
-    layer(x)
-    assert torch.equal(layer.mask, expected)
-    # eval forwards with an unchanged weight reuse the very same mask object
-    layer.eval()
-    with torch.no_grad():
-        layer(x)
-        first = layer.mask
-        assert torch.equal(first, expected)
-        layer(x)
-        assert layer.mask is first
-        layer.effective_weight()
-        assert layer.mask is first
+    # the mask of the current weight after every forward, train and eval
+    for mode in (True, True, False, False):
+        layer.train(mode)
+        with torch.set_grad_enabled(mode):
+            layer(x)
+        assert torch.equal(layer.mask, expected)
+    assert torch.equal(layer.effective_weight(),
+                       layer.weight.detach() * expected)
 
 
 @pytest.mark.parametrize('train', [True, False])
@@ -266,13 +259,6 @@ def test_mask_recomputed_after_write_through_data_in_train_mode():
     assert layer.mask[idx]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='BUG: in eval mode NMSparseMixin.update_mask reuses the mask '
-    'while (weight.data_ptr(), weight._version) is unchanged; an in-place '
-    'write through weight.data does not bump the parameter\'s version '
-    'counter (.data has its own), so the stale mask of the old weight '
-    'keeps being used')
 def test_eval_mask_recomputed_after_write_through_data():
     layer = make_conv(seed=22).eval()
     x = torch.randn(1, 8, 5, 5, generator=seeded(23))
@@ -288,12 +274,6 @@ def test_eval_mask_recomputed_after_write_through_data():
                        conv_ref(layer, x, layer.weight.detach() * expected))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='BUG (consequence of the eval-mode .data cache miss): mmengine '
-    'ExponentialMovingAverage.update_parameters writes the averaged '
-    'weights via p_avg.data.copy_/lerp_, so an EMA model evaluated in eval '
-    'mode keeps the mask of its first eval forward')
 def test_ema_model_mask_follows_averaged_weight():
     from mmengine.model import ExponentialMovingAverage
     torch.manual_seed(24)
@@ -430,11 +410,6 @@ def test_linear_from_dense():
     assert torch.equal(sparse(x), F.linear(x, masked, linear.bias))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='BUG (minor): from_dense(..., name=...) validates the layer in '
-    '__init__ before _adopt sets nm_name, so the ineligibility error '
-    'names "SparseConv2d with weight shape ..." instead of the given name')
 def test_from_dense_error_names_layer():
     conv = nn.Conv2d(3, 8, 3)
     with pytest.raises(ValueError, match='backbone.stem'):
