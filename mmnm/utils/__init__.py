@@ -1,3 +1,4 @@
 from .checkpoint import register_checkpoint_safe_globals
+from .dist import prepare_cpu_distributed
 
-__all__ = ['register_checkpoint_safe_globals']
+__all__ = ['prepare_cpu_distributed', 'register_checkpoint_safe_globals']
