@@ -5,14 +5,14 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 from torch import nn
 
-from mmnm.layers import (NMSparseMixin, SparseConv2d, SparseLinear,
+from mmnm.layers import (NMSparseMixin, SparseConv, SparseLinear,
                          ineligibility)
 from mmnm.pattern import NMPattern, PatternLike
 
 #: Dense layer types and their sparse counterparts. Subclasses (e.g. weight
 #: standardised convs) change the forward pass and are left dense.
 SPARSE_COUNTERPARTS: Dict[Type[nn.Module], Type[NMSparseMixin]] = {
-    nn.Conv2d: SparseConv2d,
+    nn.Conv2d: SparseConv,
     nn.Linear: SparseLinear,
 }
 
@@ -99,7 +99,7 @@ def sparsify_model(model: nn.Module,
                    overrides: Optional[Mapping[str, PatternLike]] = None,
                    hardware_shapes_only: bool = False) -> SparsityReport:
     """Replace the eligible ``nn.Conv2d``/``nn.Linear`` layers of ``model``
-    in place by :class:`SparseConv2d`/:class:`SparseLinear` that share their
+    in place by :class:`SparseConv`/:class:`SparseLinear` that share their
     parameters.
 
     Layer names are matched with shell-style globs (``fnmatch``), e.g.

@@ -1,6 +1,6 @@
 """N:M sparse layers, registered in ``MODELS``."""
-from .sparse_conv import SparseConv2d
+from .sparse_conv import SparseConv
 from .sparse_layer import NMSparseMixin, ineligibility
 from .sparse_linear import SparseLinear
 
-__all__ = ['NMSparseMixin', 'SparseConv2d', 'SparseLinear', 'ineligibility']
+__all__ = ['NMSparseMixin', 'SparseConv', 'SparseLinear', 'ineligibility']

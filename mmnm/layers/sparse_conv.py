@@ -7,8 +7,8 @@ from mmnm.registry import MODELS
 from .sparse_layer import NMSparseMixin
 
 
-@MODELS.register_module(name=['SparseConv', 'SparseConv2d'])
-class SparseConv2d(NMSparseMixin, nn.Conv2d):
+@MODELS.register_module()
+class SparseConv(NMSparseMixin, nn.Conv2d):
     """``nn.Conv2d`` whose forward uses an N:M masked weight.
 
     Built like ``nn.Conv2d`` plus ``n``, ``m`` and ``orientation``, so
@@ -36,7 +36,7 @@ class SparseConv2d(NMSparseMixin, nn.Conv2d):
                    n: int,
                    m: int,
                    orientation: str = 'channel',
-                   name: Optional[str] = None) -> 'SparseConv2d':
+                   name: Optional[str] = None) -> 'SparseConv':
         """A sparse conv sharing ``conv``'s parameter tensors."""
         sparse = cls(
             conv.in_channels,

@@ -10,7 +10,7 @@ from mmengine.registry import RUNNERS
 from toy_models import toy_runner_cfg
 from torch import nn
 
-from mmnm.layers import SparseConv2d, SparseLinear
+from mmnm.layers import SparseConv, SparseLinear
 
 
 def build(cfg: dict):
@@ -21,7 +21,7 @@ def test_model_is_sparsified_and_table_logged(tmp_path):
     runner = build(toy_runner_cfg(str(tmp_path)))
     model = runner.model
     assert type(model.stem) is nn.Conv2d  # 3 input channels: stays dense
-    assert isinstance(model.conv, SparseConv2d)
+    assert isinstance(model.conv, SparseConv)
     assert isinstance(model.head, SparseLinear)
     # the optimizer holds the very parameters of the sparse layers
     params = {id(p) for group in runner.optim_wrapper.optimizer.param_groups

@@ -19,7 +19,7 @@ from torch import nn
 
 import mmnm  # noqa: F401  (registers the wrappers)
 from mmnm.engine.optimizers import AmpSRSTEOptimWrapper, SRSTEOptimWrapper
-from mmnm.layers import SparseConv2d, SparseLinear
+from mmnm.layers import SparseConv, SparseLinear
 
 N, M = 2, 4
 NAMES = ('conv.weight', 'conv.bias', 'fc.weight', 'fc.bias')
@@ -30,12 +30,12 @@ SPARSE = ('conv.weight', 'fc.weight')
 # The model and its independent reference
 # --------------------------------------------------------------------------
 class TinyNet(BaseModel):
-    """SparseConv2d(4->8, 3x3) -> tanh -> global mean -> SparseLinear(8->4);
+    """SparseConv(4->8, 3x3) -> tanh -> global mean -> SparseLinear(8->4);
     mean squared error loss. No BatchNorm, so accumulation is exact."""
 
     def __init__(self, dtype=torch.float64, seed=0):
         super().__init__()
-        self.conv = SparseConv2d(4, 8, 3, padding=1, n=N, m=M, dtype=dtype)
+        self.conv = SparseConv(4, 8, 3, padding=1, n=N, m=M, dtype=dtype)
         self.fc = SparseLinear(8, 4, n=N, m=M, dtype=dtype)
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Tests of SparseConv2d / SparseLinear against hand-written dense references.
+"""Tests of SparseConv / SparseLinear against hand-written dense references.
 
 The reference mask is a brute-force loop over explicit group index lists
 (REFERENCE.md section 2), independent of ``mmnm.ops``.
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mmnm  # noqa: F401  (registers the layers)
-from mmnm.layers import SparseConv2d, SparseLinear
+from mmnm.layers import SparseConv, SparseLinear
 
 
 # --------------------------------------------------------------------------
@@ -53,7 +53,7 @@ def make_conv(seed=0, **kwargs):
     args = dict(in_channels=8, out_channels=4, kernel_size=3, padding=1)
     args.update(kwargs)
     torch.manual_seed(seed)
-    return SparseConv2d(**args)
+    return SparseConv(**args)
 
 
 def conv_ref(layer, x, weight):
@@ -277,7 +277,7 @@ def test_eval_mask_recomputed_after_write_through_data():
 def test_ema_model_mask_follows_averaged_weight():
     from mmengine.model import ExponentialMovingAverage
     torch.manual_seed(24)
-    model = nn.Sequential(SparseConv2d(8, 4, 3, padding=1, n=2, m=4))
+    model = nn.Sequential(SparseConv(8, 4, 3, padding=1, n=2, m=4))
     ema = ExponentialMovingAverage(model, momentum=0.9).eval()
     x = torch.randn(1, 8, 5, 5, generator=seeded(25))
     ema.update_parameters(model)  # step 0: plain copy
@@ -368,8 +368,8 @@ def test_conv_from_dense_shares_parameters(training, bias):
     torch.manual_seed(34)
     conv = nn.Conv2d(8, 4, 3, stride=2, padding=1, dilation=1, bias=bias)
     conv.train(training)
-    sparse = SparseConv2d.from_dense(conv, 2, 4, name='x')
-    assert isinstance(sparse, SparseConv2d)
+    sparse = SparseConv.from_dense(conv, 2, 4, name='x')
+    assert isinstance(sparse, SparseConv)
     assert sparse.weight is conv.weight
     assert sparse.bias is conv.bias
     assert sparse.training == training
@@ -392,7 +392,7 @@ def test_conv_from_dense_shares_parameters(training, bias):
 def test_conv_from_dense_padding_mode_and_orientation():
     torch.manual_seed(36)
     conv = nn.Conv2d(2, 3, 2, padding=1, padding_mode='reflect')
-    sparse = SparseConv2d.from_dense(conv, 1, 4, orientation='flat')
+    sparse = SparseConv.from_dense(conv, 1, 4, orientation='flat')
     x = torch.randn(1, 2, 5, 5, generator=seeded(37))
     masked = conv.weight.detach() * ref_mask(conv.weight, 1, 4, 'flat')
     ref = F.conv2d(F.pad(x, (1, 1, 1, 1), mode='reflect'), masked, conv.bias)
@@ -413,19 +413,29 @@ def test_linear_from_dense():
 def test_from_dense_error_names_layer():
     conv = nn.Conv2d(3, 8, 3)
     with pytest.raises(ValueError, match='backbone.stem'):
-        SparseConv2d.from_dense(conv, 2, 4, name='backbone.stem')
+        SparseConv.from_dense(conv, 2, 4, name='backbone.stem')
 
 
 # --------------------------------------------------------------------------
 # 7. registry
 # --------------------------------------------------------------------------
-@pytest.mark.parametrize('type_name', ['SparseConv', 'SparseConv2d'])
-def test_registry_builds_conv(type_name):
+def _build_with_registry():
     from mmengine.registry import MODELS
-    layer = MODELS.build(
-        dict(type=type_name, in_channels=8, out_channels=4, kernel_size=3,
+    return MODELS.build(
+        dict(type='SparseConv', in_channels=8, out_channels=4, kernel_size=3,
              n=1, m=4))
-    assert type(layer) is SparseConv2d
+
+
+def _build_with_mmcv_conv_cfg():
+    from mmcv.cnn import build_conv_layer
+    return build_conv_layer(dict(type='SparseConv', n=1, m=4), 8, 4, 3)
+
+
+@pytest.mark.parametrize('build', [_build_with_registry,
+                                   _build_with_mmcv_conv_cfg])
+def test_registry_builds_conv(build):
+    layer = build()
+    assert type(layer) is SparseConv
     assert (layer.nm.n, layer.nm.m) == (1, 4)
     assert tuple(layer.weight.shape) == (4, 8, 3, 3)
     x = torch.randn(1, 8, 5, 5, generator=seeded(40))
@@ -446,26 +456,26 @@ def test_registry_builds_linear():
 # --------------------------------------------------------------------------
 def test_error_not_divisible():
     with pytest.raises(ValueError, match='not divisible'):
-        SparseConv2d(6, 4, 3, n=2, m=4)
+        SparseConv(6, 4, 3, n=2, m=4)
     with pytest.raises(ValueError, match='not divisible'):
         SparseLinear(6, 4, n=2, m=4)
     with pytest.raises(ValueError, match='not divisible'):
-        SparseConv2d(3, 4, 1, n=2, m=4, orientation='flat')
+        SparseConv(3, 4, 1, n=2, m=4, orientation='flat')
 
 
 def test_error_grouped():
     with pytest.raises(ValueError, match='grouped'):
-        SparseConv2d(8, 8, 3, groups=2, n=2, m=4)
+        SparseConv(8, 8, 3, groups=2, n=2, m=4)
     with pytest.raises(ValueError, match='grouped'):
-        SparseConv2d(8, 8, 3, groups=8, n=1, m=4)
+        SparseConv(8, 8, 3, groups=8, n=1, m=4)
 
 
 @pytest.mark.parametrize('n,m,exc', [(4, 4, ValueError), (0, 4, ValueError),
                                      (5, 4, ValueError),
                                      (2.0, 4, TypeError)])
 def test_error_bad_pattern(n, m, exc):
-    with pytest.raises(exc, match='SparseConv2d'):
-        SparseConv2d(8, 4, 3, n=n, m=m)
+    with pytest.raises(exc, match='SparseConv'):
+        SparseConv(8, 4, 3, n=n, m=m)
     with pytest.raises(exc, match='SparseLinear'):
         SparseLinear(8, 4, n=n, m=m)
 
