@@ -1,9 +1,17 @@
-"""Install mmnm: ``pip install -e . --no-build-isolation`` (see README)."""
+"""Install mmnm: ``pip install -e . --no-build-isolation`` (see README).
+
+The C++/CUDA ops are built as ``mmnm._ext``: a CppExtension by default, a
+CUDAExtension where CUDA is available or ``FORCE_CUDA=1``; ``MMNM_WITH_OPS=0``
+skips them (mmnm then runs its pure-PyTorch implementations).
+"""
+import glob
+import os
 import os.path as osp
 
 from setuptools import find_packages, setup
 
 HERE = osp.dirname(osp.abspath(__file__))
+CSRC = osp.join('mmnm', 'ops', 'csrc')
 
 
 def read_requirements(name: str):
@@ -20,6 +28,37 @@ def read_version() -> str:
     return namespace['__version__']
 
 
+def make_extensions():
+    """``mmnm._ext`` and the build command, or none if disabled."""
+    if os.getenv('MMNM_WITH_OPS', '1') == '0':
+        return [], {}
+    import torch
+    from torch.utils.cpp_extension import (BuildExtension, CppExtension,
+                                           CUDAExtension)
+    sources = glob.glob(osp.join(CSRC, 'pytorch', '*.cpp')) + \
+        glob.glob(osp.join(CSRC, 'pytorch', 'cpu', '*.cpp'))
+    # -fopenmp lets at::parallel_for use torch's OpenMP threads
+    extra_args = dict(cxx=['-O3', '-std=c++17', '-fopenmp'])
+    define_macros = []
+    with_cuda = torch.cuda.is_available() or os.getenv('FORCE_CUDA') == '1'
+    if with_cuda:
+        sources += glob.glob(osp.join(CSRC, 'pytorch', 'cuda', '*.cu'))
+        define_macros.append(('MMNM_WITH_CUDA', None))
+        extra_args['nvcc'] = ['-O3', '-std=c++17']
+        extension = CUDAExtension
+    else:
+        extension = CppExtension
+    ext = extension(
+        name='mmnm._ext',
+        sources=sorted(sources),
+        include_dirs=[osp.abspath(osp.join(CSRC, 'common'))],
+        define_macros=define_macros,
+        extra_compile_args=extra_args)
+    return [ext], dict(build_ext=BuildExtension)
+
+
+ext_modules, cmdclass = make_extensions()
+
 setup(
     name='mmnm',
     version=read_version(),
@@ -29,5 +68,7 @@ setup(
     python_requires='>=3.8',
     install_requires=read_requirements('runtime'),
     extras_require=dict(tests=read_requirements('tests')),
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
     license='Apache License 2.0',
     zip_safe=False)

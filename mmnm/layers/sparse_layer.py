@@ -10,12 +10,13 @@ from mmnm.pattern import NMPattern
 
 
 class _StraightThroughMask(torch.autograd.Function):
-    """``weight * mask`` forward; the gradient reaches the dense weight
-    unchanged (STE), so pruned weights keep learning and can come back."""
+    """Forward: the masked weight (computed with the mask); backward: the
+    gradient reaches the dense weight unchanged (STE), so pruned weights
+    keep learning and can come back."""
 
     @staticmethod
-    def forward(ctx, weight: Tensor, mask: Tensor) -> Tensor:
-        return weight * mask
+    def forward(ctx, weight: Tensor, masked: Tensor) -> Tensor:
+        return masked
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tuple[Tensor, None]:
@@ -88,20 +89,28 @@ class NMSparseMixin:
                 f'{tuple(self.weight.shape)}')
 
     def update_mask(self) -> Tensor:
-        """Compute the mask of the current weight, or reuse the frozen one.
+        """Compute the mask of the current weight, or reuse the frozen one."""
+        return self._update_mask(return_masked=False)[0]
+
+    def _update_mask(
+            self, return_masked: bool) -> Tuple[Tensor, Optional[Tensor]]:
+        """The mask and, if asked, the masked weight (both detached).
 
         Masks are never cached across forwards: fused optimizers and writes
         through ``.data`` (e.g. EMA models) change weights without a trace
         in their version counter. For fast inference, export the masked
         weights instead.
         """
+        weight = self.weight.detach()
         if self.mask_frozen and self.mask is not None:
-            if self.mask.device != self.weight.device:
-                self.mask = self.mask.to(self.weight.device)
-            return self.mask
-        self.mask = nm_mask(self.weight, self.nm.n, self.nm.m,
-                            self.nm.orientation, self.describe())
-        return self.mask
+            if self.mask.device != weight.device:
+                self.mask = self.mask.to(weight.device)
+            return self.mask, weight * self.mask if return_masked else None
+        nm = self.nm
+        result = nm_mask(weight, nm.n, nm.m, nm.orientation, self.describe(),
+                         return_masked)
+        self.mask, masked = result if return_masked else (result, None)
+        return self.mask, masked
 
     def sparse_weight(self) -> Tensor:
         """The weight a forward pass uses: masked, with a straight-through
@@ -109,7 +118,8 @@ class NMSparseMixin:
         if not self.sparse_enabled:
             self.mask = None
             return self.weight
-        return _StraightThroughMask.apply(self.weight, self.update_mask())
+        return _StraightThroughMask.apply(self.weight,
+                                          self._update_mask(True)[1])
 
     @torch.no_grad()
     def freeze_mask(self) -> None:

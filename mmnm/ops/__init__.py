@@ -1,8 +1,10 @@
-"""Tensor-level operations behind N:M sparsity."""
-from .nm_mask import (count_nm_violations, group_view, nm_mask,
+"""Tensor-level operations behind N:M sparsity, compiled in ``mmnm._ext``
+where built, in pure PyTorch otherwise."""
+from .ext_loader import ext_available, ext_status
+from .nm_mask import (count_nm_violations, group_view, nm_mask, nm_mask_torch,
                       reduction_size, selection_network)
 
 __all__ = [
-    'count_nm_violations', 'group_view', 'nm_mask', 'reduction_size',
-    'selection_network'
+    'count_nm_violations', 'ext_available', 'ext_status', 'group_view',
+    'nm_mask', 'nm_mask_torch', 'reduction_size', 'selection_network'
 ]

@@ -1,20 +1,26 @@
 """N:M magnitude masks: keep the N largest-magnitude weights of each group.
 
-The mask is computed without sorting. The weight is viewed as
-``(out, groups, M, rest)`` so that each group lies along dimension 2 (a view,
-no copy, in both orientations), a pruned Batcher selection network finds the
-N-th largest magnitude of every group with element-wise min/max, and a
-comparison against it gives the mask. Ties at that threshold are rare and
-resolved in a second pass that keeps the lowest indices, so the mask is
-deterministic and holds exactly N entries per group.
+The weight is viewed as ``(out, groups, M, rest)`` so that each group lies
+along dimension 2 (a view, no copy, in both orientations). The compiled
+kernel (``mmnm._ext``) ranks each group in one pass over memory. The
+pure-PyTorch fallback finds the N-th largest magnitude of every group with a
+pruned Batcher selection network of element-wise min/max, compares against
+it, and resolves the rare ties at that threshold in a second pass. Both keep
+the lowest index among ties, so masks are deterministic, identical, and hold
+exactly N entries per group.
 """
 import functools
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
 from mmnm.pattern import NMPattern
+from .ext_loader import load_ext
+
+#: Group sizes M the compiled kernel is instantiated for
+#: (``dispatch_group_size`` in csrc/common/nm_mask_utils.h).
+EXT_GROUP_SIZES = frozenset((2, 3, 4, 5, 6, 8, 16, 32))
 
 Comparator = Tuple[int, int, bool, bool]
 
@@ -85,6 +91,11 @@ def selection_network(size: int, rank: int) -> Tuple[Comparator, ...]:
     return tuple(reversed(kept))
 
 
+def ext_has_cuda(ext) -> bool:
+    """Whether the extension was built with its CUDA kernels."""
+    return bool(getattr(ext, 'with_cuda', lambda: False)())
+
+
 def _kth_smallest(wires: Sequence[Tensor], rank: int) -> Tensor:
     """Element-wise ``rank``-th smallest of equally shaped tensors."""
     wires = list(wires)
@@ -101,31 +112,62 @@ def nm_mask(weight: Tensor,
             n: int,
             m: int,
             orientation: str = 'channel',
-            name: Optional[str] = None) -> Tensor:
+            name: Optional[str] = None,
+            return_masked: bool = False
+            ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
     """Boolean mask keeping the ``n`` largest-magnitude weights of every
-    group of ``m`` (see :func:`group_view` for the groups).
+    group of ``m`` (see :func:`group_view` for the groups); with
+    ``return_masked`` also ``weight * mask``, computed in the same pass.
 
-    Ties keep the lowest index. Raises ``ValueError`` (prefixed with
-    ``name``) for an invalid pattern, a shape that cannot be grouped, or a
-    weight holding NaN or Inf.
+    Ties keep the lowest index. Runs the compiled kernel of ``mmnm._ext``
+    where it applies, else :func:`nm_mask_torch`; both give identical
+    masks. Raises ``ValueError`` (prefixed with ``name``) for an invalid
+    pattern, a shape that cannot be grouped, or a weight holding NaN or Inf.
     """
     prefix = f'{name}: ' if name else ''
     try:
         NMPattern(n, m, orientation)
-        magnitude = group_view(weight.detach(), m, orientation).abs()
+        grouped = group_view(weight.detach(), m, orientation)
     except (TypeError, ValueError) as err:
         raise type(err)(f'{prefix}{err}') from None
+    ext = load_ext()
+    if ext is not None and m in EXT_GROUP_SIZES and \
+            (grouped.device.type == 'cpu' or ext_has_cuda(ext)):
+        try:
+            outputs = ext.nm_mask_forward(grouped.contiguous(), n,
+                                          return_masked)
+        except RuntimeError as err:
+            if 'NaN/Inf' not in str(err):
+                raise
+            raise _non_finite_error(weight, prefix) from None
+    else:
+        if grouped.numel() and not torch.isfinite(grouped.abs().amax()):
+            raise _non_finite_error(weight, prefix)
+        keep = nm_mask_torch(grouped, n)
+        outputs = [keep, grouped * keep] if return_masked else [keep]
+    outputs = [out.view(weight.shape) for out in outputs]
+    return tuple(outputs) if return_masked else outputs[0]
+
+
+def _non_finite_error(weight: Tensor, prefix: str) -> ValueError:
+    bad = int((~torch.isfinite(weight.detach())).sum())
+    return ValueError(f'{prefix}weight holds {bad} NaN/Inf value(s); an N:M '
+                      'mask of it would be meaningless')
+
+
+def nm_mask_torch(grouped: Tensor, n: int) -> Tensor:
+    """Pure-PyTorch mask of a finite ``(A, G, M, B)`` grouped view: the
+    N-th largest magnitude of each group from a selection network, then a
+    comparison against it."""
+    m = grouped.shape[2]
+    magnitude = grouped.abs()
     if magnitude.numel() == 0:
-        return torch.ones_like(weight, dtype=torch.bool)
-    if not torch.isfinite(magnitude.amax()):
-        bad = (~torch.isfinite(weight.detach())).sum().item()
-        raise ValueError(f'{prefix}weight holds {bad} NaN/Inf value(s); '
-                         'an N:M mask of it would be meaningless')
+        return torch.ones_like(magnitude, dtype=torch.bool)
     threshold = _kth_smallest(magnitude.unbind(2), m - n).unsqueeze(2)
     keep = magnitude >= threshold
     if keep.sum() != n * keep.numel() // m:
         keep = _break_ties(magnitude, threshold, n)
-    return keep.view(weight.shape)
+    return keep
 
 
 def _break_ties(magnitude: Tensor, threshold: Tensor, n: int) -> Tensor:

@@ -79,14 +79,17 @@ def test_logged_sad_matches_recorded_masks(tmp_path):
 
 def test_non_nm_weight_stops_the_run_naming_the_layer(tmp_path, monkeypatch):
     runner = build_runner(toy_runner_cfg(str(tmp_path), max_iters=2))
-    # a broken mask (keeps everything) in one layer must not go unnoticed
-    conv = runner.model.conv
+    # a broken mask op (keeps everything) must not go unnoticed
+    import mmnm.layers.sparse_layer as sparse_layer
+    real_nm_mask = sparse_layer.nm_mask
 
-    def keep_all():
-        conv.mask = torch.ones_like(conv.weight, dtype=torch.bool)
-        return conv.mask
+    def keep_all_in_conv(weight, n, m, orientation, name, return_masked):
+        if name != "layer 'conv'":
+            return real_nm_mask(weight, n, m, orientation, name, return_masked)
+        keep = torch.ones_like(weight, dtype=torch.bool)
+        return (keep, weight.clone()) if return_masked else keep
 
-    monkeypatch.setattr(conv, 'update_mask', keep_all)
+    monkeypatch.setattr(sparse_layer, 'nm_mask', keep_all_in_conv)
     with pytest.raises(RuntimeError, match=r"layer 'conv' is not 2:4"):
         runner.train()
 

@@ -98,7 +98,8 @@ class SRSTEMixin:
             weight, mask = layer.weight, layer.mask
             if mask is None or weight.grad is None:
                 continue
-            weight.grad.add_(weight * mask.logical_not(), alpha=self.lambda_w)
+            weight.grad.addcmul_(
+                weight, mask.logical_not(), value=self.lambda_w)
 
     def _after_step(self) -> None:
         """Keep the pruned weights of frozen masks at zero."""

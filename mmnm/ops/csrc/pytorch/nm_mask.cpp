@@ -1,0 +1,46 @@
+// Device dispatch and argument checks of the N:M mask op.
+#include <torch/extension.h>
+
+#include <vector>
+
+namespace mmnm {
+
+void nm_mask_cpu(const at::Tensor& grouped, at::Tensor& keep,
+                 const c10::optional<at::Tensor>& masked, int64_t n);
+#ifdef MMNM_WITH_CUDA
+void nm_mask_cuda(const at::Tensor& grouped, at::Tensor& keep,
+                  const c10::optional<at::Tensor>& masked, int64_t n);
+#endif
+
+// Mask (and, if with_masked, the masked weight) of a contiguous
+// (A, G, M, B) grouped weight view: keep the n largest magnitudes of each
+// [a, g, :, b] group, ties to the lower index.
+std::vector<at::Tensor> nm_mask_forward(const at::Tensor& grouped, int64_t n,
+                                        bool with_masked) {
+  TORCH_CHECK(grouped.dim() == 4,
+              "nm_mask: expected an (A, G, M, B) grouped view, got ",
+              grouped.dim(), " dims");
+  TORCH_CHECK(grouped.is_contiguous(), "nm_mask: grouped view must be contiguous");
+  const int64_t m = grouped.size(2);
+  TORCH_CHECK(1 <= n && n < m, "nm_mask: need 1 <= N < M, got ", n, ":", m);
+  at::Tensor keep = at::empty_like(grouped, grouped.options().dtype(at::kBool));
+  c10::optional<at::Tensor> masked;
+  if (with_masked) masked = at::empty_like(grouped);
+  if (grouped.numel() > 0) {
+    if (grouped.is_cuda()) {
+#ifdef MMNM_WITH_CUDA
+      nm_mask_cuda(grouped, keep, masked, n);
+#else
+      TORCH_CHECK(false, "nm_mask: mmnm._ext was built without CUDA");
+#endif
+    } else {
+      TORCH_CHECK(grouped.device().is_cpu(), "nm_mask: unsupported device ",
+                  grouped.device());
+      nm_mask_cpu(grouped, keep, masked, n);
+    }
+  }
+  if (with_masked) return {keep, *masked};
+  return {keep};
+}
+
+}  // namespace mmnm

@@ -1,0 +1,31 @@
+"""Access to ``mmnm._ext``, the compiled ops, with a pure-PyTorch fallback
+when it was not built (``MMNM_WITH_OPS=0``) or does not load."""
+import importlib
+from types import ModuleType
+from typing import Optional
+
+_ext: Optional[ModuleType] = None
+_load_error: Optional[str] = None
+
+
+def load_ext() -> Optional[ModuleType]:
+    """The extension module, or ``None`` if it is not available."""
+    global _ext, _load_error
+    if _ext is None and _load_error is None:
+        try:
+            _ext = importlib.import_module('mmnm._ext')
+        except ImportError as err:
+            _load_error = str(err)
+    return _ext
+
+
+def ext_available() -> bool:
+    """Whether mmnm's ops run compiled code (else pure PyTorch)."""
+    return load_ext() is not None
+
+
+def ext_status() -> str:
+    """One line saying which implementation the ops use, and why."""
+    if ext_available():
+        return 'mmnm._ext (compiled C++ ops)'
+    return f'pure PyTorch (mmnm._ext not loaded: {_load_error})'

@@ -1,0 +1,53 @@
+"""The compiled mask kernel (mmnm._ext) against the pure-PyTorch path."""
+import pytest
+import torch
+
+from mmnm.ops import ext_available, group_view, nm_mask, nm_mask_torch
+from mmnm.ops.ext_loader import load_ext
+
+pytestmark = pytest.mark.skipif(
+    not ext_available(), reason='mmnm._ext not built (MMNM_WITH_OPS=0)')
+
+PATTERNS = [(1, 2), (2, 3), (1, 4), (2, 4), (3, 5), (2, 6), (2, 8), (4, 8),
+            (1, 16), (7, 16), (8, 32)]
+
+
+@pytest.mark.parametrize('n,m', PATTERNS)
+@pytest.mark.parametrize('orientation', ['channel', 'flat'])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64,
+                                   torch.float16, torch.bfloat16])
+def test_kernel_equals_torch_path(n, m, orientation, dtype):
+    gen = torch.Generator().manual_seed(n * 100 + m)
+    for shape in [(8, 2 * m, 3, 3), (16, 4 * m), (5, m, 1, 1)]:
+        # few distinct values, so that ties are frequent
+        weight = torch.randint(-3, 4, shape, generator=gen).to(dtype)
+        weight += torch.randn(shape, generator=gen).to(dtype) * (
+            torch.rand(shape, generator=gen) < 0.5)
+        grouped = group_view(weight, m, orientation)
+        expected = nm_mask_torch(grouped, n)
+        keep, masked = load_ext().nm_mask_forward(grouped.contiguous(), n,
+                                                  True)
+        assert torch.equal(keep, expected), shape
+        assert torch.equal(masked, grouped * expected), shape
+        # the public op takes the kernel here
+        mask, masked_out = nm_mask(weight, n, m, orientation,
+                                   return_masked=True)
+        assert torch.equal(mask, expected.view(shape))
+        assert torch.equal(masked_out, weight * mask)
+
+
+def test_kernel_reports_non_finite_with_layer_name():
+    weight = torch.randn(4, 8)
+    weight[1, 3] = float('inf')
+    with pytest.raises(ValueError, match='neck.fc: weight holds 1 NaN/Inf'):
+        nm_mask(weight, 2, 4, name='neck.fc')
+
+
+def test_kernel_rejects_bad_arguments():
+    ext = load_ext()
+    with pytest.raises(RuntimeError, match='need 1 <= N < M'):
+        ext.nm_mask_forward(torch.randn(2, 2, 4, 1), 4, False)
+    with pytest.raises(RuntimeError, match='grouped view'):
+        ext.nm_mask_forward(torch.randn(2, 8), 2, False)
+    with pytest.raises(RuntimeError, match='no kernel for M=7'):
+        ext.nm_mask_forward(torch.randn(2, 2, 7, 1), 2, False)
