@@ -3,6 +3,7 @@ with SR-STE from scratch, evaluate it and verify its sparsity.
 
     python tools/demo.py                      # FCN-R18, 2:4, mIoU
     python tools/demo.py --cfg-options sparsity.pattern=4:8
+    python tools/demo.py --config configs/demo/fcn_r18-d8_dense_shapes-64x64.py
 """
 import argparse
 import os.path as osp
@@ -28,7 +29,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    from mmnm.conversion import verify_nm_sparsity
+    from mmnm.conversion import measure_sparsity, verify_nm_sparsity
     from mmnm.datasets import generate_shapes_dataset
 
     generate_shapes_dataset(args.data_root)
@@ -42,16 +43,20 @@ def main() -> int:
         cfg[loader].dataset.data_root = args.data_root
 
     runner = RUNNERS.build(cfg)
-    runner.train()
-    metrics = runner.val_loop.run() if runner.val_loop else {}
+    runner.train()  # ends with the validation of the last iteration
 
+    print('\n=== mmnm demo result ===')
+    print(f'config: {osp.relpath(args.config, REPO)}')
+    for key, buffer in runner.message_hub.log_scalars.items():
+        if key.startswith('val/') and not key.endswith('time'):
+            print(f'{key[4:]}: {buffer.current():.2f}')
+    if not measure_sparsity(runner.model):
+        print('dense model (no N:M sparse layer)')
+        return 0
     layers = verify_nm_sparsity(runner.model)
     numel = sum(layer.numel for layer in layers)
     zeros = sum(layer.zeros for layer in layers)
     patterns = sorted({str(layer.pattern) for layer in layers})
-    print('\n=== mmnm demo result ===')
-    for key, value in metrics.items():
-        print(f'{key}: {value}')
     print(f'sparse layers: {len(layers)} ({", ".join(patterns)}), verified '
           f'N:M in every group')
     print(f'zeros in sparse layers: {zeros}/{numel} '
