@@ -40,8 +40,13 @@ class SRSTEMixin:
             in NVIDIA ASP). Defaults to None (masks follow the weights).
     """
 
-    def _init_sr_ste(self, lambda_w: float, sparse_start_iter: int,
-                     freeze_mask_iter: Optional[int]) -> None:
+    def __init__(self,
+                 *args,
+                 lambda_w: float = 2e-4,
+                 sparse_start_iter: int = 0,
+                 freeze_mask_iter: Optional[int] = None,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         if lambda_w < 0:
             raise ValueError(f'lambda_w must be >= 0, got {lambda_w}')
         if sparse_start_iter < 0:
@@ -118,15 +123,6 @@ class SRSTEOptimWrapper(SRSTEMixin, OptimWrapper):
         >>>     optimizer=dict(type='SGD', lr=0.02, momentum=0.9))
     """
 
-    def __init__(self,
-                 *args,
-                 lambda_w: float = 2e-4,
-                 sparse_start_iter: int = 0,
-                 freeze_mask_iter: Optional[int] = None,
-                 **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_sr_ste(lambda_w, sparse_start_iter, freeze_mask_iter)
-
     def step(self, **kwargs) -> None:
         self.add_sr_ste_term()
         super().step(**kwargs)
@@ -138,15 +134,6 @@ class AmpSRSTEOptimWrapper(SRSTEMixin, AmpOptimWrapper):
     """:class:`~mmengine.optim.AmpOptimWrapper` with SR-STE: the gradients
     are unscaled before the SR-STE term is added, so the term does not
     depend on the loss scale."""
-
-    def __init__(self,
-                 *args,
-                 lambda_w: float = 2e-4,
-                 sparse_start_iter: int = 0,
-                 freeze_mask_iter: Optional[int] = None,
-                 **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_sr_ste(lambda_w, sparse_start_iter, freeze_mask_iter)
 
     def step(self, **kwargs) -> None:
         self.loss_scaler.unscale_(self.optimizer)
