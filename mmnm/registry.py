@@ -5,6 +5,6 @@ into mmengine's root registries: every downstream registry falls back to
 them, and ``type='SparseConv'`` or ``type='SRSTEOptimWrapper'`` resolve
 whatever ``default_scope`` a config sets.
 """
-from mmengine.registry import HOOKS, MODELS, OPTIM_WRAPPERS, RUNNERS
+from mmengine.registry import HOOKS, MODELS, OPTIM_WRAPPERS
 
-__all__ = ['HOOKS', 'MODELS', 'OPTIM_WRAPPERS', 'RUNNERS']
+__all__ = ['HOOKS', 'MODELS', 'OPTIM_WRAPPERS']

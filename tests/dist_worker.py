@@ -12,7 +12,7 @@ import torch
 from mmengine.config import Config
 from mmengine.dist import get_rank
 from mmengine.model import is_model_wrapper
-from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
 from toy_models import toy_runner_cfg
 from mmnm.layers import NMSparseMixin
@@ -28,7 +28,7 @@ def main() -> None:
         launcher='pytorch' if 'RANK' in os.environ else 'none')
     cfg['train_dataloader']['batch_size'] = batch_size
     prepare_cpu_distributed(cfg)
-    runner = RUNNERS.build(Config(cfg))
+    runner = Runner.from_cfg(Config(cfg))
     runner.train()
     model = runner.model.module if is_model_wrapper(
         runner.model) else runner.model

@@ -54,8 +54,6 @@ def toy_runner_cfg(work_dir: str, max_iters: int = 6, **overrides) -> dict:
     cfg = dict(
         model=dict(type='ToyConvNet'),
         work_dir=work_dir,
-        runner_type='NMSparseRunner',
-        sparsity=dict(pattern='2:4'),
         train_dataloader=dict(
             dataset=dict(type='ToyDataset'),
             batch_size=4,
@@ -66,7 +64,12 @@ def toy_runner_cfg(work_dir: str, max_iters: int = 6, **overrides) -> dict:
             lambda_w=2e-4,
             optimizer=dict(type='SGD', lr=0.5, momentum=0.9)),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        custom_hooks=[dict(type='NMSparsityHook', interval=2)],
+        custom_hooks=[
+            dict(
+                type='NMSparsityHook',
+                interval=2,
+                sparsity=dict(pattern='2:4'))
+        ],
         default_hooks=dict(
             logger=dict(type='LoggerHook', interval=2),
             checkpoint=dict(

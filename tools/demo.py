@@ -10,7 +10,7 @@ import os.path as osp
 import sys
 
 from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEFAULT_CONFIG = osp.join(REPO, 'configs', 'demo',
@@ -42,7 +42,7 @@ def main() -> int:
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = args.data_root
 
-    runner = RUNNERS.build(cfg)
+    runner = Runner.from_cfg(cfg)
     runner.train()  # ends with the validation of the last iteration
 
     print('\n=== mmnm demo result ===')

@@ -6,17 +6,20 @@ _base_ = 'mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py'
 custom_imports = dict(imports=['mmnm'], allow_failed_imports=False)
 
 # --- N:M sparsity -----------------------------------------------------------
-runner_type = 'NMSparseRunner'
-sparsity = dict(
-    pattern='2:4',
-    # the 1x1 classifiers stay dense, as in the paper's recipe
-    exclude=['decode_head.conv_seg', 'auxiliary_head.conv_seg'])
+custom_hooks = [
+    dict(
+        type='NMSparsityHook',
+        interval=50,
+        sparsity=dict(
+            pattern='2:4',
+            # the 1x1 classifiers stay dense, as in the paper's recipe
+            exclude=['decode_head.conv_seg', 'auxiliary_head.conv_seg']))
+]
 optim_wrapper = dict(
     _delete_=True,
     type='SRSTEOptimWrapper',
     lambda_w=2e-4,
     optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=5e-4))
-custom_hooks = [dict(type='NMSparsityHook', interval=50)]
 
 # --- model: from scratch, plain BN, 4 classes -------------------------------
 norm_cfg = dict(type='BN', requires_grad=True)

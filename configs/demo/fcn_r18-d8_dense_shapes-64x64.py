@@ -2,8 +2,6 @@
 # schedule trained without N:M sparsity, for side-by-side comparison.
 _base_ = './fcn_r18-d8_2-4_shapes-64x64.py'
 
-runner_type = 'Runner'
-sparsity = None
 optim_wrapper = dict(_delete_=True, type='OptimWrapper',
                      optimizer={{_base_.optim_wrapper.optimizer}})
 custom_hooks = []

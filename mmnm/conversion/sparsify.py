@@ -126,6 +126,11 @@ def sparsify_model(model: nn.Module,
         glob: NMPattern.parse(spec, orientation)
         for glob, spec in (overrides or {}).items()
     }
+    if isinstance(model, _WEIGHTED_TYPES):
+        raise ValueError(
+            f'sparsify_model converts the layers inside a model, got a bare '
+            f'{type(model).__name__}; use SparseConv.from_dense or '
+            'SparseLinear.from_dense for a single layer')
     include, exclude = list(include), list(exclude)
     slots = [(name, module) for name, module in model.named_modules(
         remove_duplicate=False) if isinstance(module, _WEIGHTED_TYPES)]
@@ -171,11 +176,17 @@ def _decide(name: str, module: nn.Module, default: NMPattern,
         return LayerDecision(name, type(module).__name__, shape, None,
                              note), module
 
+    override = _first_match(name, list(forced))
     if isinstance(module, NMSparseMixin):
+        note = 'built sparse'
+        if override is not None:  # validates, raising with the layer name
+            pattern = forced[override]
+            module.init_sparsity(pattern.n, pattern.m, pattern.orientation,
+                                 name)
+            note = f'override {override!r}'
         module.nm_name = name
         return LayerDecision(name, type(module).__name__, shape, module.nm,
-                             'built sparse'), module
-    override = _first_match(name, list(forced))
+                             note), module
     if override is not None:
         pattern, note = forced[override], f'override {override!r}'
     elif _first_match(name, exclude) is not None:

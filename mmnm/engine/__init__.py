@@ -1,11 +1,10 @@
-"""Training parts: SR-STE optim wrappers, the sparsity/SAD hook and the
-sparsifying runner."""
+"""Training parts: SR-STE optim wrappers and the hook that makes a model
+N:M sparse and logs its sparsity and SAD."""
 from .hooks import NMSparsityHook
 from .optimizers import (AmpSRSTEOptimWrapper, SRSTEOptimWrapper,
                          find_sparse_layers)
-from .runner import NMSparseRunner
 
 __all__ = [
-    'AmpSRSTEOptimWrapper', 'NMSparseRunner', 'NMSparsityHook',
+    'AmpSRSTEOptimWrapper', 'NMSparsityHook',
     'SRSTEOptimWrapper', 'find_sparse_layers'
 ]

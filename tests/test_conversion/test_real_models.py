@@ -1,5 +1,5 @@
 """sparsify_model on real mmdet/mmseg models built from the stock configs
-shipped in their wheels, and NMSparseRunner driven by mmseg's own
+shipped in their wheels, and NMSparsityHook driven by mmseg's own
 tools/train.py and tools/test.py through ``custom_imports`` alone.
 
 No network: every config drops pretrained weights."""
@@ -327,7 +327,7 @@ def test_seg_conv_seg_excluded(tmp_path):
 
 
 # --------------------------------------------------------------------------
-# NMSparseRunner through mmseg's stock tools/train.py and tools/test.py
+# NMSparsityHook through mmseg's stock tools/train.py and tools/test.py
 # --------------------------------------------------------------------------
 def mmseg_tool(name: str) -> str:
     path = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', name)
@@ -389,15 +389,6 @@ def test_stock_mmseg_train_py(trained):
     assert 'nm_sparsity' in ckpt
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: mmseg 1.2.2's stock tools/test.py builds "
-    '`Runner.from_cfg(cfg)` and ignores `runner_type`, so NMSparseRunner '
-    'never runs: the model stays dense and NMSparsityHook.before_run '
-    "raises 'EncoderDecoder has no N:M sparse layer' (exit code 1). "
-    "NMSparseRunner's docstring promises that the stock tools/test.py of "
-    'mmseg works from the config alone; without the hook it would '
-    'silently evaluate the dense (unmasked) weights instead')
 def test_stock_mmseg_test_py(trained):
     assert trained['proc'].returncode == 0, 'training failed'
     work_dir = trained['work_dir']

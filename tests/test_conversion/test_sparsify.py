@@ -435,15 +435,8 @@ def test_gradient_reaches_dense_weight_straight_through():
 
 
 # --------------------------------------------------------------------------
-# bugs found (strict xfail: they start failing once fixed)
+# edge cases that once went wrong
 # --------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason='BUG: sparsify_model(root) where the root module itself is a '
-    'Conv2d/Linear: the slot name is "", so setattr(model, "", sparse) '
-    'registers the SparseConv as a child named "" of the dense conv; the '
-    'report claims the layer is SparseConv 2:4, yet model(x) still runs '
-    'dense, and state_dict gains duplicate keys ".weight"/".bias"')
 def test_root_layer_is_not_silently_left_dense():
     model = nn.Conv2d(8, 8, 3)
     keys = list(model.state_dict())
@@ -456,13 +449,6 @@ def test_root_layer_is_not_silently_left_dense():
         assert isinstance(model.get_submodule(layer.name), NMSparseMixin)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='BUG: an override matching a layer that is already N:M sparse '
-    '(built with conv_cfg=SparseConv) is silently ignored: the layer keeps '
-    "its built pattern, note 'built sparse', no error, although the "
-    'docstring says "a matched layer gets that pattern ... and an error if '
-    'it cannot take it"')
 def test_override_on_built_sparse_layer_is_not_silently_ignored():
     built = SparseConv(8, 8, 1, n=2, m=4)
     model = nn.Sequential(built)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
-from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 from toy_models import toy_runner_cfg
 
 from mmnm.layers import NMSparseMixin
@@ -35,7 +35,7 @@ def flips(a: dict, b: dict) -> int:
 
 
 def build_runner(cfg: dict, *hooks: Hook):
-    runner = RUNNERS.build(Config(copy.deepcopy(cfg)))
+    runner = Runner.from_cfg(Config(copy.deepcopy(cfg)))
     for hook in hooks:
         runner.register_hook(hook)
     return runner
@@ -49,9 +49,7 @@ def history(runner, key: str) -> list:
 def test_logged_sad_matches_recorded_masks(tmp_path):
     recorder = MaskRecorder()
     cfg = toy_runner_cfg(str(tmp_path), max_iters=6)
-    cfg['custom_hooks'] = [
-        dict(type='NMSparsityHook', interval=2, per_layer=True)
-    ]
+    cfg['custom_hooks'][0]['per_layer'] = True
     runner = build_runner(cfg, recorder)
     runner.train()
 

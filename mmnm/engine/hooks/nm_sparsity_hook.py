@@ -1,4 +1,5 @@
-"""Logs N:M sparsity and Sparse Architecture Divergence (SAD) during
+"""The hook that runs N:M sparsity in an mmengine run: it makes the model
+sparse, logs sparsity and Sparse Architecture Divergence (SAD) during
 training, and stops the run if a layer's effective weight is not N:M."""
 import math
 from typing import Dict, Optional
@@ -8,6 +9,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from torch import Tensor
 
+from mmnm.conversion import sparsify_model
 from mmnm.engine.optimizers import find_sparse_layers
 from mmnm.layers import NMSparseMixin
 from mmnm.ops import count_nm_violations
@@ -30,8 +32,24 @@ def _unpack(packed: Tensor, shape: torch.Size) -> Tensor:
 
 @HOOKS.register_module()
 class NMSparsityHook(Hook):
-    """Log sparsity and SAD of the N:M sparse layers every ``interval``
-    training iterations.
+    """Make the model N:M sparse and log its sparsity and SAD every
+    ``interval`` training iterations.
+
+    With ``sparsity`` set, the hook converts the model when the run starts
+    (``before_run``, for training, validation and testing alike, before
+    weights are initialised or a checkpoint is loaded) and logs one table
+    row per Conv/Linear layer: its pattern or why it stays dense. The
+    converted layers share the original parameters, so the optimizer and
+    a DDP wrapper built earlier keep working. Without ``sparsity``, the
+    model must already hold sparse layers (e.g. built with
+    ``conv_cfg=dict(type='SparseConv')``). This works with the stock
+    ``tools/train.py`` and ``tools/test.py`` of mmdet and mmseg::
+
+        custom_imports = dict(imports=['mmnm'], allow_failed_imports=False)
+        custom_hooks = [
+            dict(type='NMSparsityHook', interval=50,
+                 sparsity=dict(pattern='2:4', exclude=['*.fc_cls']))
+        ]
 
     Logged under ``sparsity/`` (text log and every visualizer backend):
 
@@ -48,20 +66,26 @@ class NMSparsityHook(Hook):
     checkpoints, so SAD continues across a resume.
 
     Args:
+        sparsity (dict, optional): arguments of
+            :func:`mmnm.conversion.sparsify_model`, e.g.
+            ``dict(pattern='2:4', exclude=[...])``. Defaults to None.
         interval (int): log every ``interval`` iterations. Defaults to 50.
         per_layer (bool): also log per-layer values. Defaults to False.
         verify (bool): check the N:M pattern when logging. Defaults to True.
     """
 
-    priority = 'NORMAL'  # runs before LoggerHook (BELOW_NORMAL) writes
+    # before hooks that copy the model (EMA) and before LoggerHook writes
+    priority = 'VERY_HIGH'
     checkpoint_key = 'nm_sparsity'
 
     def __init__(self,
+                 sparsity: Optional[dict] = None,
                  interval: int = 50,
                  per_layer: bool = False,
                  verify: bool = True) -> None:
         if interval < 1:
             raise ValueError(f'interval must be >= 1, got {interval}')
+        self.sparsity = dict(sparsity) if sparsity is not None else None
         self.interval = interval
         self.per_layer = per_layer
         self.verify = verify
@@ -72,13 +96,20 @@ class NMSparsityHook(Hook):
     def before_run(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
+        if self.sparsity is not None:
+            try:
+                report = sparsify_model(model, **self.sparsity)
+            except TypeError as err:
+                raise TypeError(f'NMSparsityHook sparsity: {err}') from None
+            runner.logger.info('N:M sparsity of the model:\n' +
+                               report.table())
         self.layers = {layer.nm_name: layer
                        for layer in find_sparse_layers(model)}
         if not self.layers:
             raise RuntimeError(
                 f'NMSparsityHook: {type(model).__name__} has no N:M sparse '
-                "layer; set `runner_type = 'NMSparseRunner'` and `sparsity` "
-                'in the config')
+                "layer; give the hook sparsity=dict(pattern='2:4') or build "
+                "layers with conv_cfg=dict(type='SparseConv')")
 
     def after_train_iter(self,
                          runner,

@@ -78,9 +78,9 @@ class SRSTEMixin:
         if not self.sparse_layers:
             raise RuntimeError(
                 f'{type(self).__name__}: {type(model).__name__} has no N:M '
-                "sparse layer. Set `runner_type = 'NMSparseRunner'` and a "
-                '`sparsity` dict in the config, or build layers with '
-                "conv_cfg=dict(type='SparseConv').")
+                "sparse layer. Add dict(type='NMSparsityHook', "
+                "sparsity=dict(pattern='2:4')) to custom_hooks, or build "
+                "layers with conv_cfg=dict(type='SparseConv').")
         self._bound_model = id(model)
 
     def _apply_schedule(self) -> None:

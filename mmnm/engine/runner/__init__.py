@@ -1,3 +1,0 @@
-from .nm_sparse_runner import NMSparseRunner
-
-__all__ = ['NMSparseRunner']
