@@ -213,3 +213,15 @@ def _decide(name: str, module: nn.Module, default: NMPattern,
                                  pattern.orientation, name)
     return LayerDecision(name, sparse_type.__name__, shape, pattern,
                          note), new
+
+
+def find_sparse_layers(model: nn.Module) -> List[NMSparseMixin]:
+    """The N:M sparse layers of ``model`` (wrapped or not), each named."""
+    layers = []
+    for name, module in model.named_modules():
+        if isinstance(module, NMSparseMixin):
+            if not module.nm_name:
+                module.nm_name = name[len('module.'):] if name.startswith(
+                    'module.') else name
+            layers.append(module)
+    return layers

@@ -4,9 +4,9 @@ from typing import List
 
 from torch import nn
 
-from mmnm.layers import NMSparseMixin
 from mmnm.ops import count_nm_violations
 from mmnm.pattern import NMPattern
+from .sparsify import find_sparse_layers
 
 
 @dataclass
@@ -25,9 +25,8 @@ def measure_sparsity(model: nn.Module) -> List[LayerSparsity]:
     """One entry per N:M sparse layer of ``model``, from the weights that
     inference uses (masked)."""
     result = []
-    for name, layer in model.named_modules():
-        if not isinstance(layer, NMSparseMixin):
-            continue
+    for layer in find_sparse_layers(model):
+        name = layer.nm_name
         weight = layer.effective_weight()
         nm = layer.nm
         result.append(

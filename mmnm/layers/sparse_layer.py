@@ -1,5 +1,5 @@
-"""What every N:M sparse layer shares: the mask, its cache and the
-straight-through masked weight."""
+"""What every N:M sparse layer shares: its pattern, its current mask and
+the straight-through masked weight."""
 from typing import Optional, Tuple
 
 import torch
@@ -141,7 +141,7 @@ class NMSparseMixin:
         """The weight that inference uses: masked, or dense if disabled."""
         if not self.sparse_enabled:
             return self.weight.detach().clone()
-        return self.weight.detach() * self.update_mask()
+        return self._update_mask(return_masked=True)[1]
 
     def extra_repr(self) -> str:
         return f'{super().extra_repr()}, nm={self.nm}, ' \

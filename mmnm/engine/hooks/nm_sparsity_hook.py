@@ -9,8 +9,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from torch import Tensor
 
-from mmnm.conversion import sparsify_model
-from mmnm.engine.optimizers import find_sparse_layers
+from mmnm.conversion import find_sparse_layers, sparsify_model
 from mmnm.layers import NMSparseMixin
 from mmnm.ops import count_nm_violations
 from mmnm.registry import HOOKS

@@ -7,19 +7,9 @@ import torch
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from torch import nn
 
+from mmnm.conversion import find_sparse_layers
 from mmnm.layers import NMSparseMixin
 from mmnm.registry import OPTIM_WRAPPERS
-
-
-def find_sparse_layers(model: nn.Module) -> List[NMSparseMixin]:
-    """The N:M sparse layers of ``model`` (wrapped or not), each named."""
-    layers = []
-    for name, module in model.named_modules():
-        if isinstance(module, NMSparseMixin):
-            if not module.nm_name:
-                module.nm_name = name.removeprefix('module.')
-            layers.append(module)
-    return layers
 
 
 class SRSTEMixin:
