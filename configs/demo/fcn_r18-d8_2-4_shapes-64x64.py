@@ -48,26 +48,22 @@ test_pipeline = [
     dict(type='PackSegInputs'),
 ]
 dataset = dict(
+    _delete_=True,
     type='BaseSegDataset',
     data_root=data_root,
     metainfo=metainfo,
     img_suffix='.png',
     seg_map_suffix='.png')
+loader = dict(batch_size=8, num_workers=0, persistent_workers=False)
 train_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
+    **loader,
     dataset=dict(
-        _delete_=True,
         **dataset,
         data_prefix=dict(img_path='images/train', seg_map_path='seg_maps/train'),
         pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
+    **loader,
     dataset=dict(
-        _delete_=True,
         **dataset,
         data_prefix=dict(img_path='images/val', seg_map_path='seg_maps/val'),
         pipeline=test_pipeline))
