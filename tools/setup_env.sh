@@ -17,9 +17,10 @@ MMCV_VERSION=2.1.0
 CACHE=${MMNM_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmnm/wheels}/torch-$TORCH_VERSION
 PIP="$VENV/bin/python -m pip"
 
-# Reuse the environment while its recipe is unchanged.
-RECIPE=$(cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "${BASH_SOURCE[0]}" |
-    sha1sum | cut -c1-12)
+# Reuse the environment while its recipe (and mmnm's C++ sources, compiled
+# into mmnm._ext by the editable install) is unchanged.
+RECIPE=$(cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "${BASH_SOURCE[0]}" \
+    $(find "$ROOT/mmnm/ops/csrc" -type f | sort) | sha1sum | cut -c1-12)
 STAMP=$VENV/.mmnm-env-$TORCH_VERSION-$RECIPE
 if [ -f "$STAMP" ]; then
     exit 0

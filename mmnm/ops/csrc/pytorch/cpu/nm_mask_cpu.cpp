@@ -5,13 +5,127 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <type_traits>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#include <xmmintrin.h>
+#endif
 
 #include "../../common/nm_mask_utils.h"
 
 namespace mmnm {
 
 namespace {
+
+#if defined(__SSE2__)
+// 2:4-style groups of M = 4 floats, four groups per SSE2 instruction; the
+// same ranking as select_group (pairwise, the lower index wins ties).
+struct Rank4 {
+  __m128i keep[4];  // all-ones where kept, per entry j
+  bool finite;
+};
+
+// a[j]: entry j of four groups. Returns the keep masks of the entries.
+inline Rank4 rank4(const __m128 (&a)[4], int64_t n) {
+  const __m128 zero = _mm_setzero_ps();
+  const __m128 sign = _mm_set1_ps(-0.0f);
+  __m128 mag[4];
+  __m128 finite = _mm_castsi128_ps(_mm_set1_epi32(-1));
+  for (int j = 0; j < 4; ++j) {
+    finite = _mm_and_ps(finite, _mm_cmpeq_ps(_mm_sub_ps(a[j], a[j]), zero));
+    mag[j] = _mm_andnot_ps(sign, a[j]);
+  }
+  __m128i rank[4];
+  for (int j = 0; j < 4; ++j) rank[j] = _mm_setzero_si128();
+  const __m128i one = _mm_set1_epi32(1);
+  for (int i = 0; i < 4; ++i) {
+    for (int j = i + 1; j < 4; ++j) {
+      // -1 where j ranks before i (strictly larger), else 0
+      const __m128i j_first = _mm_castps_si128(_mm_cmpgt_ps(mag[j], mag[i]));
+      rank[i] = _mm_sub_epi32(rank[i], j_first);
+      rank[j] = _mm_add_epi32(rank[j], _mm_add_epi32(one, j_first));
+    }
+  }
+  Rank4 out;
+  const __m128i limit = _mm_set1_epi32(static_cast<int>(n));
+  for (int j = 0; j < 4; ++j) out.keep[j] = _mm_cmplt_epi32(rank[j], limit);
+  out.finite = _mm_movemask_ps(finite) == 0xF;
+  return out;
+}
+
+// Four 0/-1 int32 lanes -> four bool bytes at dst.
+inline void store_bools4(bool* dst, __m128i keep) {
+  const __m128i bytes = _mm_packs_epi16(_mm_packs_epi32(keep, keep), keep);
+  const int32_t word = _mm_cvtsi128_si32(_mm_and_si128(bytes, _mm_set1_epi8(1)));
+  std::memcpy(dst, &word, 4);
+}
+
+// Groups of 4 consecutive floats (1x1 convs, linear layers): 4 groups per
+// step, transposed so that each register holds one entry of four groups.
+bool nm_mask_4_contiguous(const float* w, bool* keep, float* masked,
+                          int64_t begin, int64_t end, int64_t n) {
+  bool ok = true;
+  int64_t g = begin;
+  for (; g + 4 <= end; g += 4) {
+    const float* p = w + g * 4;
+    __m128 a[4] = {_mm_loadu_ps(p), _mm_loadu_ps(p + 4), _mm_loadu_ps(p + 8),
+                   _mm_loadu_ps(p + 12)};
+    _MM_TRANSPOSE4_PS(a[0], a[1], a[2], a[3]);
+    const Rank4 r = rank4(a, n);
+    ok &= r.finite;
+    __m128 k[4];
+    for (int j = 0; j < 4; ++j) k[j] = _mm_castsi128_ps(r.keep[j]);
+    _MM_TRANSPOSE4_PS(k[0], k[1], k[2], k[3]);  // back to one group each
+    for (int q = 0; q < 4; ++q) {
+      store_bools4(keep + g * 4 + 4 * q, _mm_castps_si128(k[q]));
+      if (masked != nullptr) {
+        _mm_storeu_ps(masked + g * 4 + 4 * q,
+                      _mm_and_ps(_mm_loadu_ps(p + 4 * q), k[q]));
+      }
+    }
+  }
+  for (; g < end; ++g) {
+    ok &= select_group<float, float, 4>(w + g * 4, keep + g * 4,
+                                        masked ? masked + g * 4 : nullptr, n,
+                                        1);
+  }
+  return ok;
+}
+
+// Groups whose 4 entries lie `inner` apart (k x k convs): four consecutive
+// positions b per step, no transpose needed.
+bool nm_mask_4_strided(const float* w, bool* keep, float* masked,
+                       int64_t begin, int64_t end, int64_t inner, int64_t n) {
+  bool ok = true;
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t base = row * 4 * inner;
+    int64_t b = 0;
+    for (; b + 4 <= inner; b += 4) {
+      __m128 a[4];
+      for (int j = 0; j < 4; ++j) a[j] = _mm_loadu_ps(w + base + j * inner + b);
+      const Rank4 r = rank4(a, n);
+      ok &= r.finite;
+      for (int j = 0; j < 4; ++j) {
+        const int64_t at = base + j * inner + b;
+        store_bools4(keep + at, r.keep[j]);
+        if (masked != nullptr) {
+          _mm_storeu_ps(masked + at,
+                        _mm_and_ps(a[j], _mm_castsi128_ps(r.keep[j])));
+        }
+      }
+    }
+    for (; b < inner; ++b) {
+      ok &= select_group<float, float, 4>(
+          w + base + b, keep + base + b, masked ? masked + base + b : nullptr,
+          n, inner);
+    }
+  }
+  return ok;
+}
+#endif  // __SSE2__
+
 // Runs select_group over every group of a contiguous (A, G, M, B) view.
 template <typename scalar_t, int M>
 bool nm_mask_cpu_impl(const scalar_t* w, bool* keep, scalar_t* masked,
@@ -20,6 +134,15 @@ bool nm_mask_cpu_impl(const scalar_t* w, bool* keep, scalar_t* masked,
   const int64_t grain = std::max<int64_t>(1, 4096 / (M * inner));
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     bool ok = true;
+#if defined(__SSE2__)
+    if constexpr (std::is_same<scalar_t, float>::value && M == 4) {
+      ok = inner == 1
+               ? nm_mask_4_contiguous(w, keep, masked, begin, end, n)
+               : nm_mask_4_strided(w, keep, masked, begin, end, inner, n);
+      if (!ok) finite = false;
+      return;
+    }
+#endif
     for (int64_t row = begin; row < end; ++row) {
       for (int64_t b = 0; b < inner; ++b) {
         const int64_t first = row * M * inner + b;
