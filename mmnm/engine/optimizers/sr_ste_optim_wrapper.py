@@ -9,6 +9,7 @@ from torch import nn
 
 from mmnm.conversion import find_sparse_layers
 from mmnm.layers import NMSparseMixin
+from mmnm.ops import add_sr_ste_term_
 from mmnm.registry import OPTIM_WRAPPERS
 
 
@@ -93,8 +94,7 @@ class SRSTEMixin:
             weight, mask = layer.weight, layer.mask
             if mask is None or weight.grad is None:
                 continue
-            weight.grad.addcmul_(
-                weight, mask.logical_not(), value=self.lambda_w)
+            add_sr_ste_term_(weight.grad, weight, mask, self.lambda_w)
 
     def _after_step(self) -> None:
         """Keep the pruned weights of frozen masks at zero."""
