@@ -1,5 +1,6 @@
 // Device dispatch and argument checks of the N:M mask op.
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
 
 #include <vector>
 

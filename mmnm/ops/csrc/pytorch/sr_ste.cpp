@@ -1,5 +1,5 @@
 // Device dispatch and argument checks of the SR-STE gradient term.
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
 
 namespace mmnm {
 

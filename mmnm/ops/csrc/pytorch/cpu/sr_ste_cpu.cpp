@@ -1,7 +1,8 @@
 // CPU kernel of the SR-STE gradient term.
+#include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
 
 namespace mmnm {
 
