@@ -40,9 +40,10 @@ def make_extensions():
     # -fopenmp lets at::parallel_for use torch's OpenMP threads
     extra_args = dict(cxx=['-O3', '-std=c++17', '-fopenmp'])
     define_macros = []
-    with_cuda = torch.cuda.is_available() or os.getenv('FORCE_CUDA') == '1'
-    if with_cuda:
-        sources += glob.glob(osp.join(CSRC, 'pytorch', 'cuda', '*.cu'))
+    cuda_sources = glob.glob(osp.join(CSRC, 'pytorch', 'cuda', '*.cu'))
+    want_cuda = torch.cuda.is_available() or os.getenv('FORCE_CUDA') == '1'
+    if want_cuda and cuda_sources:
+        sources += cuda_sources
         define_macros.append(('MMNM_WITH_CUDA', None))
         extra_args['nvcc'] = ['-O3', '-std=c++17']
         extension = CUDAExtension

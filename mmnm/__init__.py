@@ -1,8 +1,8 @@
 """mmnm: N:M fine-grained structured sparsity (SR-STE) for OpenMMLab.
 
 ``custom_imports = dict(imports=['mmnm'])`` registers the sparse layers,
-optim wrappers, hook and runner, and lets checkpoints load under PyTorch's
-``weights_only`` loading.
+the SR-STE optim wrappers and the sparsity hook, and lets checkpoints load
+under PyTorch's ``weights_only`` loading.
 """
 from .utils.checkpoint import register_checkpoint_safe_globals
 from .version import __version__

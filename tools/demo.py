@@ -2,7 +2,7 @@
 with SR-STE from scratch, evaluate it and verify its sparsity.
 
     python tools/demo.py                      # FCN-R18, 2:4, mIoU
-    python tools/demo.py --cfg-options sparsity.pattern=4:8
+    python tools/demo.py --cfg-options custom_hooks.0.sparsity.pattern=4:8
     python tools/demo.py --config configs/demo/fcn_r18-d8_dense_shapes-64x64.py
 """
 import argparse

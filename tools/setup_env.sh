@@ -14,7 +14,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${MMNM_VENV:-$ROOT/.venv}
 TORCH_VERSION=${MMNM_TORCH:-2.13.0}
 MMCV_VERSION=2.1.0
-CACHE=${MMNM_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmnm/wheels}/torch-$TORCH_VERSION
+PYTHON=${PYTHON:-python3}
+PY_TAG=$("$PYTHON" -c 'import sys; print(sys.implementation.cache_tag)')
+CACHE=${MMNM_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmnm/wheels}/torch-$TORCH_VERSION-$PY_TAG
 PIP="$VENV/bin/python -m pip"
 
 # Reuse the environment while its recipe (and mmnm's C++ sources, compiled
@@ -27,7 +29,7 @@ if [ -f "$STAMP" ]; then
 fi
 
 echo "[setup_env] preparing $VENV"
-[ -x "$VENV/bin/python" ] || "${PYTHON:-python3}" -m venv "$VENV"
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 $PIP install -q --upgrade pip
 $PIP install -q "torch==$TORCH_VERSION" -r "$ROOT/requirements/build.txt"
 

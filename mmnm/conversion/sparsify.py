@@ -3,17 +3,22 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
+from mmcv.cnn.bricks import wrappers as mmcv_wrappers
 from torch import nn
 
 from mmnm.layers import (NMSparseMixin, SparseConv, SparseLinear,
                          ineligibility)
 from mmnm.pattern import NMPattern, PatternLike
 
-#: Dense layer types and their sparse counterparts. Subclasses (e.g. weight
-#: standardised convs) change the forward pass and are left dense.
+#: Dense layer types and their sparse counterparts. Other subclasses (e.g.
+#: weight standardised convs) change the forward pass and are left dense.
+#: mmcv's ``Conv2d``/``Linear`` wrappers (mask heads, ...) differ from
+#: PyTorch's only for empty inputs on PyTorch < 1.5, below our minimum.
 SPARSE_COUNTERPARTS: Dict[Type[nn.Module], Type[NMSparseMixin]] = {
     nn.Conv2d: SparseConv,
     nn.Linear: SparseLinear,
+    mmcv_wrappers.Conv2d: SparseConv,
+    mmcv_wrappers.Linear: SparseLinear,
 }
 
 _WEIGHTED_TYPES = (nn.modules.conv._ConvNd, nn.Linear)

@@ -96,10 +96,9 @@ class NMSparseMixin:
             self, return_masked: bool) -> Tuple[Tensor, Optional[Tensor]]:
         """The mask and, if asked, the masked weight (both detached).
 
-        Masks are never cached across forwards: fused optimizers and writes
-        through ``.data`` (e.g. EMA models) change weights without a trace
-        in their version counter. For fast inference, export the masked
-        weights instead.
+        Recomputed on every call: fused optimizers and writes through
+        ``.data`` (e.g. EMA models) change weights without bumping their
+        version counter, so no cache could tell when a mask went stale.
         """
         weight = self.weight.detach()
         if self.mask_frozen and self.mask is not None:

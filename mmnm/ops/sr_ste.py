@@ -16,7 +16,8 @@ def add_sr_ste_term_(grad: Tensor, weight: Tensor, mask: Tensor,
     ext = load_ext()
     if ext is not None and grad.device.type == 'cpu' and \
             grad.is_contiguous() and weight.is_contiguous() and \
-            mask.is_contiguous() and grad.dtype == weight.dtype:
+            mask.is_contiguous() and grad.dtype == weight.dtype and \
+            mask.dtype == torch.bool:
         ext.sr_ste_add_(grad, weight, mask, float(lambda_w))
         return grad
     return grad.addcmul_(weight, mask.logical_not(), value=lambda_w)

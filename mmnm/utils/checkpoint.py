@@ -9,6 +9,7 @@ statistics methods as ``getattr(HistoryBuffer, name)``; ``getattr`` itself
 would open every attribute of every allowed object to a checkpoint, so a
 restricted stand-in is registered under that name instead.
 """
+import inspect
 import pickle
 from typing import Any, List
 
@@ -17,15 +18,17 @@ import torch
 from mmengine.logging import HistoryBuffer
 
 
-#: Statistics that every HistoryBuffer registers; custom ones registered with
-#: ``HistoryBuffer.register_statistics`` are allowed too.
-_BUILTIN_STATISTICS = frozenset(('min', 'max', 'current', 'mean'))
+#: The statistics methods of HistoryBuffer. A fixed set: the class-level
+#: registry of statistics grows from the checkpoints being loaded, so it
+#: cannot decide what a checkpoint may fetch.
+_STATISTICS = frozenset(('min', 'max', 'current', 'mean'))
 
 
-def _history_buffer_getattr(obj: Any, name: str) -> Any:
+def _history_buffer_getattr(obj: Any, name: Any) -> Any:
     """``getattr`` limited to the statistics methods of ``HistoryBuffer``."""
-    allowed = _BUILTIN_STATISTICS | set(HistoryBuffer._statistics_methods)
-    if obj is HistoryBuffer and name in allowed:
+    if obj is HistoryBuffer and isinstance(name, str) and \
+            name in _STATISTICS and \
+            inspect.isfunction(HistoryBuffer.__dict__.get(name)):
         return getattr(obj, name)
     raise pickle.UnpicklingError(
         f'checkpoint asks for getattr({obj!r}, {name!r}); mmnm allows '

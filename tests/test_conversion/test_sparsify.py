@@ -458,3 +458,15 @@ def test_override_on_built_sparse_layer_is_not_silently_ignored():
         return  # refusing is a fine answer
     assert model[0].nm == NMPattern(1, 8)
     assert report.layers[0].pattern == NMPattern(1, 8)
+
+
+def test_mmcv_wrapper_layers_are_converted():
+    """mmdet heads build mmcv's Conv2d/Linear wrappers (e.g. mask heads)."""
+    from mmcv.cnn.bricks import wrappers
+    model = nn.Sequential(wrappers.Conv2d(8, 8, 3), nn.Flatten(),
+                          wrappers.Linear(8, 4))
+    report = sparsify_model(model, '2:4')
+    assert isinstance(model[0], SparseConv)
+    assert isinstance(model[2], NMSparseMixin)
+    assert [layer.pattern is not None for layer in report.layers] == [True,
+                                                                       True]

@@ -442,6 +442,24 @@ def test_dense_warmup_then_sparse():
                                   atol=1e-14)
 
 
+def test_schedule_switches_only_between_optimizer_steps():
+    """With accumulative_counts=2 a switch at iteration 3 waits for the
+    window that starts at iteration 4: one step never mixes dense and sparse
+    micro-batches."""
+    model = TinyNet()
+    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=0.1),
+                                sparse_start_iter=3, accumulative_counts=2)
+    data = make_data()
+    sparse_at = []
+    for _ in range(6):
+        with wrapper.optim_context(model):
+            loss = ((model(**data, mode='predict') - data['targets'])**2
+                    ).mean()
+        sparse_at.append(model.conv.mask is not None)
+        wrapper.update_params(loss)
+    assert sparse_at == [False, False, False, False, True, True]
+
+
 def group_counts(weight):
     w = weight.detach()
     w4 = w[:, :, None, None] if w.dim() == 2 else w

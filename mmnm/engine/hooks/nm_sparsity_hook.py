@@ -11,7 +11,7 @@ from torch import Tensor
 
 from mmnm.conversion import find_sparse_layers, sparsify_model
 from mmnm.layers import NMSparseMixin
-from mmnm.ops import count_nm_violations
+from mmnm.ops import group_view
 from mmnm.registry import HOOKS
 
 _BITS = 1 << torch.arange(8, dtype=torch.uint8)
@@ -25,7 +25,7 @@ def _pack(mask: Tensor) -> Tensor:
 
 
 def _unpack(packed: Tensor, shape: torch.Size) -> Tensor:
-    bits = packed.unsqueeze(1).bitwise_and(_BITS).ne(0).flatten()
+    bits = packed.cpu().unsqueeze(1).bitwise_and(_BITS).ne(0).flatten()
     return bits[:math.prod(shape)].view(shape)
 
 
@@ -131,9 +131,10 @@ class NMSparsityHook(Hook):
         flips = flips_total = entries = zeros = 0
         for name, mask in masks.items():
             layer = self.layers[name]
-            weight = layer.weight.detach() * mask  # what the forward used
             if self.verify:
-                self._verify(layer, weight)
+                self._verify(layer, mask)
+            # the current weight under the mask of the last forward
+            weight = layer.weight.detach() * mask
             layer_flips = int((mask != self.last_masks[name]).sum())
             layer_zeros = int((weight == 0).sum())
             flips += layer_flips
@@ -157,14 +158,15 @@ class NMSparsityHook(Hook):
         runner.message_hub.update_scalar(f'train/sparsity/{key}', value)
 
     @staticmethod
-    def _verify(layer: NMSparseMixin, weight: Tensor) -> None:
+    def _verify(layer: NMSparseMixin, mask: Tensor) -> None:
+        """The mask the forward used keeps exactly N of every group."""
         nm = layer.nm
-        bad = count_nm_violations(weight, nm.n, nm.m, nm.orientation)
+        kept = group_view(mask, nm.m, nm.orientation).sum(2)
+        bad = int((kept != nm.n).sum())
         if bad:
             raise RuntimeError(
                 f'{layer.describe()} is not {nm} sparse: {bad} of '
-                f'{weight.numel() // nm.m} groups hold more than {nm.n} '
-                'non-zeros')
+                f'{kept.numel()} groups keep other than {nm.n} weights')
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint[self.checkpoint_key] = {
@@ -177,12 +179,17 @@ class NMSparsityHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state: Optional[dict] = checkpoint.get(self.checkpoint_key)
-        if not state:
-            return
+        if not state or not getattr(runner, '_resume', False):
+            return  # SAD references belong to the run they came from
         for name, entry in state.items():
             if name not in self.layers:
                 continue  # a layer this model does not make sparse
             shape = torch.Size(entry['shape'])
+            if shape != self.layers[name].weight.shape:
+                raise ValueError(
+                    f'checkpoint key {self.checkpoint_key!r}: mask of layer '
+                    f'{name!r} has shape {tuple(shape)}, the layer '
+                    f'{tuple(self.layers[name].weight.shape)}')
             device = self.layers[name].weight.device
             self.start_masks[name] = _unpack(entry['start'], shape).to(device)
             self.last_masks[name] = _unpack(entry['last'], shape).to(device)

@@ -75,6 +75,8 @@ class SRSTEMixin:
         self._bound_model = id(model)
 
     def _apply_schedule(self) -> None:
+        if self._inner_count % self._accumulative_counts:
+            return  # never switch inside a gradient accumulation window
         step = self._inner_count
         sparse = step >= self.sparse_start_iter
         frozen = self.freeze_mask_iter is not None and \

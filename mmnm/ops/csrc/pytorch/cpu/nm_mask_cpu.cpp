@@ -56,6 +56,12 @@ inline Rank4 rank4(const __m128 (&a)[4], int64_t n) {
   return out;
 }
 
+// All-ones/zero lanes -> 1.0f/0.0f, so that masked weights are products
+// (pruned negative weights give -0.0, as in the scalar and PyTorch paths).
+inline __m128 as_factor(__m128 keep) {
+  return _mm_and_ps(keep, _mm_set1_ps(1.0f));
+}
+
 // Four 0/-1 int32 lanes -> four bool bytes at dst.
 inline void store_bools4(bool* dst, __m128i keep) {
   const __m128i bytes = _mm_packs_epi16(_mm_packs_epi32(keep, keep), keep);
@@ -83,7 +89,7 @@ bool nm_mask_4_contiguous(const float* w, bool* keep, float* masked,
       store_bools4(keep + g * 4 + 4 * q, _mm_castps_si128(k[q]));
       if (masked != nullptr) {
         _mm_storeu_ps(masked + g * 4 + 4 * q,
-                      _mm_and_ps(_mm_loadu_ps(p + 4 * q), k[q]));
+                      _mm_mul_ps(_mm_loadu_ps(p + 4 * q), as_factor(k[q])));
       }
     }
   }
@@ -113,7 +119,7 @@ bool nm_mask_4_strided(const float* w, bool* keep, float* masked,
         store_bools4(keep + at, r.keep[j]);
         if (masked != nullptr) {
           _mm_storeu_ps(masked + at,
-                        _mm_and_ps(a[j], _mm_castsi128_ps(r.keep[j])));
+                        _mm_mul_ps(a[j], as_factor(_mm_castsi128_ps(r.keep[j]))));
         }
       }
     }
