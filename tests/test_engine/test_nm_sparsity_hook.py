@@ -1,6 +1,7 @@
 """NMSparsityHook with mmengine's real Runner on a small model: SAD values
 against masks recorded independently, N:M verification, resume."""
 import copy
+import json
 import os.path as osp
 
 import pytest
@@ -70,9 +71,15 @@ def test_logged_sad_matches_recorded_masks(tmp_path):
     conv_mask = masks[5]['conv']
     assert history(runner, 'conv/sad_norm')[-1] == pytest.approx(
         int((conv_mask != masks[3]['conv']).sum()) / conv_mask.numel())
-    # the values reach the log file that LoggerHook writes
+    # the values reach the log file that LoggerHook writes ...
     log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
     assert 'sparsity/sad_total' in log and 'sparsity/zero_ratio' in log
+    # ... and the visualizer backends (LocalVisBackend: scalars.json)
+    scalars = [json.loads(line) for line in open(
+        osp.join(runner.log_dir, 'vis_data', 'scalars.json'))]
+    logged = [row['sparsity/sad_total'] for row in scalars
+              if 'sparsity/sad_total' in row]
+    assert logged == expected_total
 
 
 def test_non_nm_weight_stops_the_run_naming_the_layer(tmp_path, monkeypatch):
