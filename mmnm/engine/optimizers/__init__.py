@@ -1,4 +1,7 @@
-from .sr_ste_optim_wrapper import (AmpSRSTEOptimWrapper, SRSTEMixin,
-                                   SRSTEOptimWrapper)
+from .sr_ste_optim_wrapper import (AMP_OPTIM_WRAPPERS, AmpSRSTEOptimWrapper,
+                                   SRSTEMixin, SRSTEOptimWrapper, enable_amp)
 
-__all__ = ['AmpSRSTEOptimWrapper', 'SRSTEMixin', 'SRSTEOptimWrapper']
+__all__ = [
+    'AMP_OPTIM_WRAPPERS', 'AmpSRSTEOptimWrapper', 'SRSTEMixin',
+    'SRSTEOptimWrapper', 'enable_amp'
+]

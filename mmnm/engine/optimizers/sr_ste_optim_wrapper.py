@@ -135,3 +135,25 @@ class AmpSRSTEOptimWrapper(SRSTEMixin, AmpOptimWrapper):
         self.loss_scaler.step(self.optimizer, **kwargs)
         self.loss_scaler.update(self._scale_update_param)
         self._after_step()
+
+
+#: The AMP counterpart of each optim wrapper type, for ``--amp``.
+AMP_OPTIM_WRAPPERS = {
+    'OptimWrapper': 'AmpOptimWrapper',
+    'AmpOptimWrapper': 'AmpOptimWrapper',
+    'SRSTEOptimWrapper': 'AmpSRSTEOptimWrapper',
+    'AmpSRSTEOptimWrapper': 'AmpSRSTEOptimWrapper',
+}
+
+
+def enable_amp(optim_wrapper: dict) -> dict:
+    """Switch an ``optim_wrapper`` config to its AMP counterpart in place
+    (dynamic loss scale unless one is set); mmdet's own ``--amp`` accepts
+    only ``OptimWrapper``."""
+    kind = optim_wrapper.get('type', 'OptimWrapper')
+    if kind not in AMP_OPTIM_WRAPPERS:
+        raise ValueError(f'--amp: no AMP counterpart for optim_wrapper type '
+                         f'{kind!r}; known: {sorted(AMP_OPTIM_WRAPPERS)}')
+    optim_wrapper['type'] = AMP_OPTIM_WRAPPERS[kind]
+    optim_wrapper.setdefault('loss_scale', 'dynamic')
+    return optim_wrapper
