@@ -1,0 +1,16 @@
+# FCN R50-D8 on Cityscapes (512x1024 crops, 80k iterations): trained 2:4 sparse from scratch with SR-STE.
+# Data: Cityscapes at data/cityscapes/ (leftImg8bit/, gtFine/ with *_labelTrainIds.png). Metric: mIoU.
+# Only the sparse parts are added to the dense baseline.
+_base_ = './fcn_r50-d8_dense_4xb2-80k_cityscapes-512x1024.py'
+
+custom_imports = dict(imports=['mmnm'], allow_failed_imports=False)
+
+# the 1x1 classifiers stay dense
+nm_exclude = ['decode_head.conv_seg', 'auxiliary_head.conv_seg']
+custom_hooks = [
+    dict(
+        type='NMSparsityHook',
+        interval=50,
+        sparsity=dict(pattern='2:4', exclude=nm_exclude))
+]
+optim_wrapper = dict(type='SRSTEOptimWrapper', lambda_w=2e-4)

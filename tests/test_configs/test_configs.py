@@ -1,0 +1,115 @@
+"""Every config under configs/ loads, builds its model with the expected
+sparse and dense layers, and trains one iteration on tiny generated data
+with the optim wrapper it configures."""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import MODELS, init_default_scope
+
+import mmnm
+from mmnm.conversion import sparsify_model
+from mmnm.layers import NMSparseMixin
+from mmnm.ops import group_view
+from mmnm.pattern import NMPattern
+
+CONFIGS = osp.join(osp.dirname(osp.dirname(mmnm.__file__)), 'configs')
+ALL = sorted(
+    osp.relpath(path, CONFIGS)
+    for path in glob.glob(osp.join(CONFIGS, '**', '*.py'), recursive=True))
+SIZE = 64
+
+
+def hook_sparsity(cfg: Config):
+    hooks = [h for h in cfg.get('custom_hooks', [])
+             if h['type'] == 'NMSparsityHook']
+    return hooks[0]['sparsity'] if hooks else None
+
+
+def expected_pattern(name: str):
+    """The pattern a config's file name promises (None for dense)."""
+    if 'dense' in name:
+        return None
+    for tag in ('2-4', '4-8', '1-4', '2-8'):
+        if f'_{tag}' in name:
+            return NMPattern.parse(tag.replace('-', ':'))
+    raise AssertionError(f'{name}: no pattern in the file name')
+
+
+def det_batch(with_mask: bool):
+    from mmdet.testing import demo_mm_inputs
+    return demo_mm_inputs(
+        batch_size=1, image_shapes=(3, SIZE, SIZE), num_items=[2],
+        num_classes=80, with_mask=with_mask)
+
+
+def seg_batch(num_classes: int, batch_size: int = 2):
+    """Batch of 2: ASPP's image pooling trains BatchNorm on 1x1 maps."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    gen = torch.Generator().manual_seed(0)
+    images, samples = [], []
+    for _ in range(batch_size):
+        sample = SegDataSample()
+        sample.gt_sem_seg = PixelData(data=torch.randint(
+            0, num_classes, (1, SIZE, SIZE), generator=gen))
+        sample.set_metainfo(dict(img_shape=(SIZE, SIZE),
+                                 ori_shape=(SIZE, SIZE),
+                                 pad_shape=(SIZE, SIZE)))
+        samples.append(sample)
+        images.append(torch.randint(0, 256, (3, SIZE, SIZE), generator=gen,
+                                    dtype=torch.uint8))
+    return dict(inputs=images, data_samples=samples)
+
+
+def test_configs_found():
+    assert 'faster_rcnn_r50_2-4.py' in ALL
+    families = {osp.dirname(name) for name in ALL}
+    assert {'faster_rcnn', 'mask_rcnn', 'segmentation', 'demo'} <= families
+
+
+@pytest.mark.parametrize('name', ALL)
+def test_config_builds_and_trains_one_iteration(name):
+    cfg = Config.fromfile(osp.join(CONFIGS, name))
+    assert open(osp.join(CONFIGS, name)).readline().startswith('#'), \
+        'the first lines say what the config trains'
+    assert 'torchvision://' not in cfg.pretty_text
+    assert 'http' not in str(cfg.model.get('pretrained'))
+    pattern = expected_pattern(name)
+    sparsity = hook_sparsity(cfg)
+    assert (sparsity is None) == (pattern is None)
+
+    init_default_scope(cfg.get('default_scope'))
+    is_seg = cfg.default_scope == 'mmseg'
+    if is_seg:
+        cfg.model.data_preprocessor.size = (SIZE, SIZE)
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    model.init_weights()
+    if sparsity is not None:
+        assert cfg.optim_wrapper.type == 'SRSTEOptimWrapper'
+        report = sparsify_model(model, **sparsity)
+        decisions = {layer.name: layer for layer in report.layers}
+        assert decisions['backbone.layer1.0.conv1'].pattern == pattern
+        stem = 'backbone.stem.0' if 'backbone.stem.0' in decisions \
+            else 'backbone.conv1'
+        assert decisions[stem].pattern is None  # 3 input channels
+        for excluded in sparsity['exclude']:
+            assert decisions[excluded].pattern is None, excluded
+
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    if is_seg:
+        data = seg_batch(cfg.model.decode_head.num_classes)
+    else:
+        data = det_batch(with_mask='mask' in name)
+    model.train()
+    log_vars = model.train_step(data, wrapper)
+    assert torch.isfinite(log_vars['loss'])
+    for layer in model.modules():
+        if isinstance(layer, NMSparseMixin) and layer.weight.requires_grad:
+            kept = group_view(layer.mask, layer.nm.m,
+                              layer.nm.orientation).sum(2)
+            assert bool((kept == layer.nm.n).all()), layer.nm_name
