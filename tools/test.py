@@ -8,7 +8,8 @@ import argparse
 import os.path as osp
 
 import mmnm  # noqa: F401  (registers mmnm's parts, safe checkpoint loading)
-from mmnm.utils.launch import add_common_args, build_runner, load_config
+from mmnm.utils.launch import (add_common_args, build_runner,
+                               check_data_roots, load_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -25,6 +26,7 @@ def main() -> None:
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
+    check_data_roots(cfg, ('test_dataloader', ))
     build_runner(cfg).test()
 
 

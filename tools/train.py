@@ -8,7 +8,8 @@ import argparse
 
 import mmnm  # noqa: F401  (registers mmnm's parts, safe checkpoint loading)
 from mmnm.engine.optimizers import enable_amp
-from mmnm.utils.launch import add_common_args, build_runner, load_config
+from mmnm.utils.launch import (add_common_args, build_runner,
+                               check_data_roots, load_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -36,6 +37,7 @@ def main() -> None:
         cfg.resume, cfg.load_from = True, None
     elif args.resume:
         cfg.resume, cfg.load_from = True, args.resume
+    check_data_roots(cfg, ('train_dataloader', 'val_dataloader'))
     build_runner(cfg).train()
 
 

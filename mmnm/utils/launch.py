@@ -43,6 +43,20 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def check_data_roots(cfg: Config, loaders=('train_dataloader',
+                                            'val_dataloader',
+                                            'test_dataloader')) -> None:
+    """Stop with the config key and path when a dataset folder is missing,
+    before any model is built."""
+    for key in loaders:
+        dataset = (cfg.get(key) or {}).get('dataset') or {}
+        root = dataset.get('data_root')
+        if root and not osp.isdir(root):
+            raise SystemExit(f'{key}.dataset.data_root: no such folder '
+                             f'{root!r} (set it with --cfg-options '
+                             f'{key}.dataset.data_root=PATH)')
+
+
 def build_runner(cfg: Config) -> Runner:
     """The runner of ``cfg`` (``runner_type`` honoured), after the CPU
     torchrun set-up where it applies."""

@@ -78,6 +78,18 @@ def test_test_tool_names_a_missing_checkpoint(tmp_path):
     assert 'checkpoint not found' in proc.stderr and 'no.pth' in proc.stderr
 
 
+def test_missing_dataset_path_is_named(tmp_path):
+    missing = str(tmp_path / 'no_data')
+    proc = subprocess.run(
+        [sys.executable, 'tools/train.py', CONFIG, '--work-dir',
+         str(tmp_path), '--cfg-options',
+         f'train_dataloader.dataset.data_root={missing}'],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert 'train_dataloader.dataset.data_root' in proc.stderr
+    assert missing in proc.stderr
+
+
 def test_dist_train_two_gloo_processes(tmp_path, data_root):
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
