@@ -1,13 +1,15 @@
-"""What tools/train.py and tools/test.py share: common arguments, the
-config with the command line applied, and the runner."""
+"""What the tools share: common arguments, the config with the command
+line applied, the runner, and the sparse model of a config."""
 import argparse
 import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
+from mmengine.registry import MODELS, RUNNERS, init_default_scope
 from mmengine.runner import Runner
+from torch import nn
 
+from mmnm.conversion import sparsify_model
 from .dist import prepare_cpu_distributed
 
 
@@ -64,3 +66,18 @@ def build_runner(cfg: Config) -> Runner:
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def build_sparse_model(config: str) -> nn.Module:
+    """The model of ``config``, made sparse as its ``NMSparsityHook`` says
+    (for tools that work on checkpoints without a runner)."""
+    cfg = Config.fromfile(config)
+    hooks = [h for h in cfg.get('custom_hooks', [])
+             if h.get('type') == 'NMSparsityHook' and h.get('sparsity')]
+    if not hooks:
+        raise SystemExit(f'{config}: no NMSparsityHook with `sparsity` in '
+                         'custom_hooks, so no layer is N:M sparse')
+    init_default_scope(cfg.get('default_scope'))
+    model = MODELS.build(cfg.model)
+    sparsify_model(model, **hooks[0]['sparsity'])
+    return model

@@ -1,5 +1,6 @@
 """tools/train.py, tools/test.py and tools/dist_train.sh on the demo config:
 train, resume, evaluate, and train with two gloo processes on CPU."""
+import glob
 import os
 import os.path as osp
 import socket
@@ -68,6 +69,15 @@ def test_train_resume_test(tmp_path, data_root):
                osp.join(work, 'iter_3.pth'), '--work-dir', work] +
               small(data_root, 3))
     assert 'mIoU' in out and 'N:M sparsity of the model' in out
+
+    # the sparsity report: per-layer table and a plot from the logged SAD
+    run_dir = osp.dirname(osp.dirname(
+        glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json'))[0]))
+    png = osp.join(work, 'report.png')
+    out = run([sys.executable, 'tools/analysis/sparsity_report.py', CONFIG,
+               osp.join(work, 'iter_3.pth'), run_dir, '--out', png])
+    assert 'backbone.layer1.0.conv1' in out and '50.0%' in out
+    assert open(png, 'rb').read(8) == b'\x89PNG\r\n\x1a\n'
 
 
 def test_test_tool_names_a_missing_checkpoint(tmp_path):

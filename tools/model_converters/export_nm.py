@@ -13,27 +13,12 @@ import os.path as osp
 import sys
 
 import torch
-from mmengine.config import Config
-from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import load_checkpoint
 
 import mmnm
 from mmnm.conversion import (check_nm_state_dict, export_state_dict,
-                             sparse_weight_patterns, sparsify_model)
-
-
-def build_sparse_model(config: str) -> torch.nn.Module:
-    """The config's model, made sparse as its NMSparsityHook says."""
-    cfg = Config.fromfile(config)
-    hooks = [h for h in cfg.get('custom_hooks', [])
-             if h.get('type') == 'NMSparsityHook' and h.get('sparsity')]
-    if not hooks:
-        raise SystemExit(f'{config}: no NMSparsityHook with `sparsity` in '
-                         'custom_hooks, so no layer is N:M sparse')
-    init_default_scope(cfg.get('default_scope'))
-    model = MODELS.build(cfg.model)
-    sparsify_model(model, **hooks[0]['sparsity'])
-    return model
+                             sparse_weight_patterns)
+from mmnm.utils.launch import build_sparse_model
 
 
 def main() -> int:
