@@ -1,7 +1,7 @@
 """Make the eligible Conv2d/Linear layers of any model N:M sparse."""
 import fnmatch
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
 from mmcv.cnn.bricks import wrappers as mmcv_wrappers
 from torch import nn
