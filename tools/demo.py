@@ -1,66 +1,110 @@
-"""The main job: generate the shapes demo data, train a model N:M sparse
-with SR-STE from scratch, evaluate it and verify its sparsity.
+"""The main job, end to end on generated data: train a model N:M sparse with
+SR-STE from scratch, evaluate it, verify its sparsity, export it as a plain
+N:M checkpoint and evaluate that export in the stock dense model.
 
-    python tools/demo.py                      # FCN-R18, 2:4, mIoU
+    python tools/demo.py                 # Mask R-CNN R18-FPN 2:4, COCO bbox + segm
+    python tools/demo.py --task det      # Faster R-CNN R18-FPN 2:4, COCO bbox
+    python tools/demo.py --task seg      # FCN-R18-D8 2:4, mIoU
+    python tools/demo.py --config configs/demo/mask-rcnn_r18_fpn_dense_shapes-64x64.py
     python tools/demo.py --cfg-options custom_hooks.0.sparsity.pattern=4:8
-    python tools/demo.py --config configs/demo/fcn_r18-d8_dense_shapes-64x64.py
 """
 import argparse
 import os.path as osp
 import sys
+from typing import Dict
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
+from mmengine.runner import Runner, load_checkpoint
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEFAULT_CONFIG = osp.join(REPO, 'configs', 'demo',
-                          'fcn_r18-d8_2-4_shapes-64x64.py')
+DEMOS = dict(
+    ins='mask-rcnn_r18_fpn_2-4_shapes-64x64.py',
+    det='faster-rcnn_r18_fpn_2-4_shapes-64x64.py',
+    seg='fcn_r18-d8_2-4_shapes-64x64.py')
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--config', default=DEFAULT_CONFIG)
-    parser.add_argument('--work-dir', default=None)
-    parser.add_argument('--data-root', default=osp.join(REPO, 'data', 'demo',
-                                                        'shapes'))
+    parser.add_argument('--task', choices=sorted(DEMOS), default='ins',
+                        help='which demo config to run (default: ins)')
+    parser.add_argument('--config', help='a demo config; overrides --task')
+    parser.add_argument('--work-dir')
+    parser.add_argument('--data-root',
+                        default=osp.join(REPO, 'data', 'demo', 'shapes'))
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.config = args.config or osp.join(REPO, 'configs', 'demo',
+                                          DEMOS[args.task])
+    return args
+
+
+def format_metrics(metrics: Dict[str, float]) -> str:
+    """One line of the headline metrics (COCO's per-size ones left out)."""
+    return '  '.join(
+        f'{key}: {value:.4g}' for key, value in metrics.items()
+        if not key.endswith(('time', '_mAP_s', '_mAP_m', '_mAP_l')))
+
+
+def without_sparsity(cfg: Config) -> Config:
+    """``cfg`` as the stock dense model: no NMSparsityHook."""
+    dense = cfg.copy()
+    dense.custom_hooks = [hook for hook in cfg.get('custom_hooks', [])
+                          if hook.get('type') != 'NMSparsityHook']
+    return dense
 
 
 def main() -> int:
     args = parse_args()
-    from mmnm.conversion import measure_sparsity, verify_nm_sparsity
+    from mmnm.conversion import (check_nm_state_dict, export_state_dict,
+                                 save_nm_checkpoint, sparse_weight_patterns,
+                                 verify_nm_sparsity)
     from mmnm.datasets import generate_shapes_dataset
+    from mmnm.utils.launch import redirect_data_root
 
     generate_shapes_dataset(args.data_root)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    cfg.work_dir = args.work_dir or osp.join(
-        REPO, 'work_dirs', 'demo',
-        osp.splitext(osp.basename(args.config))[0])
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[loader].dataset.data_root = args.data_root
+    name = osp.splitext(osp.basename(args.config))[0]
+    cfg.work_dir = args.work_dir or osp.join(REPO, 'work_dirs', 'demo', name)
+    redirect_data_root(cfg, args.data_root)
 
     runner = Runner.from_cfg(cfg)
-    runner.train()  # ends with the validation of the last iteration
+    model = runner.train()  # ends with the validation of the last iteration
+    metrics = {key[4:]: buffer.current()
+               for key, buffer in runner.message_hub.log_scalars.items()
+               if key.startswith('val/')}
 
-    print('\n=== mmnm demo result ===')
-    print(f'config: {osp.relpath(args.config, REPO)}')
-    for key, buffer in runner.message_hub.log_scalars.items():
-        if key.startswith('val/') and not key.endswith('time'):
-            print(f'{key[4:]}: {buffer.current():.2f}')
-    if not measure_sparsity(runner.model):
-        print('dense model (no N:M sparse layer)')
+    lines = ['', '=== mmnm demo result ===',
+             f'config: {osp.relpath(args.config, REPO)}',
+             f'trained model:  {format_metrics(metrics)}']
+    patterns = sparse_weight_patterns(model)
+    if not patterns:
+        print('\n'.join(lines + ['dense model (no N:M sparse layer)']))
         return 0
-    layers = verify_nm_sparsity(runner.model)
+    layers = verify_nm_sparsity(model)
     numel = sum(layer.numel for layer in layers)
     zeros = sum(layer.zeros for layer in layers)
-    patterns = sorted({str(layer.pattern) for layer in layers})
-    print(f'sparse layers: {len(layers)} ({", ".join(patterns)}), verified '
-          f'N:M in every group')
-    print(f'zeros in sparse layers: {zeros}/{numel} '
-          f'({100 * zeros / numel:.2f}%)')
+    kinds = ', '.join(sorted({str(layer.pattern) for layer in layers}))
+    lines += [f'sparse layers: {len(layers)} ({kinds}), verified N:M in '
+              f'every group; zeros: {zeros}/{numel} '
+              f'({100 * zeros / numel:.2f}%)']
+
+    # export, then evaluate the export in the stock dense model
+    export = osp.join(cfg.work_dir, f'{name}_nm.pth')
+    save_nm_checkpoint(export_state_dict(model), patterns, export)
+    dense_cfg = without_sparsity(cfg)
+    dense_cfg.experiment_name = f'{name}_export'
+    dense_runner = Runner.from_cfg(dense_cfg)
+    load_checkpoint(dense_runner.model, export, map_location='cpu',
+                    strict=True)
+    check_nm_state_dict(dense_runner.model.state_dict(), patterns)
+    export_metrics = dense_runner.test()
+    lines += [f'export: {export}, loaded strictly into '
+              f'the stock dense model, N:M verified',
+              f'export in the dense model:  '
+              f'{format_metrics(export_metrics)}']
+    print('\n'.join(lines))
     return 0
 
 

@@ -1,9 +1,12 @@
 """Plain checkpoints whose sparse weights are exactly N:M (masks applied),
 loadable by the dense model of the stock config."""
 from collections import OrderedDict
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Optional
 
+import torch
 from torch import Tensor, nn
+
+from mmnm.version import __version__
 
 from mmnm.ops import count_nm_violations
 from mmnm.pattern import NMPattern
@@ -41,3 +44,19 @@ def check_nm_state_dict(state_dict: Mapping[str, Tensor],
                             f'non-zeros (expected {nm})')
     if problems:
         raise ValueError('not N:M sparse:\n  ' + '\n  '.join(problems))
+
+
+def save_nm_checkpoint(state_dict: Mapping[str, Tensor],
+                       patterns: Mapping[str, NMPattern],
+                       out: str,
+                       source: Optional[str] = None) -> None:
+    """Verify ``state_dict`` is N:M where ``patterns`` say, then save it as a
+    plain mmengine checkpoint (``meta`` + ``state_dict``, no optimizer)."""
+    check_nm_state_dict(state_dict, patterns)
+    meta = dict(
+        mmnm_version=__version__,
+        nm_patterns={key: f'{p}/{p.orientation}'
+                     for key, p in patterns.items()})
+    if source is not None:
+        meta['source'] = source
+    torch.save(dict(meta=meta, state_dict=dict(state_dict)), out)

@@ -12,6 +12,8 @@ from torch import nn
 from mmnm.conversion import sparsify_model
 from .dist import prepare_cpu_distributed
 
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """``--work-dir``, ``--cfg-options``, ``--launcher``, ``--local-rank``."""
@@ -45,9 +47,7 @@ def load_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def check_data_roots(cfg: Config, loaders=('train_dataloader',
-                                            'val_dataloader',
-                                            'test_dataloader')) -> None:
+def check_data_roots(cfg: Config, loaders=LOADERS) -> None:
     """Stop with the config key and path when a dataset folder is missing,
     before any model is built."""
     for key in loaders:
@@ -57,6 +57,22 @@ def check_data_roots(cfg: Config, loaders=('train_dataloader',
             raise SystemExit(f'{key}.dataset.data_root: no such folder '
                              f'{root!r} (set it with --cfg-options '
                              f'{key}.dataset.data_root=PATH)')
+
+
+def redirect_data_root(cfg: Config, root: str) -> None:
+    """Point every dataloader of ``cfg``, and every evaluator annotation file
+    under the config's ``data_root``, to ``root`` instead."""
+    old = cfg.get('data_root')
+    for key in LOADERS:
+        if cfg.get(key):
+            cfg[key].dataset.data_root = root
+    for key in ('val_evaluator', 'test_evaluator'):
+        evaluator = cfg.get(key) or {}
+        ann_file = evaluator.get('ann_file') if isinstance(
+            evaluator, dict) else None
+        if old and ann_file and ann_file.startswith(old):
+            evaluator['ann_file'] = root + ann_file[len(old):]
+    cfg.data_root = root
 
 
 def build_runner(cfg: Config) -> Runner:

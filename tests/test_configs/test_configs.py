@@ -40,11 +40,11 @@ def expected_pattern(name: str):
     raise AssertionError(f'{name}: no pattern in the file name')
 
 
-def det_batch(with_mask: bool):
+def det_batch(with_mask: bool, num_classes: int):
     from mmdet.testing import demo_mm_inputs
     return demo_mm_inputs(
         batch_size=1, image_shapes=(3, SIZE, SIZE), num_items=[2],
-        num_classes=80, with_mask=with_mask)
+        num_classes=num_classes, with_mask=with_mask)
 
 
 def seg_batch(num_classes: int, batch_size: int = 2):
@@ -104,7 +104,8 @@ def test_config_builds_and_trains_one_iteration(name):
     if is_seg:
         data = seg_batch(cfg.model.decode_head.num_classes)
     else:
-        data = det_batch(with_mask='mask' in name)
+        data = det_batch(with_mask='mask' in name,
+                         num_classes=cfg.model.roi_head.bbox_head.num_classes)
     model.train()
     log_vars = model.train_step(data, wrapper)
     assert torch.isfinite(log_vars['loss'])

@@ -1,5 +1,7 @@
-"""tools/train.py, tools/test.py and tools/dist_train.sh on the demo config:
-train, resume, evaluate, and train with two gloo processes on CPU."""
+"""tools/train.py, tools/test.py, the export and report tools and
+tools/dist_train.sh on the demo configs: train, resume, evaluate (mIoU, COCO
+bbox and segm), export into the stock dense model, and train with two gloo
+processes on CPU."""
 import glob
 import os
 import os.path as osp
@@ -9,12 +11,17 @@ import sys
 
 import pytest
 import torch
+from mmengine.config import Config
+from mmengine.registry import MODELS, init_default_scope
 
 import mmnm
 from mmnm.engine.optimizers import enable_amp
 
 REPO = osp.dirname(osp.dirname(mmnm.__file__))
+TESTS = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, 'configs', 'demo', 'fcn_r18-d8_2-4_shapes-64x64.py')
+MASK_RCNN = osp.join(REPO, 'configs', 'demo',
+                     'mask-rcnn_r18_fpn_2-4_shapes-64x64.py')
 
 
 @pytest.fixture(scope='module')
@@ -25,8 +32,9 @@ def data_root(tmp_path_factory):
     return str(root)
 
 
-def small(data_root: str, iters: int) -> list:
-    """--cfg-options for a few-iteration run on the small data."""
+def small(data_root: str, iters: int, config: str = CONFIG) -> list:
+    """--cfg-options for a few-iteration run of ``config`` on the small
+    data."""
     options = [
         f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
         'default_hooks.checkpoint.interval=1',
@@ -37,6 +45,10 @@ def small(data_root: str, iters: int) -> list:
             f'{loader}_dataloader.dataset.data_root={data_root}',
             f'{loader}_dataloader.batch_size=2'
         ]
+    if 'rcnn' in config:  # the COCO metric reads the annotation file
+        ann_file = osp.join(data_root, 'annotations', 'instances_val.json')
+        options += [f'val_evaluator.ann_file={ann_file}',
+                    f'test_evaluator.ann_file={ann_file}']
     return ['--cfg-options'] + options
 
 
@@ -53,28 +65,56 @@ def run(args: list, **env) -> str:
     return proc.stdout
 
 
-def test_train_resume_test(tmp_path, data_root):
+def group_nonzeros(weight: torch.Tensor, m: int = 4) -> torch.Tensor:
+    """Non-zeros per group of m input channels at each (k, r, s)."""
+    out, cin = weight.shape[:2]
+    return (weight.movedim(1, -1).reshape(-1, cin // m, m) != 0).sum(-1)
+
+
+@pytest.mark.parametrize('config,metric', [
+    (CONFIG, 'mIoU'),
+    (MASK_RCNN, 'coco/segm_mAP'),
+], ids=['fcn', 'mask-rcnn'])
+def test_train_resume_test_export(tmp_path, data_root, config, metric):
     work = str(tmp_path / 'work')
-    train = [sys.executable, 'tools/train.py', CONFIG, '--work-dir', work]
-    out = run(train + small(data_root, 2))
+    train = [sys.executable, 'tools/train.py', config, '--work-dir', work]
+    out = run(train + small(data_root, 2, config))
     assert 'N:M sparsity of the model' in out and 'sparsity/sad' in out
     assert osp.isfile(osp.join(work, 'iter_2.pth'))
 
-    out = run(train + ['--resume'] + small(data_root, 3))
+    out = run(train + ['--resume'] + small(data_root, 3, config))
     assert 'resumed' in out.lower() and 'Iter(train) [3/3]' in out
     checkpoint = torch.load(osp.join(work, 'iter_3.pth'))
     assert checkpoint['meta']['iter'] == 3 and 'nm_sparsity' in checkpoint
 
-    out = run([sys.executable, 'tools/test.py', CONFIG,
+    out = run([sys.executable, 'tools/test.py', config,
                osp.join(work, 'iter_3.pth'), '--work-dir', work] +
-              small(data_root, 3))
-    assert 'mIoU' in out and 'N:M sparsity of the model' in out
+              small(data_root, 3, config))
+    assert f'{metric}:' in out and 'N:M sparsity of the model' in out
+
+    # export, then load strictly into the stock dense model of the config
+    exported = osp.join(work, 'exported.pth')
+    out = run([sys.executable, 'tools/model_converters/export_nm.py', config,
+               osp.join(work, 'iter_3.pth'), exported])
+    assert 'verified N:M (2:4)' in out
+    export = torch.load(exported)
+    cfg = Config.fromfile(config)
+    init_default_scope(cfg.default_scope)
+    dense = MODELS.build(cfg.model)
+    dense.load_state_dict(export['state_dict'], strict=True)
+    sparse_keys = set(export['meta']['nm_patterns'])
+    assert 'backbone.layer1.0.conv1.weight' in sparse_keys
+    for key, value in dense.state_dict().items():
+        if key in sparse_keys:
+            assert bool((group_nonzeros(value) == 2).all()), key
+        else:  # everything else exactly as trained
+            assert torch.equal(value, checkpoint['state_dict'][key]), key
 
     # the sparsity report: per-layer table and a plot from the logged SAD
     run_dir = osp.dirname(osp.dirname(
         glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json'))[0]))
     png = osp.join(work, 'report.png')
-    out = run([sys.executable, 'tools/analysis/sparsity_report.py', CONFIG,
+    out = run([sys.executable, 'tools/analysis/sparsity_report.py', config,
                osp.join(work, 'iter_3.pth'), run_dir, '--out', png])
     assert 'backbone.layer1.0.conv1' in out and '50.0%' in out
     assert open(png, 'rb').read(8) == b'\x89PNG\r\n\x1a\n'
@@ -100,16 +140,38 @@ def test_missing_dataset_path_is_named(tmp_path):
     assert missing in proc.stderr
 
 
-def test_dist_train_two_gloo_processes(tmp_path, data_root):
+def test_dist_train_two_gloo_processes_hold_identical_masks(
+        tmp_path, data_root):
+    # the demo config plus a test hook that saves each rank's masks
+    hooks = [hook.to_dict() for hook in Config.fromfile(CONFIG).custom_hooks]
+    config = tmp_path / 'dist_config.py'
+    config.write_text(
+        f'_base_ = {CONFIG!r}\n'
+        "custom_imports = dict(imports=['mmnm', 'rank_masks_hook'], "
+        'allow_failed_imports=False)\n'
+        f"custom_hooks = {hooks + [dict(type='SaveRankMasksHook')]!r}\n")
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         port = sock.getsockname()[1]
-    work = str(tmp_path / 'dist')
-    out = run(['bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir', work]
-              + small(data_root, 2),
-              PYTHON=sys.executable, PORT=str(port))
+    work = tmp_path / 'dist'
+    out = run(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
+               str(work)] + small(data_root, 2),
+              PYTHON=sys.executable, PORT=str(port), PYTHONPATH=TESTS)
     assert 'Distributed training: True' in out
-    assert osp.isfile(osp.join(work, 'iter_2.pth'))
+
+    rank0, rank1 = (torch.load(work / f'masks_rank{r}.pth') for r in (0, 1))
+    state = torch.load(work / 'iter_2.pth')['state_dict']
+    assert len(rank0) == 25 and set(rank0) == set(rank1)
+    for name, mask in rank0.items():
+        assert torch.equal(mask, rank1[name]), name
+        # and both are the 2:4 masks of the saved weights: the 2 largest
+        # |w| of each group of 4 input channels
+        weight = state[f'{name}.weight']
+        groups = weight.movedim(1, -1).reshape(-1, 4).abs()
+        expected = torch.zeros_like(groups).scatter_(
+            1, groups.topk(2, dim=1).indices, 1)
+        got = mask.movedim(1, -1).reshape(-1, 4).to(expected.dtype)
+        assert torch.equal(got, expected), name
 
 
 @pytest.mark.parametrize('kind,amp_kind', [

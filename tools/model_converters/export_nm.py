@@ -15,9 +15,9 @@ import sys
 import torch
 from mmengine.runner import load_checkpoint
 
-import mmnm
+import mmnm  # noqa: F401  (registers mmnm's parts, safe checkpoint loading)
 from mmnm.conversion import (check_nm_state_dict, export_state_dict,
-                             sparse_weight_patterns)
+                             save_nm_checkpoint, sparse_weight_patterns)
 from mmnm.utils.launch import build_sparse_model
 
 
@@ -43,7 +43,11 @@ def main() -> int:
                         strict=True)
         state = export_state_dict(model)
     try:
-        check_nm_state_dict(state, patterns)
+        if args.verify_only:
+            check_nm_state_dict(state, patterns)
+        else:
+            save_nm_checkpoint(state, patterns, args.out,
+                               source=osp.abspath(args.checkpoint))
     except ValueError as err:
         print(f'{args.checkpoint}: {err}', file=sys.stderr)
         return 1
@@ -53,14 +57,6 @@ def main() -> int:
           f'({", ".join(sorted({str(p) for p in patterns.values()}))}); '
           f'{zeros}/{sparse} of their weights are zero')
     if not args.verify_only:
-        torch.save(
-            dict(
-                meta=dict(
-                    mmnm_version=mmnm.__version__,
-                    source=osp.abspath(args.checkpoint),
-                    nm_patterns={key: f'{p}/{p.orientation}'
-                                 for key, p in patterns.items()}),
-                state_dict=state), args.out)
         print(f'exported to {args.out}')
     return 0
 

@@ -1,0 +1,10 @@
+# Dense baseline of mask-rcnn_r18_fpn_2-4_shapes-64x64.py: the same Mask R-CNN,
+# data and schedule trained without N:M sparsity, for side-by-side comparison.
+_base_ = './mask-rcnn_r18_fpn_2-4_shapes-64x64.py'
+
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer={{_base_.optim_wrapper.optimizer}},
+    clip_grad={{_base_.optim_wrapper.clip_grad}})
+custom_hooks = []
