@@ -1,0 +1,202 @@
+"""Inference layers holding a 2:4-compressed weight.
+
+The compressed weight is two buffers, ``weight_values`` (``(out, K/2)``,
+fp16/bf16) and ``weight_meta`` (int16, CUTLASS layout), so ``state_dict``
+saves it; ``bias`` is a buffer of the same dtype. Inputs of another dtype
+are cast to it and the output is cast back, so a converted layer can sit in
+an fp32 model; run the model in the same dtype (``model.half()``) to avoid
+the casts.
+"""
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from mmnm.ops import compress_2to4, decompress_2to4
+from mmnm.registry import MODELS
+from .eligibility import pattern_ineligibility, structure_ineligibility
+from .gemm import KERNEL_DTYPES, Sparse24Cache, sparse24_linear
+from .lowering import conv2d_as_gemm, kcrs_weight, krsc_matrix
+
+
+def _pair(value: Union[int, Tuple[int, ...]]) -> Tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+class Sparse24Mixin:
+    """The compressed weight, its GEMM and the conversion check shared by
+    :class:`Sparse24Linear` and :class:`Sparse24Conv2d`."""
+
+    weight_values: Tensor
+    weight_meta: Tensor
+    bias: Optional[Tensor]
+
+    def _init_compressed(self, out: int, k: int, bias: bool,
+                         dtype: torch.dtype, name: Optional[str]) -> None:
+        if dtype not in KERNEL_DTYPES:
+            raise ValueError(f'2:4 inference layers hold fp16 or bf16 '
+                             f'weights, got {dtype}')
+        self.name = name
+        values, meta = compress_2to4(
+            torch.zeros(out, k, dtype=dtype), self._label())
+        self.register_buffer('weight_values', values)
+        self.register_buffer('weight_meta', meta)
+        self.register_buffer('bias',
+                             torch.zeros(out, dtype=dtype) if bias else None)
+        self._cache = Sparse24Cache()
+
+    def _label(self) -> str:
+        return self.name or type(self).__name__
+
+    @torch.no_grad()
+    def load_dense(self, matrix: Tensor, bias: Optional[Tensor]) -> None:
+        """Compress the ``(out, K)`` GEMM matrix ``matrix`` (2:4 along K)
+        into this layer; ``ValueError`` naming the layer if it is not."""
+        dtype = self.weight_values.dtype
+        values, meta = compress_2to4(
+            matrix.detach().to(self.weight_values.device, dtype),
+            self._label())
+        self.weight_values.copy_(values)
+        self.weight_meta.copy_(meta)
+        if (bias is None) != (self.bias is None):
+            raise ValueError(f'{self._label()}: bias given/expected mismatch')
+        if bias is not None:
+            self.bias.copy_(bias.detach())
+
+    def dense_matrix(self) -> Tensor:
+        """The decompressed ``(out, K)`` GEMM matrix."""
+        return decompress_2to4(self.weight_values, self.weight_meta,
+                               self._label())
+
+    def gemm(self, x: Tensor) -> Tensor:
+        """``x @ W^T + b`` for ``x`` ``(rows, K)`` of the layer's dtype."""
+        return sparse24_linear(x, self.weight_values, self.weight_meta,
+                               self.bias, self._cache, self._label())
+
+    @property
+    def backend(self) -> Optional[str]:
+        """The backend of the last forward (``'cusparselt'``,
+        ``'cutlass'`` or ``'dense'``)."""
+        return self._cache.last_backend
+
+    @staticmethod
+    def check_convertible(module: nn.Module, weight: Tensor,
+                          name: Optional[str]) -> None:
+        """``ValueError`` naming the layer unless ``module`` with
+        ``weight`` can run on the 2:4 kernels."""
+        reason = structure_ineligibility(module) or \
+            pattern_ineligibility(weight)
+        if reason is not None:
+            label = f'layer {name!r}' if name else type(module).__name__
+            raise ValueError(f'{label} cannot be converted to 2:4 inference: '
+                             f'{reason}')
+
+
+@MODELS.register_module()
+class Sparse24Linear(Sparse24Mixin, nn.Module):
+    """``nn.Linear`` with a 2:4-compressed weight, for inference."""
+
+    def __init__(self,
+                 in_features: int,
+                 out_features: int,
+                 bias: bool = True,
+                 dtype: torch.dtype = torch.float16,
+                 name: Optional[str] = None) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self._init_compressed(out_features, in_features, bias, dtype, name)
+
+    @classmethod
+    def from_dense(cls,
+                   linear: nn.Linear,
+                   dtype: torch.dtype = torch.float16,
+                   weight: Optional[Tensor] = None,
+                   name: Optional[str] = None) -> 'Sparse24Linear':
+        """Convert ``linear`` (or ``weight``, e.g. an N:M layer's masked
+        weight); ``ValueError`` if it cannot run on the 2:4 kernels."""
+        weight = linear.weight if weight is None else weight
+        cls.check_convertible(linear, weight, name)
+        layer = cls(linear.in_features, linear.out_features,
+                    linear.bias is not None, dtype, name)
+        layer.to(weight.device).load_dense(weight, linear.bias)
+        return layer
+
+    @property
+    def weight(self) -> Tensor:
+        """The decompressed weight (a copy, for inspection)."""
+        return self.dense_matrix()
+
+    def forward(self, x: Tensor) -> Tensor:
+        dtype = self.weight_values.dtype
+        y = self.gemm(x.reshape(-1, self.in_features).to(dtype))
+        y = y.reshape(*x.shape[:-1], self.out_features)
+        return y if y.dtype == x.dtype else y.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (f'in_features={self.in_features}, '
+                f'out_features={self.out_features}, '
+                f'bias={self.bias is not None}, '
+                f'dtype={self.weight_values.dtype}, 2:4')
+
+
+@MODELS.register_module()
+class Sparse24Conv2d(Sparse24Mixin, nn.Module):
+    """``nn.Conv2d`` (groups=1, zero padding) with a 2:4-compressed KRSC
+    weight, run as NHWC im2col + GEMM (see :mod:`mmnm.deploy.lowering`)."""
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size: Union[int, Tuple[int, int]],
+                 stride: Union[int, Tuple[int, int]] = 1,
+                 padding: Union[int, Tuple[int, int]] = 0,
+                 dilation: Union[int, Tuple[int, int]] = 1,
+                 bias: bool = True,
+                 dtype: torch.dtype = torch.float16,
+                 name: Optional[str] = None) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = _pair(padding)
+        self.dilation = _pair(dilation)
+        self.groups = 1
+        k = in_channels * self.kernel_size[0] * self.kernel_size[1]
+        self._init_compressed(out_channels, k, bias, dtype, name)
+
+    @classmethod
+    def from_dense(cls,
+                   conv: nn.Conv2d,
+                   dtype: torch.dtype = torch.float16,
+                   weight: Optional[Tensor] = None,
+                   name: Optional[str] = None) -> 'Sparse24Conv2d':
+        """Convert ``conv`` (or ``weight``, e.g. an N:M layer's masked
+        weight); ``ValueError`` if it cannot run on the 2:4 kernels."""
+        weight = conv.weight if weight is None else weight
+        cls.check_convertible(conv, weight, name)
+        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size,
+                    conv.stride, conv.padding, conv.dilation,
+                    conv.bias is not None, dtype, name)
+        layer.to(weight.device).load_dense(krsc_matrix(weight), conv.bias)
+        return layer
+
+    @property
+    def weight(self) -> Tensor:
+        """The decompressed ``(K, C, R, S)`` weight (a copy)."""
+        return kcrs_weight(self.dense_matrix(), self.in_channels,
+                           self.kernel_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = conv2d_as_gemm(
+            x.to(self.weight_values.dtype), self.gemm, self.kernel_size,
+            self.stride, self.padding, self.dilation)
+        return y if y.dtype == x.dtype else y.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (f'{self.in_channels}, {self.out_channels}, '
+                f'kernel_size={self.kernel_size}, stride={self.stride}, '
+                f'padding={self.padding}, dilation={self.dilation}, '
+                f'bias={self.bias is not None}, '
+                f'dtype={self.weight_values.dtype}, 2:4')
