@@ -1,6 +1,7 @@
-"""2:4 sparse inference: layers holding compressed weights and the GEMM
-they share (PyTorch's CUTLASS/cuSPARSELt kernels on Ampere+ GPUs, a dense
-GEMM on the decompressed weight elsewhere)."""
+"""2:4 sparse inference: layers holding compressed weights, the GEMM they
+share (PyTorch's CUTLASS/cuSPARSELt kernels on Ampere+ GPUs, a dense GEMM on
+the decompressed weight elsewhere) and model conversion."""
+from .convert import Sparse24Report, convert_to_sparse24
 from .eligibility import pattern_ineligibility, structure_ineligibility
 from .gemm import (BACKENDS, Sparse24Cache, clear_sparse24_caches,
                    get_sparse24_backend, kernel_backends, resolve_backend,
@@ -10,8 +11,9 @@ from .lowering import conv2d_as_gemm, im2col_nhwc, kcrs_weight, krsc_matrix
 
 __all__ = [
     'BACKENDS', 'Sparse24Cache', 'Sparse24Conv2d', 'Sparse24Linear',
-    'clear_sparse24_caches', 'conv2d_as_gemm', 'get_sparse24_backend',
-    'im2col_nhwc', 'kcrs_weight', 'kernel_backends', 'krsc_matrix',
+    'Sparse24Report', 'clear_sparse24_caches', 'conv2d_as_gemm',
+    'convert_to_sparse24', 'get_sparse24_backend', 'im2col_nhwc',
+    'kcrs_weight', 'kernel_backends', 'krsc_matrix',
     'pattern_ineligibility', 'resolve_backend', 'set_sparse24_backend',
     'sparse24_backend', 'sparse24_linear', 'structure_ineligibility'
 ]

@@ -12,9 +12,9 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from mmnm.ops import compress_2to4, decompress_2to4
+from mmnm.ops import compress_2to4, decompress_2to4, sparse24_layout
 from mmnm.registry import MODELS
-from .eligibility import pattern_ineligibility, structure_ineligibility
+from .eligibility import structure_ineligibility
 from .gemm import KERNEL_DTYPES, Sparse24Cache, sparse24_linear
 from .lowering import conv2d_as_gemm, kcrs_weight, krsc_matrix
 
@@ -37,10 +37,20 @@ class Sparse24Mixin:
             raise ValueError(f'2:4 inference layers hold fp16 or bf16 '
                              f'weights, got {dtype}')
         self.name = name
-        values, meta = compress_2to4(
-            torch.zeros(out, k, dtype=dtype), self._label())
-        self.register_buffer('weight_values', values)
-        self.register_buffer('weight_meta', meta)
+        layout = sparse24_layout(dtype, self._label())
+        if out % layout.row_multiple or k % layout.col_multiple:
+            raise ValueError(
+                f'{self._label()}: a ({out}, {k}) weight does not fit the 2:4 '
+                f'layout (rows % {layout.row_multiple}, K % '
+                f'{layout.col_multiple})')
+        # empty until loaded: all-zero meta is invalid, so a forward before
+        # loading fails instead of returning zeros
+        self.register_buffer('weight_values',
+                             torch.zeros(out, k // 2, dtype=dtype))
+        self.register_buffer(
+            'weight_meta',
+            torch.zeros(out, k // (4 * layout.groups_per_word),
+                        dtype=layout.meta_dtype))
         self.register_buffer('bias',
                              torch.zeros(out, dtype=dtype) if bias else None)
         self._cache = Sparse24Cache()
@@ -63,6 +73,11 @@ class Sparse24Mixin:
         if bias is not None:
             self.bias.copy_(bias.detach())
 
+    @staticmethod
+    def gemm_matrix(weight: Tensor) -> Tensor:
+        """The ``(out, K)`` GEMM matrix of the layer's dense weight."""
+        return weight
+
     def dense_matrix(self) -> Tensor:
         """The decompressed ``(out, K)`` GEMM matrix."""
         return decompress_2to4(self.weight_values, self.weight_meta,
@@ -79,17 +94,25 @@ class Sparse24Mixin:
         ``'cutlass'`` or ``'dense'``)."""
         return self._cache.last_backend
 
-    @staticmethod
-    def check_convertible(module: nn.Module, weight: Tensor,
-                          name: Optional[str]) -> None:
-        """``ValueError`` naming the layer unless ``module`` with
-        ``weight`` can run on the 2:4 kernels."""
-        reason = structure_ineligibility(module) or \
-            pattern_ineligibility(weight)
-        if reason is not None:
-            label = f'layer {name!r}' if name else type(module).__name__
+    @classmethod
+    def _convert(cls, module: nn.Module, weight: Tensor, dtype: torch.dtype,
+                 name: Optional[str], **kwargs) -> 'Sparse24Mixin':
+        """The layer holding ``weight`` of ``module`` as its GEMM matrix;
+        ``ValueError`` naming the layer if the 2:4 kernels cannot take it
+        (the 2:4 pattern itself is checked while compressing)."""
+        label = f'layer {name!r}' if name else type(module).__name__
+        try:
+            reason = structure_ineligibility(module)
+            if reason is not None:
+                raise ValueError(reason)
+            layer = cls(**kwargs, bias=module.bias is not None, dtype=dtype,
+                        name=name)
+            layer.to(weight.device).load_dense(cls.gemm_matrix(weight),
+                                               module.bias)
+        except ValueError as err:
             raise ValueError(f'{label} cannot be converted to 2:4 inference: '
-                             f'{reason}')
+                             f'{err}') from None
+        return layer
 
 
 @MODELS.register_module()
@@ -116,11 +139,9 @@ class Sparse24Linear(Sparse24Mixin, nn.Module):
         """Convert ``linear`` (or ``weight``, e.g. an N:M layer's masked
         weight); ``ValueError`` if it cannot run on the 2:4 kernels."""
         weight = linear.weight if weight is None else weight
-        cls.check_convertible(linear, weight, name)
-        layer = cls(linear.in_features, linear.out_features,
-                    linear.bias is not None, dtype, name)
-        layer.to(weight.device).load_dense(weight, linear.bias)
-        return layer
+        return cls._convert(linear, weight, dtype, name,
+                            in_features=linear.in_features,
+                            out_features=linear.out_features)
 
     @property
     def weight(self) -> Tensor:
@@ -175,12 +196,15 @@ class Sparse24Conv2d(Sparse24Mixin, nn.Module):
         """Convert ``conv`` (or ``weight``, e.g. an N:M layer's masked
         weight); ``ValueError`` if it cannot run on the 2:4 kernels."""
         weight = conv.weight if weight is None else weight
-        cls.check_convertible(conv, weight, name)
-        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size,
-                    conv.stride, conv.padding, conv.dilation,
-                    conv.bias is not None, dtype, name)
-        layer.to(weight.device).load_dense(krsc_matrix(weight), conv.bias)
-        return layer
+        return cls._convert(conv, weight, dtype, name,
+                            in_channels=conv.in_channels,
+                            out_channels=conv.out_channels,
+                            kernel_size=conv.kernel_size, stride=conv.stride,
+                            padding=conv.padding, dilation=conv.dilation)
+
+    @staticmethod
+    def gemm_matrix(weight: Tensor) -> Tensor:
+        return krsc_matrix(weight)
 
     @property
     def weight(self) -> Tensor:
