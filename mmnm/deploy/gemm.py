@@ -13,8 +13,9 @@ run:
 * ``'cutlass'`` (``torch._sparse_semi_structured_(add)mm``): reads the stored
   ``values``/``meta`` directly.
 
-Elsewhere (CPU, older GPUs, fp32) the weight is decompressed once, cached,
-and multiplied by a dense GEMM. Convolutions reach this function through the
+Elsewhere (CPU, older GPUs) the weight is decompressed once, cached, and
+multiplied by a dense GEMM (in fp32 on the CPU, rounded to the layer's
+dtype, as tensor cores accumulate). Convolutions reach this function through the
 same lowering on every device (:mod:`mmnm.deploy.lowering`), so CPU runs
 test the code that GPUs run up to the kernel call.
 """
@@ -191,9 +192,13 @@ def sparse24_linear(x: Tensor,
             cache.last_backend = backend
             return y[:rows]
     cache.last_backend = 'dense'
+    # CPUs multiply fp16/bf16 slowly and without tensor cores' fp32
+    # accumulation: compute in fp32 there and round the result
+    dtype = values.dtype if values.is_cuda else torch.float32
     weight = cache.get('dense', values, meta,
-                       lambda: decompress_2to4(values, meta, name))
-    return F.linear(x, weight, bias)
+                       lambda: decompress_2to4(values, meta, name).to(dtype))
+    y = F.linear(x.to(dtype), weight, None if bias is None else bias.to(dtype))
+    return y.to(values.dtype)
 
 
 def _cutlass_linear(x: Tensor, values: Tensor, meta: Tensor,
