@@ -22,8 +22,7 @@ from typing import Dict, NamedTuple, Tuple
 import torch
 from torch import Tensor
 
-from .ext_loader import load_ext
-from .nm_mask import ext_has_cuda
+from .ext_loader import ext_has_cuda, load_ext
 
 
 class Sparse24Layout(NamedTuple):

@@ -8,8 +8,8 @@ from torch.sparse._semi_structured_conversions import (
 
 from mmnm.ops import (compress_2to4, compress_2to4_torch, decompress_2to4,
                       decompress_2to4_torch, nm_mask, nm_mask_torch)
-from mmnm.ops.ext_loader import load_ext
-from mmnm.ops.nm_mask import ext_has_cuda, group_view
+from mmnm.ops.ext_loader import ext_has_cuda, load_ext
+from mmnm.ops.nm_mask import group_view
 
 DTYPES = [torch.float16, torch.bfloat16, torch.int8]
 SHAPES = {
