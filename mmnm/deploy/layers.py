@@ -3,9 +3,10 @@
 The compressed weight is two buffers, ``weight_values`` (``(out, K/2)``,
 fp16/bf16) and ``weight_meta`` (int16, CUTLASS layout), so ``state_dict``
 saves it; ``bias`` is a buffer of the same dtype. Inputs of another dtype
-are cast to it and the output is cast back, so a converted layer can sit in
-an fp32 model; run the model in the same dtype (``model.half()``) to avoid
-the casts.
+are cast to it and the output is cast back (except under autocast, where it
+stays in the layer's dtype), so a converted layer can sit in an fp32 model;
+run the model in the same dtype (``model.half()``) or under autocast to
+avoid casts.
 """
 from typing import Optional, Tuple, Union
 
@@ -21,6 +22,22 @@ from .lowering import conv2d_as_gemm, kcrs_weight, krsc_matrix
 
 def _pair(value: Union[int, Tuple[int, ...]]) -> Tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _autocast_on(x: Tensor) -> bool:
+    try:
+        return torch.is_autocast_enabled(x.device.type)
+    except TypeError:  # PyTorch < 2.4: one flag per device type
+        return torch.is_autocast_cpu_enabled() if x.device.type == 'cpu' \
+            else torch.is_autocast_enabled()
+
+
+def _restore_dtype(y: Tensor, x: Tensor) -> Tensor:
+    """The output in the input's dtype, except under autocast, where it
+    stays in the layer's dtype as an autocast conv/linear output would."""
+    if y.dtype == x.dtype or _autocast_on(x):
+        return y
+    return y.to(x.dtype)
 
 
 class Sparse24Mixin:
@@ -151,8 +168,7 @@ class Sparse24Linear(Sparse24Mixin, nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         dtype = self.weight_values.dtype
         y = self.gemm(x.reshape(-1, self.in_features).to(dtype))
-        y = y.reshape(*x.shape[:-1], self.out_features)
-        return y if y.dtype == x.dtype else y.to(x.dtype)
+        return _restore_dtype(y.reshape(*x.shape[:-1], self.out_features), x)
 
     def extra_repr(self) -> str:
         return (f'in_features={self.in_features}, '
@@ -216,7 +232,7 @@ class Sparse24Conv2d(Sparse24Mixin, nn.Module):
         y = conv2d_as_gemm(
             x.to(self.weight_values.dtype), self.gemm, self.kernel_size,
             self.stride, self.padding, self.dilation)
-        return y if y.dtype == x.dtype else y.to(x.dtype)
+        return _restore_dtype(y, x)
 
     def extra_repr(self) -> str:
         return (f'{self.in_channels}, {self.out_channels}, '

@@ -51,6 +51,8 @@ def test_linear_matches_f_linear(dtype, bias):
                         rounded(linear.bias, dtype))
     assert relative_error(y, expected) < TOLERANCE[dtype]
     assert layer(x.to(dtype)).dtype == dtype  # no cast in a half model
+    with torch.autocast('cpu', dtype=dtype):  # like an autocast F.linear
+        assert layer(x).dtype == dtype
     assert layer.backend == 'dense'  # CPU
 
 
