@@ -118,7 +118,8 @@ def convert_to_sparse24(model: nn.Module,
         if reason is None:
             layer_type = Sparse24Conv2d if isinstance(module, nn.Conv2d) \
                 else Sparse24Linear
-            replaced[id_] = layer_type.from_dense(module, dtype, weight, name)
+            replaced[id_] = layer_type.from_dense(
+                module, dtype, weight, name).train(module.training)
         elif isinstance(module, NMSparseMixin):
             replaced[id_] = _plain_layer(module, weight)
     for name, module in slots:

@@ -20,6 +20,7 @@ same lowering on every device (:mod:`mmnm.deploy.lowering`), so CPU runs
 test the code that GPUs run up to the kernel call.
 """
 import functools
+import logging
 import os
 import warnings
 from contextlib import contextmanager
@@ -187,7 +188,7 @@ def sparse24_linear(x: Tensor,
             _FAILED[key] = str(err)
             print_log(f'{name}: {backend} 2:4 GEMM failed for {key[1:4]} '
                       f'{values.dtype}, using the dense path: {err}',
-                      logger='current', level=30)
+                      logger='current', level=logging.WARNING)
         else:
             cache.last_backend = backend
             return y[:rows]
