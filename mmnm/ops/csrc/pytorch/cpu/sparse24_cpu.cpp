@@ -40,11 +40,11 @@ void sparse24_compress_cpu(const at::Tensor& dense, at::Tensor& values,
           int bad = 0;
           for (int64_t row = begin; row < end; ++row) {
             for (int64_t word = 0; word < words; ++word) {
-              const int64_t at = row * words + word;
+              const int64_t item = row * words + word;
               packed[sparse24_meta_offset(row, word, rows,
                                           Layout::kInterleave)] =
-                  sparse24_compress_word(in + at * kWordCols,
-                                         out + at * kWordCols / 2, &bad);
+                  sparse24_compress_word(in + item * kWordCols,
+                                         out + item * kWordCols / 2, &bad);
             }
           }
           total += bad;
@@ -74,11 +74,11 @@ void sparse24_decompress_cpu(const at::Tensor& values, const at::Tensor& meta,
           int bad = 0;
           for (int64_t row = begin; row < end; ++row) {
             for (int64_t word = 0; word < words; ++word) {
-              const int64_t at = row * words + word;
+              const int64_t item = row * words + word;
               bad += sparse24_decompress_word(
                   packed[sparse24_meta_offset(row, word, rows,
                                               Layout::kInterleave)],
-                  in + at * kWordCols / 2, out + at * kWordCols);
+                  in + item * kWordCols / 2, out + item * kWordCols);
             }
           }
           total += bad;
