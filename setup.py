@@ -37,15 +37,16 @@ def make_extensions():
                                            CUDAExtension)
     sources = glob.glob(osp.join(CSRC, 'pytorch', '*.cpp')) + \
         glob.glob(osp.join(CSRC, 'pytorch', 'cpu', '*.cpp'))
-    # -fopenmp lets at::parallel_for use torch's OpenMP threads
-    extra_args = dict(cxx=['-O3', '-std=c++17', '-fopenmp'])
+    # -fopenmp lets at::parallel_for use torch's OpenMP threads. No -std:
+    # torch adds the C++ standard its headers need (C++20 for torch 2.14).
+    extra_args = dict(cxx=['-O3', '-fopenmp'])
     define_macros = []
     cuda_sources = glob.glob(osp.join(CSRC, 'pytorch', 'cuda', '*.cu'))
     want_cuda = torch.cuda.is_available() or os.getenv('FORCE_CUDA') == '1'
     if want_cuda and cuda_sources:
         sources += cuda_sources
         define_macros.append(('MMNM_WITH_CUDA', None))
-        extra_args['nvcc'] = ['-O3', '-std=c++17']
+        extra_args['nvcc'] = ['-O3']
         extension = CUDAExtension
     else:
         extension = CppExtension

@@ -9,7 +9,7 @@ from .version import __version__
 
 register_checkpoint_safe_globals()
 
-from . import conversion, engine, layers, ops  # noqa: E402,F401
+from . import conversion, deploy, engine, layers, ops  # noqa: E402,F401
 from .pattern import NMPattern  # noqa: E402
 
 __all__ = ['NMPattern', '__version__']

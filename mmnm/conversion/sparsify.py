@@ -81,15 +81,18 @@ class SparsityReport:
             return '  '.join(
                 cell.ljust(width) for cell, width in zip(cells, widths))
 
+        return '\n'.join([line(header), line(['-' * w for w in widths])] +
+                         [line(row) for row in rows] + [self.summary()])
+
+    def summary(self) -> str:
+        """The line under the table."""
         zeros = sum(layer.zeros for layer in self.layers)
-        summary = (
+        return (
             f'{len(self.sparse_layers)}/{len(self.layers)} Conv/Linear layers '
             f'N:M sparse; {zeros}/{sum(l.numel for l in self.layers)} of their '
             f'weights zero ({100 * self.zero_ratio:.2f}%), '
             f'{100 * zeros / max(self.total_params, 1):.2f}% of all '
             f'{self.total_params} model parameters')
-        return '\n'.join([line(header), line(['-' * w for w in widths])] +
-                         [line(row) for row in rows] + [summary])
 
 
 def _first_match(name: str, patterns: Sequence[str]) -> Optional[str]:

@@ -1,11 +1,17 @@
 """Tensor-level operations behind N:M sparsity, compiled in ``mmnm._ext``
 where built, in pure PyTorch otherwise."""
-from .ext_loader import ext_available, ext_status
+from .ext_loader import ext_available, ext_has_cuda, ext_status
 from .nm_mask import (count_nm_violations, group_view, nm_mask, nm_mask_torch,
                       reduction_size, selection_network)
+from .sparse24 import (SPARSE24_LAYOUTS, Sparse24Layout, compress_2to4,
+                       compress_2to4_torch, decompress_2to4,
+                       decompress_2to4_torch, sparse24_layout)
 from .sr_ste import add_sr_ste_term_
 
 __all__ = [
-    'add_sr_ste_term_', 'count_nm_violations', 'ext_available', 'ext_status', 'group_view',
-    'nm_mask', 'nm_mask_torch', 'reduction_size', 'selection_network'
+    'SPARSE24_LAYOUTS', 'Sparse24Layout', 'add_sr_ste_term_', 'compress_2to4',
+    'compress_2to4_torch', 'count_nm_violations', 'decompress_2to4',
+    'decompress_2to4_torch', 'ext_available', 'ext_has_cuda', 'ext_status',
+    'group_view', 'nm_mask', 'nm_mask_torch', 'reduction_size',
+    'selection_network', 'sparse24_layout'
 ]

@@ -24,8 +24,18 @@ def ext_available() -> bool:
     return load_ext() is not None
 
 
+def ext_has_cuda(ext: Optional[ModuleType] = None) -> bool:
+    """Whether the extension (``ext``, else the loaded one) was built with
+    its CUDA kernels."""
+    ext = load_ext() if ext is None else ext
+    return ext is not None and bool(getattr(ext, 'with_cuda', bool)())
+
+
 def ext_status() -> str:
     """One line saying which implementation the ops use, and why."""
     if ext_available():
-        return 'mmnm._ext (compiled C++ ops)'
+        if ext_has_cuda():
+            return 'mmnm._ext (compiled C++ ops, with CUDA kernels)'
+        return ('mmnm._ext (compiled C++ ops, CPU kernels only: CUDA '
+                'tensors use the PyTorch path)')
     return f'pure PyTorch (mmnm._ext not loaded: {_load_error})'

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from mmnm.pattern import NMPattern
-from .ext_loader import load_ext
+from .ext_loader import ext_has_cuda, load_ext
 
 #: Group sizes M the compiled kernel is instantiated for
 #: (``dispatch_group_size`` in csrc/common/nm_mask_utils.h).
@@ -89,11 +89,6 @@ def selection_network(size: int, rank: int) -> Tuple[Comparator, ...]:
             kept.append((i, j, need_min, need_max))
             needed.update((i, j))
     return tuple(reversed(kept))
-
-
-def ext_has_cuda(ext) -> bool:
-    """Whether the extension was built with its CUDA kernels."""
-    return bool(getattr(ext, 'with_cuda', lambda: False)())
 
 
 def _kth_smallest(wires: Sequence[Tensor], rank: int) -> Tensor:

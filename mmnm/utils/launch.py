@@ -3,6 +3,7 @@ line applied, the runner, and the sparse model of a config."""
 import argparse
 import os
 import os.path as osp
+from typing import Optional, Union
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import MODELS, RUNNERS, init_default_scope
@@ -84,16 +85,29 @@ def build_runner(cfg: Config) -> Runner:
     return Runner.from_cfg(cfg)
 
 
-def build_sparse_model(config: str) -> nn.Module:
-    """The model of ``config``, made sparse as its ``NMSparsityHook`` says
-    (for tools that work on checkpoints without a runner)."""
-    cfg = Config.fromfile(config)
+def config_sparsity(cfg: Config) -> Optional[dict]:
+    """The ``sparsity`` of the config's ``NMSparsityHook``, or ``None``."""
     hooks = [h for h in cfg.get('custom_hooks', [])
              if h.get('type') == 'NMSparsityHook' and h.get('sparsity')]
-    if not hooks:
-        raise SystemExit(f'{config}: no NMSparsityHook with `sparsity` in '
-                         'custom_hooks, so no layer is N:M sparse')
+    return hooks[0]['sparsity'] if hooks else None
+
+
+def build_model(config: Union[str, Config]) -> nn.Module:
+    """The (dense) model of ``config``, a path or a loaded config."""
+    cfg = Config.fromfile(config) if isinstance(config, str) else config
     init_default_scope(cfg.get('default_scope'))
-    model = MODELS.build(cfg.model)
-    sparsify_model(model, **hooks[0]['sparsity'])
+    return MODELS.build(cfg.model)
+
+
+def build_sparse_model(config: Union[str, Config]) -> nn.Module:
+    """The model of ``config``, made sparse as its ``NMSparsityHook`` says
+    (for tools that work on checkpoints without a runner)."""
+    cfg = Config.fromfile(config) if isinstance(config, str) else config
+    sparsity = config_sparsity(cfg)
+    if sparsity is None:
+        name = config if isinstance(config, str) else cfg.filename
+        raise SystemExit(f'{name}: no NMSparsityHook with `sparsity` in '
+                         'custom_hooks, so no layer is N:M sparse')
+    model = build_model(cfg)
+    sparsify_model(model, **sparsity)
     return model

@@ -3,15 +3,9 @@
 #define MMNM_NM_MASK_UTILS_H
 
 #include <cstdint>
+#include <type_traits>
 
-#ifdef __CUDACC__
-#define MMNM_HOST_DEVICE __host__ __device__
-#define MMNM_FABS(x) fabs(x)
-#else
-#include <cmath>
-#define MMNM_HOST_DEVICE
-#define MMNM_FABS(x) std::fabs(x)
-#endif
+#include "host_device.h"
 
 
 // Keeps the n largest magnitudes of the M values w[0], w[stride], ...,

@@ -6,6 +6,10 @@ std::vector<at::Tensor> nm_mask_forward(const at::Tensor& grouped, int64_t n,
                                         bool with_masked);
 void sr_ste_add_(at::Tensor grad, const at::Tensor& weight,
                  const at::Tensor& mask, double lambda_w);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> sparse24_compress(
+    const at::Tensor& dense);
+std::tuple<at::Tensor, at::Tensor> sparse24_decompress(
+    const at::Tensor& values, const at::Tensor& meta);
 }  // namespace mmnm
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -15,6 +19,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sr_ste_add_", &mmnm::sr_ste_add_,
         "grad += lambda_w * (1 - mask) * weight, in place", py::arg("grad"),
         py::arg("weight"), py::arg("mask"), py::arg("lambda_w"));
+  m.def("sparse24_compress", &mmnm::sparse24_compress,
+        "(values, meta, num_bad) of a 2:4-sparse 2-D weight in the CUTLASS "
+        "layout; num_bad counts groups with more than 2 non-zeros",
+        py::arg("dense"));
+  m.def("sparse24_decompress", &mmnm::sparse24_decompress,
+        "(dense, num_bad) of a CUTLASS 2:4 (values, meta) pair; num_bad "
+        "counts invalid meta codes",
+        py::arg("values"), py::arg("meta"));
   m.def("with_cuda", [] {
 #ifdef MMNM_WITH_CUDA
     return true;

@@ -1,0 +1,248 @@
+"""The one GEMM behind every 2:4 inference layer: ``y = x @ W^T + b`` with
+``W`` ``(out, K)`` stored 2:4-compressed (CUTLASS ``values`` + ``meta``).
+
+The sparse kernels take the sparse matrix as the *first* operand, so the
+product is computed as ``y^T = W @ x^T``. Where they apply (a CUDA device of
+capability >= 8.0, fp16/bf16, the shape multiples below) PyTorch's kernels
+run:
+
+* ``'cusparselt'`` (``torch._cslt_sparse_mm``): its compressed buffer is
+  opaque and version dependent, so it is made from the decompressed weight
+  on the device at first use and cached; the algorithm id is searched once
+  per (shape, dtype, device) where the search exists.
+* ``'cutlass'`` (``torch._sparse_semi_structured_(add)mm``): reads the stored
+  ``values``/``meta`` directly.
+
+Elsewhere (CPU, older GPUs) the weight is decompressed once, cached, and
+multiplied by a dense GEMM (in fp32 on the CPU, rounded to the layer's
+dtype, as tensor cores accumulate). Convolutions reach this function through the
+same lowering on every device (:mod:`mmnm.deploy.lowering`), so CPU runs
+test the code that GPUs run up to the kernel call.
+"""
+import functools
+import logging
+import os
+import warnings
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterator, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from torch import Tensor
+
+from mmnm.ops import decompress_2to4
+
+#: Accepted by :func:`set_sparse24_backend` and ``MMNM_SPARSE24_BACKEND``.
+#: ``'auto'`` picks cuSPARSELt, then CUTLASS, then dense.
+BACKENDS = ('auto', 'cusparselt', 'cutlass', 'dense')
+
+#: Sparse-operand multiples that both kernels accept for fp16/bf16: CUTLASS
+#: needs rows % 32 and K % 64 (cuSPARSELt only 16 and 16). Layers are
+#: converted only when they meet them, so every converted layer can run
+#: either kernel.
+SPARSE_ROW_MULTIPLE = 32
+SPARSE_COL_MULTIPLE = 64
+
+#: The dense operand's row count (batch x pixels) is padded to this.
+DENSE_ROW_MULTIPLE = 8
+
+#: Dtypes the sparse tensor-core kernels run for fp inputs.
+KERNEL_DTYPES = (torch.float16, torch.bfloat16)
+
+_backend = os.environ.get('MMNM_SPARSE24_BACKEND', 'auto')
+if _backend not in BACKENDS:
+    raise ValueError(f'MMNM_SPARSE24_BACKEND={_backend!r}: expected one of '
+                     f'{BACKENDS}')
+
+# (backend, out, K, padded rows, dtype, has bias, device): cuSPARSELt alg id
+_ALG_IDS: Dict[Tuple, int] = {}
+# same key: a kernel that raised for it once, so the dense path is used
+_FAILED: Dict[Tuple, str] = {}
+
+
+def get_sparse24_backend() -> str:
+    """The backend requested for 2:4 GEMMs (see :data:`BACKENDS`)."""
+    return _backend
+
+
+def set_sparse24_backend(name: str) -> str:
+    """Request a backend for all 2:4 GEMMs; returns the previous one.
+
+    A requested kernel that cannot run a GEMM (CPU, dtype, shape) falls
+    back to the dense path; :attr:`Sparse24Cache.last_backend` of each layer
+    tells which one ran.
+    """
+    global _backend
+    if name not in BACKENDS:
+        raise ValueError(f'unknown 2:4 GEMM backend {name!r}, expected one '
+                         f'of {BACKENDS}')
+    previous, _backend = _backend, name
+    return previous
+
+
+@contextmanager
+def sparse24_backend(name: str) -> Iterator[None]:
+    """``with sparse24_backend('dense'): ...`` runs with that backend."""
+    previous = set_sparse24_backend(name)
+    try:
+        yield
+    finally:
+        set_sparse24_backend(previous)
+
+
+@functools.lru_cache(maxsize=None)
+def _capability(device: torch.device) -> Tuple[int, int]:
+    return torch.cuda.get_device_capability(device)
+
+
+def _cusparselt_available() -> bool:
+    backend = getattr(torch.backends, 'cusparselt', None)
+    return (backend is not None and backend.is_available()
+            and hasattr(torch, '_cslt_sparse_mm'))
+
+
+def kernel_backends(device: torch.device, dtype: torch.dtype, out: int,
+                    k: int) -> Tuple[str, ...]:
+    """The sparse kernels that can multiply an ``(out, k)`` 2:4 weight of
+    ``dtype`` on ``device``, in order of preference (empty: dense only)."""
+    if device.type != 'cuda' or dtype not in KERNEL_DTYPES or \
+            _capability(device) < (8, 0):
+        return ()
+    found = []
+    if _cusparselt_available() and out % 16 == 0 and k % 16 == 0:
+        found.append('cusparselt')
+    if hasattr(torch, '_sparse_semi_structured_addmm') and \
+            out % SPARSE_ROW_MULTIPLE == 0 and k % SPARSE_COL_MULTIPLE == 0:
+        found.append('cutlass')
+    return tuple(found)
+
+
+def resolve_backend(device: torch.device, dtype: torch.dtype, out: int,
+                    k: int) -> str:
+    """The backend a GEMM with this weight runs under the current request."""
+    available = kernel_backends(device, dtype, out, k)
+    if _backend == 'dense' or not available:
+        return 'dense'
+    if _backend == 'auto':
+        return available[0]
+    return _backend if _backend in available else 'dense'
+
+
+class Sparse24Cache:
+    """What a layer prepares once per backend from its compressed weight
+    (the dense weight, the cuSPARSELt buffer), rebuilt when ``values`` or
+    ``meta`` change (new storage, e.g. ``.to()``, or in-place writes, e.g.
+    ``load_state_dict``)."""
+
+    def __init__(self) -> None:
+        self._entries: Dict[str, Tuple[Tuple, Tensor]] = {}
+        #: the backend of the last GEMM, for benchmarks and tests
+        self.last_backend: Optional[str] = None
+
+    def get(self, kind: str, values: Tensor, meta: Tensor,
+            build: Callable[[], Tensor]) -> Tensor:
+        stamp = (values.data_ptr(), values._version, values.dtype,
+                 values.device, meta.data_ptr(), meta._version)
+        entry = self._entries.get(kind)
+        if entry is None or entry[0] != stamp:
+            entry = (stamp, build())
+            self._entries[kind] = entry
+        return entry[1]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def sparse24_linear(x: Tensor,
+                    values: Tensor,
+                    meta: Tensor,
+                    bias: Optional[Tensor],
+                    cache: Sparse24Cache,
+                    name: str = 'weight') -> Tensor:
+    """``x @ W^T + bias`` for ``x`` ``(rows, K)`` and the 2:4 weight ``W``
+    ``(out, K)`` given by ``values`` ``(out, K/2)`` and ``meta``.
+
+    ``x`` and ``bias`` must have ``values``' dtype and device. The result
+    ``(rows, out)`` may be a transposed view (CUTLASS writes ``y^T``).
+    """
+    out, k = values.shape[0], 2 * values.shape[1]
+    if x.dim() != 2 or x.shape[1] != k:
+        raise ValueError(f'{name}: 2:4 GEMM with a ({out}, {k}) weight got '
+                         f'input of shape {tuple(x.shape)}')
+    backend = resolve_backend(values.device, values.dtype, out, k)
+    rows = x.shape[0]
+    padded = -(-rows // DENSE_ROW_MULTIPLE) * DENSE_ROW_MULTIPLE
+    key = (backend, out, k, padded, values.dtype, bias is not None,
+           values.device)
+    if backend != 'dense' and rows and key not in _FAILED:
+        x_padded = F.pad(x, (0, 0, 0, padded - rows)) if padded != rows \
+            else x
+        try:
+            if backend == 'cusparselt':
+                y = _cusparselt_linear(x_padded.contiguous(), values, meta,
+                                       bias, cache, key, name)
+            else:
+                y = _cutlass_linear(x_padded.contiguous(), values, meta, bias)
+        except RuntimeError as err:  # a kernel this build lacks for a shape
+            _FAILED[key] = str(err)
+            print_log(f'{name}: {backend} 2:4 GEMM failed for {key[1:4]} '
+                      f'{values.dtype}, using the dense path: {err}',
+                      logger='current', level=logging.WARNING)
+        else:
+            cache.last_backend = backend
+            return y[:rows]
+    cache.last_backend = 'dense'
+    # CPUs multiply fp16/bf16 slowly and without tensor cores' fp32
+    # accumulation: compute in fp32 there and round the result
+    dtype = values.dtype if values.is_cuda else torch.float32
+    weight = cache.get('dense', values, meta,
+                       lambda: decompress_2to4(values, meta, name).to(dtype))
+    y = F.linear(x.to(dtype), weight, None if bias is None else bias.to(dtype))
+    return y.to(values.dtype)
+
+
+def _cutlass_linear(x: Tensor, values: Tensor, meta: Tensor,
+                    bias: Optional[Tensor]) -> Tensor:
+    """CUTLASS: ``(out, rows) = W @ x^T``, returned transposed (a view)."""
+    if bias is None:
+        y_t = torch._sparse_semi_structured_mm(values, meta, x.t())
+    else:
+        y_t = torch._sparse_semi_structured_addmm(bias, values, meta, x.t())
+    return y_t.t()
+
+
+def _cusparselt_linear(x: Tensor, values: Tensor, meta: Tensor,
+                       bias: Optional[Tensor], cache: Sparse24Cache,
+                       key: Tuple, name: str) -> Tensor:
+    """cuSPARSELt: ``W @ x^T`` with the transpose fused, ``(rows, out)``."""
+    compressed = cache.get(
+        'cusparselt', values, meta,
+        lambda: torch._cslt_compress(decompress_2to4(values, meta, name)))
+    if key not in _ALG_IDS:
+        _ALG_IDS[key] = _search_alg_id(compressed, x, bias)
+    return torch._cslt_sparse_mm(compressed, x.t(), bias=bias,
+                                 transpose_result=True, alg_id=_ALG_IDS[key])
+
+
+def _search_alg_id(compressed: Tensor, x: Tensor,
+                   bias: Optional[Tensor]) -> int:
+    """cuSPARSELt's fastest algorithm for this product (0 where this
+    PyTorch has no search)."""
+    search = getattr(torch, '_cslt_sparse_mm_search', None)
+    if search is None:
+        return 0
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # deprecated in some releases
+        try:
+            return int(search(compressed, x.t(), bias=bias,
+                              transpose_result=True))
+        except RuntimeError:
+            return 0
+
+
+def clear_sparse24_caches() -> None:
+    """Forget searched algorithm ids and failed kernels (e.g. between
+    benchmark runs)."""
+    _ALG_IDS.clear()
+    _FAILED.clear()

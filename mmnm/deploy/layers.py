@@ -1,0 +1,242 @@
+"""Inference layers holding a 2:4-compressed weight.
+
+The compressed weight is two buffers, ``weight_values`` (``(out, K/2)``,
+fp16/bf16) and ``weight_meta`` (int16, CUTLASS layout), so ``state_dict``
+saves it; ``bias`` is a buffer of the same dtype. Inputs of another dtype
+are cast to it and the output is cast back (except under autocast, where it
+stays in the layer's dtype), so a converted layer can sit in an fp32 model;
+run the model in the same dtype (``model.half()``) or under autocast to
+avoid casts.
+"""
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from mmnm.ops import compress_2to4, decompress_2to4, sparse24_layout
+from mmnm.registry import MODELS
+from .eligibility import structure_ineligibility
+from .gemm import KERNEL_DTYPES, Sparse24Cache, sparse24_linear
+from .lowering import conv2d_as_gemm, kcrs_weight, krsc_matrix
+
+
+def _pair(value: Union[int, Tuple[int, ...]]) -> Tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _autocast_on(x: Tensor) -> bool:
+    try:
+        return torch.is_autocast_enabled(x.device.type)
+    except TypeError:  # PyTorch < 2.4: one flag per device type
+        return torch.is_autocast_cpu_enabled() if x.device.type == 'cpu' \
+            else torch.is_autocast_enabled()
+
+
+def _restore_dtype(y: Tensor, x: Tensor) -> Tensor:
+    """The output in the input's dtype, except under autocast, where it
+    stays in the layer's dtype as an autocast conv/linear output would."""
+    if y.dtype == x.dtype or _autocast_on(x):
+        return y
+    return y.to(x.dtype)
+
+
+class Sparse24Mixin:
+    """The compressed weight, its GEMM and the conversion check shared by
+    :class:`Sparse24Linear` and :class:`Sparse24Conv2d`."""
+
+    weight_values: Tensor
+    weight_meta: Tensor
+    bias: Optional[Tensor]
+
+    def _init_compressed(self, out: int, k: int, bias: bool,
+                         dtype: torch.dtype, name: Optional[str]) -> None:
+        if dtype not in KERNEL_DTYPES:
+            raise ValueError(f'2:4 inference layers hold fp16 or bf16 '
+                             f'weights, got {dtype}')
+        self.name = name
+        layout = sparse24_layout(dtype, self._label())
+        if out % layout.row_multiple or k % layout.col_multiple:
+            raise ValueError(
+                f'{self._label()}: a ({out}, {k}) weight does not fit the 2:4 '
+                f'layout (rows % {layout.row_multiple}, K % '
+                f'{layout.col_multiple})')
+        # empty until loaded: all-zero meta is invalid, so a forward before
+        # loading fails instead of returning zeros
+        self.register_buffer('weight_values',
+                             torch.zeros(out, k // 2, dtype=dtype))
+        self.register_buffer(
+            'weight_meta',
+            torch.zeros(out, k // (4 * layout.groups_per_word),
+                        dtype=layout.meta_dtype))
+        self.register_buffer('bias',
+                             torch.zeros(out, dtype=dtype) if bias else None)
+        self._cache = Sparse24Cache()
+
+    def _label(self) -> str:
+        return self.name or type(self).__name__
+
+    @torch.no_grad()
+    def load_dense(self, matrix: Tensor, bias: Optional[Tensor]) -> None:
+        """Compress the ``(out, K)`` GEMM matrix ``matrix`` (2:4 along K)
+        into this layer; ``ValueError`` naming the layer if it is not."""
+        dtype = self.weight_values.dtype
+        values, meta = compress_2to4(
+            matrix.detach().to(self.weight_values.device, dtype),
+            self._label())
+        self.weight_values.copy_(values)
+        self.weight_meta.copy_(meta)
+        if (bias is None) != (self.bias is None):
+            raise ValueError(f'{self._label()}: bias given/expected mismatch')
+        if bias is not None:
+            self.bias.copy_(bias.detach())
+
+    @staticmethod
+    def gemm_matrix(weight: Tensor) -> Tensor:
+        """The ``(out, K)`` GEMM matrix of the layer's dense weight."""
+        return weight
+
+    def dense_matrix(self) -> Tensor:
+        """The decompressed ``(out, K)`` GEMM matrix."""
+        return decompress_2to4(self.weight_values, self.weight_meta,
+                               self._label())
+
+    def gemm(self, x: Tensor) -> Tensor:
+        """``x @ W^T + b`` for ``x`` ``(rows, K)`` of the layer's dtype."""
+        return sparse24_linear(x, self.weight_values, self.weight_meta,
+                               self.bias, self._cache, self._label())
+
+    @property
+    def backend(self) -> Optional[str]:
+        """The backend of the last forward (``'cusparselt'``,
+        ``'cutlass'`` or ``'dense'``)."""
+        return self._cache.last_backend
+
+    @classmethod
+    def _convert(cls, module: nn.Module, weight: Tensor, dtype: torch.dtype,
+                 name: Optional[str], **kwargs) -> 'Sparse24Mixin':
+        """The layer holding ``weight`` of ``module`` as its GEMM matrix;
+        ``ValueError`` naming the layer if the 2:4 kernels cannot take it
+        (the 2:4 pattern itself is checked while compressing)."""
+        label = f'layer {name!r}' if name else type(module).__name__
+        try:
+            reason = structure_ineligibility(module)
+            if reason is not None:
+                raise ValueError(reason)
+            layer = cls(**kwargs, bias=module.bias is not None, dtype=dtype,
+                        name=name)
+            layer.to(weight.device).load_dense(cls.gemm_matrix(weight),
+                                               module.bias)
+        except ValueError as err:
+            raise ValueError(f'{label} cannot be converted to 2:4 inference: '
+                             f'{err}') from None
+        return layer
+
+
+@MODELS.register_module()
+class Sparse24Linear(Sparse24Mixin, nn.Module):
+    """``nn.Linear`` with a 2:4-compressed weight, for inference."""
+
+    def __init__(self,
+                 in_features: int,
+                 out_features: int,
+                 bias: bool = True,
+                 dtype: torch.dtype = torch.float16,
+                 name: Optional[str] = None) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self._init_compressed(out_features, in_features, bias, dtype, name)
+
+    @classmethod
+    def from_dense(cls,
+                   linear: nn.Linear,
+                   dtype: torch.dtype = torch.float16,
+                   weight: Optional[Tensor] = None,
+                   name: Optional[str] = None) -> 'Sparse24Linear':
+        """Convert ``linear`` (or ``weight``, e.g. an N:M layer's masked
+        weight); ``ValueError`` if it cannot run on the 2:4 kernels."""
+        weight = linear.weight if weight is None else weight
+        return cls._convert(linear, weight, dtype, name,
+                            in_features=linear.in_features,
+                            out_features=linear.out_features)
+
+    @property
+    def weight(self) -> Tensor:
+        """The decompressed weight (a copy, for inspection)."""
+        return self.dense_matrix()
+
+    def forward(self, x: Tensor) -> Tensor:
+        dtype = self.weight_values.dtype
+        y = self.gemm(x.reshape(-1, self.in_features).to(dtype))
+        return _restore_dtype(y.reshape(*x.shape[:-1], self.out_features), x)
+
+    def extra_repr(self) -> str:
+        return (f'in_features={self.in_features}, '
+                f'out_features={self.out_features}, '
+                f'bias={self.bias is not None}, '
+                f'dtype={self.weight_values.dtype}, 2:4')
+
+
+@MODELS.register_module()
+class Sparse24Conv2d(Sparse24Mixin, nn.Module):
+    """``nn.Conv2d`` (groups=1, zero padding) with a 2:4-compressed KRSC
+    weight, run as NHWC im2col + GEMM (see :mod:`mmnm.deploy.lowering`)."""
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size: Union[int, Tuple[int, int]],
+                 stride: Union[int, Tuple[int, int]] = 1,
+                 padding: Union[int, Tuple[int, int]] = 0,
+                 dilation: Union[int, Tuple[int, int]] = 1,
+                 bias: bool = True,
+                 dtype: torch.dtype = torch.float16,
+                 name: Optional[str] = None) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = _pair(padding)
+        self.dilation = _pair(dilation)
+        self.groups = 1
+        k = in_channels * self.kernel_size[0] * self.kernel_size[1]
+        self._init_compressed(out_channels, k, bias, dtype, name)
+
+    @classmethod
+    def from_dense(cls,
+                   conv: nn.Conv2d,
+                   dtype: torch.dtype = torch.float16,
+                   weight: Optional[Tensor] = None,
+                   name: Optional[str] = None) -> 'Sparse24Conv2d':
+        """Convert ``conv`` (or ``weight``, e.g. an N:M layer's masked
+        weight); ``ValueError`` if it cannot run on the 2:4 kernels."""
+        weight = conv.weight if weight is None else weight
+        return cls._convert(conv, weight, dtype, name,
+                            in_channels=conv.in_channels,
+                            out_channels=conv.out_channels,
+                            kernel_size=conv.kernel_size, stride=conv.stride,
+                            padding=conv.padding, dilation=conv.dilation)
+
+    @staticmethod
+    def gemm_matrix(weight: Tensor) -> Tensor:
+        return krsc_matrix(weight)
+
+    @property
+    def weight(self) -> Tensor:
+        """The decompressed ``(K, C, R, S)`` weight (a copy)."""
+        return kcrs_weight(self.dense_matrix(), self.in_channels,
+                           self.kernel_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = conv2d_as_gemm(
+            x.to(self.weight_values.dtype), self.gemm, self.kernel_size,
+            self.stride, self.padding, self.dilation)
+        return _restore_dtype(y, x)
+
+    def extra_repr(self) -> str:
+        return (f'{self.in_channels}, {self.out_channels}, '
+                f'kernel_size={self.kernel_size}, stride={self.stride}, '
+                f'padding={self.padding}, dilation={self.dilation}, '
+                f'bias={self.bias is not None}, '
+                f'dtype={self.weight_values.dtype}, 2:4')

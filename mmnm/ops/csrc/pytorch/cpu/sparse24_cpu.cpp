@@ -1,0 +1,90 @@
+// CPU kernels of 2:4 compression (csrc/common/sparse24_utils.h).
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+
+#include <algorithm>
+#include <atomic>
+
+#include "../../common/sparse24_utils.h"
+
+namespace mmnm {
+
+namespace {
+
+// Rows of at least ~16 KiB of dense weight per task.
+int64_t row_grain(int64_t cols, int64_t element_size) {
+  return std::max<int64_t>(1, 16384 / (cols * element_size));
+}
+
+}  // namespace
+
+// dense: contiguous (rows, cols); values (rows, cols / 2) and meta
+// (rows, words) preallocated. Writes the number of groups with more than 2
+// non-zeros to num_bad (a 0-dim int32 tensor).
+void sparse24_compress_cpu(const at::Tensor& dense, at::Tensor& values,
+                           at::Tensor& meta, at::Tensor& num_bad) {
+  const int64_t rows = dense.size(0);
+  const int64_t words = meta.size(1);
+  std::atomic<int64_t> total{0};
+  dispatch_sparse24_elem(dense.element_size(), [&](auto elem) {
+    using elem_t = decltype(elem);
+    using Layout = Sparse24Layout<elem_t>;
+    using meta_t = typename Layout::meta_t;
+    constexpr int kWordCols = 4 * Layout::kGroupsPerWord;
+    const auto* in = static_cast<const elem_t*>(dense.data_ptr());
+    auto* out = static_cast<elem_t*>(values.data_ptr());
+    auto* packed = static_cast<meta_t*>(meta.data_ptr());
+    at::parallel_for(
+        0, rows, row_grain(dense.size(1), dense.element_size()),
+        [&](int64_t begin, int64_t end) {
+          int bad = 0;
+          for (int64_t row = begin; row < end; ++row) {
+            for (int64_t word = 0; word < words; ++word) {
+              const int64_t item = row * words + word;
+              packed[sparse24_meta_offset(row, word, rows,
+                                          Layout::kInterleave)] =
+                  sparse24_compress_word(in + item * kWordCols,
+                                         out + item * kWordCols / 2, &bad);
+            }
+          }
+          total += bad;
+        });
+  });
+  num_bad.fill_(total.load());
+}
+
+// values (rows, cols / 2) and meta (rows, words) contiguous; dense
+// (rows, cols) preallocated. Writes the number of invalid codes to num_bad.
+void sparse24_decompress_cpu(const at::Tensor& values, const at::Tensor& meta,
+                             at::Tensor& dense, at::Tensor& num_bad) {
+  const int64_t rows = values.size(0);
+  const int64_t words = meta.size(1);
+  std::atomic<int64_t> total{0};
+  dispatch_sparse24_elem(values.element_size(), [&](auto elem) {
+    using elem_t = decltype(elem);
+    using Layout = Sparse24Layout<elem_t>;
+    using meta_t = typename Layout::meta_t;
+    constexpr int kWordCols = 4 * Layout::kGroupsPerWord;
+    const auto* in = static_cast<const elem_t*>(values.data_ptr());
+    const auto* packed = static_cast<const meta_t*>(meta.data_ptr());
+    auto* out = static_cast<elem_t*>(dense.data_ptr());
+    at::parallel_for(
+        0, rows, row_grain(dense.size(1), dense.element_size()),
+        [&](int64_t begin, int64_t end) {
+          int bad = 0;
+          for (int64_t row = begin; row < end; ++row) {
+            for (int64_t word = 0; word < words; ++word) {
+              const int64_t item = row * words + word;
+              bad += sparse24_decompress_word(
+                  packed[sparse24_meta_offset(row, word, rows,
+                                              Layout::kInterleave)],
+                  in + item * kWordCols / 2, out + item * kWordCols);
+            }
+          }
+          total += bad;
+        });
+  });
+  num_bad.fill_(total.load());
+}
+
+}  // namespace mmnm

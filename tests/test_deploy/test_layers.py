@@ -1,0 +1,208 @@
+"""Sparse24Linear / Sparse24Conv2d: outputs against F.linear / F.conv2d of
+the same rounded weights, the stored CUTLASS layout, state_dict round trips,
+cache invalidation, refusals, and (on a GPU) the sparse kernels against the
+dense path."""
+import io
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.sparse._semi_structured_conversions import \
+    sparse_semi_structured_from_dense_cutlass as reference_compress
+
+from mmnm.deploy import (Sparse24Conv2d, Sparse24Linear, kernel_backends,
+                         krsc_matrix, set_sparse24_backend, sparse24_backend)
+from deploy_helpers import random_24_weight, relative_error
+
+DTYPES = [torch.float16, torch.bfloat16]
+#: fp16 keeps 11 significant bits, bf16 8: relative error of one GEMM
+#: output against an fp32 product of the same rounded operands.
+TOLERANCE = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+
+
+def make_conv(cin=64, cout=32, kernel=3, seed=0, **kwargs) -> nn.Conv2d:
+    conv = nn.Conv2d(cin, cout, kernel, **kwargs)
+    with torch.no_grad():
+        conv.weight.copy_(random_24_weight(conv.weight.shape, seed))
+    return conv
+
+
+def make_linear(cin=128, cout=64, seed=0, bias=True) -> nn.Linear:
+    linear = nn.Linear(cin, cout, bias=bias)
+    with torch.no_grad():
+        linear.weight.copy_(random_24_weight(linear.weight.shape, seed))
+    return linear
+
+
+def rounded(tensor, dtype):
+    return None if tensor is None else tensor.detach().to(dtype).float()
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('bias', [True, False])
+def test_linear_matches_f_linear(dtype, bias):
+    linear = make_linear(bias=bias)
+    layer = Sparse24Linear.from_dense(linear, dtype)
+    x = torch.randn(3, 5, 128)
+    y = layer(x)
+    assert y.shape == (3, 5, 64) and y.dtype == torch.float32
+    expected = F.linear(rounded(x, dtype), rounded(linear.weight, dtype),
+                        rounded(linear.bias, dtype))
+    assert relative_error(y, expected) < TOLERANCE[dtype]
+    assert layer(x.to(dtype)).dtype == dtype  # no cast in a half model
+    with torch.autocast('cpu', dtype=dtype):  # like an autocast F.linear
+        assert layer(x).dtype == dtype
+    assert layer.backend == 'dense'  # CPU
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('kwargs', [
+    dict(kernel=1),
+    dict(kernel=3, stride=2, padding=1),
+    dict(kernel=3, padding=2, dilation=2),
+    dict(kernel=(3, 1), stride=(1, 2), padding=(1, 0)),
+])
+def test_conv_matches_f_conv2d(dtype, kwargs):
+    conv = make_conv(**kwargs)
+    layer = Sparse24Conv2d.from_dense(conv, dtype)
+    x = torch.randn(2, 64, 9, 7)
+    y = layer(x)
+    expected = F.conv2d(rounded(x, dtype), rounded(conv.weight, dtype),
+                        rounded(conv.bias, dtype), conv.stride, conv.padding,
+                        conv.dilation)
+    assert y.shape == expected.shape and y.dtype == torch.float32
+    assert relative_error(y, expected) < TOLERANCE[dtype]
+
+
+def test_stored_weight_is_the_cutlass_compression_of_the_krsc_matrix():
+    conv = make_conv(cout=64, kernel=3)
+    layer = Sparse24Conv2d.from_dense(conv, torch.float16)
+    values, meta = reference_compress(krsc_matrix(conv.weight).half())
+    assert torch.equal(layer.weight_meta, meta)
+    assert torch.equal(layer.weight_values, values)
+    assert layer.weight_values.shape == (64, 64 * 9 // 2)
+    assert torch.equal(layer.weight, conv.weight.detach().half())
+
+
+@pytest.mark.parametrize('make, cls, args', [
+    (lambda: make_conv(stride=2, padding=1), Sparse24Conv2d,
+     (64, 32, 3, 2, 1)),
+    (make_linear, Sparse24Linear, (128, 64)),
+])
+def test_state_dict_round_trip(make, cls, args):
+    dense = make()
+    layer = cls.from_dense(dense, torch.bfloat16)
+    state = layer.state_dict()
+    assert set(state) == {'weight_values', 'weight_meta', 'bias'}
+    assert state['weight_values'].dtype == torch.bfloat16
+    assert state['weight_meta'].dtype == torch.int16
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    empty = cls(*args, dtype=torch.bfloat16)
+    empty.load_state_dict(torch.load(buffer), strict=True)
+    x = torch.randn(2, 64, 8, 8) if cls is Sparse24Conv2d \
+        else torch.randn(4, 128)
+    assert torch.equal(empty(x), layer(x))
+
+
+def test_cached_weight_follows_load_state_dict():
+    """The decompressed weight is cached; loading new values must not
+    leave the old one in use."""
+    first = Sparse24Linear.from_dense(make_linear(seed=1))
+    second = Sparse24Linear.from_dense(make_linear(seed=2))
+    x = torch.randn(4, 128)
+    before = first(x)
+    first.load_state_dict(second.state_dict())
+    assert not torch.equal(first(x), before)
+    assert torch.equal(first(x), second(x))
+
+
+def test_empty_input():
+    layer = Sparse24Linear.from_dense(make_linear())
+    assert layer(torch.randn(0, 128)).shape == (0, 64)
+
+
+def conv_with(weight_shape, **kwargs):
+    conv = nn.Conv2d(weight_shape[1] * kwargs.get('groups', 1),
+                     weight_shape[0], weight_shape[2:], **kwargs)
+    with torch.no_grad():
+        conv.weight.copy_(random_24_weight(conv.weight.shape))
+    return conv
+
+
+@pytest.mark.parametrize('module, message', [
+    (nn.Conv2d(64, 32, 3), 'not 2:4'),  # dense random weight
+    (conv_with((48, 64, 1, 1)), '48 output channels/features, not a '
+     'multiple of 32'),
+    (conv_with((32, 16, 3, 3)), 'GEMM reduction size 144, not a multiple '
+     'of 64'),
+    (conv_with((64, 32, 3, 3), groups=2), 'grouped conv'),
+    (conv_with((32, 64, 3, 3), padding=1, padding_mode='reflect'),
+     'padding_mode'),
+    (nn.Conv2d(64, 32, 3, padding='same'), 'padding=.same.'),
+    (nn.ConvTranspose2d(64, 32, 3), 'transposed conv'),
+    (nn.Conv1d(64, 32, 3), 'Conv1d: no 2:4 inference counterpart'),
+    (nn.Linear(64, 32), 'not 2:4'),
+    (nn.Linear(6, 32), 'reduction size 6 not divisible by M=4'),
+])
+def test_unconvertible_layers_are_refused(module, message):
+    cls = Sparse24Linear if isinstance(module, nn.Linear) else Sparse24Conv2d
+    with pytest.raises(ValueError, match=message) as err:
+        cls.from_dense(module, name='head.conv')
+    assert "'head.conv' cannot be converted" in str(err.value)
+
+
+def test_only_half_dtypes():
+    with pytest.raises(ValueError, match='fp16 or bf16'):
+        Sparse24Linear.from_dense(make_linear(), torch.float32)
+
+
+def test_backend_choice_on_cpu():
+    assert kernel_backends(torch.device('cpu'), torch.float16, 64, 128) == ()
+    layer = Sparse24Linear.from_dense(make_linear())
+    x = torch.randn(4, 128)
+    with sparse24_backend('cutlass'):  # not available: dense path
+        layer(x)
+    assert layer.backend == 'dense'
+    with pytest.raises(ValueError, match='unknown 2:4 GEMM backend'):
+        set_sparse24_backend('cusparse')
+
+
+def _cuda_backends():
+    if not torch.cuda.is_available():
+        return []
+    return list(kernel_backends(torch.device('cuda'), torch.float16, 64, 128))
+
+
+needs_ampere = pytest.mark.skipif(
+    not _cuda_backends(), reason='needs a CUDA GPU with 2:4 kernels (sm80+)')
+
+
+@needs_ampere
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('backend', ['cusparselt', 'cutlass'])
+def test_cuda_sparse_kernels_match_the_dense_path(backend, dtype):
+    if backend not in _cuda_backends():
+        pytest.skip(f'{backend} not available')
+    for dense, x in (
+            (make_linear(cin=256, cout=128), torch.randn(13, 256)),
+            (make_linear(cin=256, cout=128, bias=False), torch.randn(8, 256)),
+            (make_conv(cin=64, cout=64, kernel=3, stride=2, padding=1),
+             torch.randn(2, 64, 15, 15)),
+            (make_conv(cin=128, cout=64, kernel=1), torch.randn(1, 128, 7, 7)),
+    ):
+        cls = Sparse24Linear if isinstance(dense, nn.Linear) \
+            else Sparse24Conv2d
+        layer = cls.from_dense(dense, dtype).cuda()
+        x = x.cuda().to(dtype)
+        with sparse24_backend(backend):
+            y = layer(x)
+        assert layer.backend == backend, type(dense).__name__
+        with sparse24_backend('dense'):
+            expected = layer(x)
+        assert layer.backend == 'dense'
+        assert y.shape == expected.shape
+        assert relative_error(y, expected) < TOLERANCE[dtype], \
+            (backend, type(dense).__name__)

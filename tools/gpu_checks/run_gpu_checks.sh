@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Every check that needs a GPU, in one run of a few minutes, offline:
+#   1. environment (GPU, torch, cuSPARSELt)
+#   2. Python packages mmnm needs (installed from wheels if missing)
+#   3. mmnm._ext built in place with its CUDA kernels (FORCE_CUDA=1)
+#   4. the CUDA tests (tests/**/test_*.py, -k cuda)
+#   5. tools/gpu_checks/check_amp_sr_ste.py (AMP loss scaling of SR-STE)
+#   6. benchmarks/bench_2to4_inference.py (dense vs 2:4 table)
+# Each step runs under a time limit, logs to $OUT/<step>.log (OUT defaults
+# to work_dirs/gpu_checks) and is timed; a failed step does not stop the
+# later ones; the summary at the end lists them, and the exit status is
+# non-zero if any failed.
+#
+#   bash tools/gpu_checks/run_gpu_checks.sh
+#
+# Offline machines lacking mmengine/mmcv: first, on a machine with the
+# package index and a pip, write the wheels into .whl/ (pure Python:
+# mmengine and its small dependencies, mmcv-lite, i.e. mmcv without its
+# compiled ops; mmdet's Faster R-CNN needs those and is then skipped):
+#
+#   bash tools/gpu_checks/run_gpu_checks.sh --prepare-wheels [.whl] [3.12]
+#
+# and carry .whl/ along; this script installs them into a temporary folder.
+#
+# Environment: PYTHON (python3), OUT, MMNM_WHEELS (<repo>/.whl),
+# TORCH_CUDA_ARCH_LIST (the GPU's), MAX_JOBS (nproc), BENCH_ARGS
+# ("--rounds 10"), STEP_TIMEOUT_BUILD/TESTS/AMP/BENCH (seconds).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+PYTHON=${PYTHON:-python3}
+
+# pure-Python packages mmnm imports that a bare CUDA image may lack
+# (mmcv-lite: mmcv's Python part, imported as mmcv, without compiled ops)
+WHEEL_PACKAGES=(mmengine==0.10.7 mmcv-lite==2.1.0 addict termcolor yapf
+                platformdirs)
+
+prepare_wheels() {
+    local dest=${1:-$ROOT/.whl} pyver=${2:-3.12}
+    local venv_python=${VENV_PYTHON:-$ROOT/.venv/bin/python}
+    mkdir -p "$dest"
+    "$venv_python" -m pip download -q --no-deps --only-binary=:all: \
+        --python-version "$pyver" --implementation cp --abi none \
+        --platform any -d "$dest" "${WHEEL_PACKAGES[@]}"
+    ls -l "$dest"
+}
+
+if [ "${1:-}" = --prepare-wheels ]; then
+    prepare_wheels "${2:-}" "${3:-}"
+    exit 0
+fi
+
+OUT=${OUT:-$ROOT/work_dirs/gpu_checks}
+mkdir -p "$OUT"
+SUMMARY=()
+FAILED=0
+
+# step NAME TIMEOUT COMMAND...: run, log to $OUT/NAME.log, time, record
+step() {
+    local name=$1 limit=$2 start rc shown
+    shift 2
+    shown="$*"
+    echo
+    echo "=== [$name] ${shown%%$'\n'*} (limit ${limit}s)"
+    start=$(date +%s)
+    set +e
+    timeout --signal=TERM --kill-after=20 "$limit" "$@" 2>&1 \
+        | tee "$OUT/$name.log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    local took=$(( $(date +%s) - start ))
+    if [ "$rc" -eq 0 ]; then
+        SUMMARY+=("PASS  $name  ${took}s")
+    else
+        [ "$rc" -eq 124 ] && echo "[$name] timed out after ${limit}s"
+        SUMMARY+=("FAIL  $name  ${took}s  (exit $rc, log $OUT/$name.log)")
+        FAILED=1
+    fi
+    echo "=== [$name] exit $rc in ${took}s"
+    return 0
+}
+
+step env 60 bash -c "nvidia-smi || true; \"$PYTHON\" - <<'PY'
+import sys, torch
+print('python', sys.version.split()[0], '| torch', torch.__version__,
+      '| CUDA', torch.version.cuda)
+assert torch.cuda.is_available(), 'torch sees no CUDA device'
+cap = torch.cuda.get_device_capability()
+print('device', torch.cuda.get_device_name(), 'capability', cap)
+sparselt = getattr(torch.backends, 'cusparselt', None)
+print('cuSPARSELt', sparselt.is_available() if sparselt else None,
+      sparselt.version() if sparselt and sparselt.is_available() else '')
+print('2:4 ops:', {op: hasattr(torch, op) for op in (
+    '_cslt_compress', '_cslt_sparse_mm', '_cslt_sparse_mm_search',
+    '_sparse_semi_structured_mm', '_sparse_semi_structured_addmm')})
+PY"
+
+deps_ok() {
+    "$PYTHON" -c 'import mmengine, mmcv.cnn' >/dev/null 2>&1
+}
+WHEELS=${MMNM_WHEELS:-$ROOT/.whl}
+if ! deps_ok; then
+    if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+        SITE=$(mktemp -d /tmp/mmnm-site.XXXXXX)
+        step wheels 300 "$PYTHON" -m pip install -q --no-index --no-deps \
+            --no-compile --target "$SITE" "$WHEELS"/*.whl
+        export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+    else
+        echo "mmengine/mmcv are not importable and $WHEELS holds no wheels:"
+        echo "run '$0 --prepare-wheels' where the package index is reachable"
+        echo "and carry .whl/ here (or set MMNM_WHEELS)."
+    fi
+fi
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+step deps 120 "$PYTHON" -c "
+import mmengine, mmcv, mmnm
+print('mmengine', mmengine.__version__, '| mmcv', mmcv.__version__,
+      '| mmnm', mmnm.__version__, 'from', mmnm.__file__)
+try:
+    import mmcv.ops, mmdet
+    print('mmdet', mmdet.__version__, 'with mmcv ops')
+except ImportError as err:
+    print('no mmdet/mmcv ops (Faster R-CNN checks skipped):', err)
+"
+
+if [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
+    TORCH_CUDA_ARCH_LIST=$("$PYTHON" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())' 2>/dev/null || echo "8.0;9.0")
+    export TORCH_CUDA_ARCH_LIST
+fi
+if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
+    export CUDA_HOME=/usr/local/cuda
+fi
+export MAX_JOBS=${MAX_JOBS:-$(nproc)}
+step build "${STEP_TIMEOUT_BUILD:-600}" env FORCE_CUDA=1 \
+    "$PYTHON" setup.py build_ext --inplace
+step ext 60 "$PYTHON" -c "
+from mmnm.ops import ext_status
+print(ext_status())
+"
+
+mapfile -t CUDA_TESTS < <(grep -rl --include='test_*.py' -i 'cuda' tests | sort)
+echo "CUDA test files: ${CUDA_TESTS[*]}"
+step tests "${STEP_TIMEOUT_TESTS:-300}" "$PYTHON" -m pytest -q -rs \
+    -p no:cacheprovider -k cuda "${CUDA_TESTS[@]}"
+
+step amp_sr_ste "${STEP_TIMEOUT_AMP:-120}" \
+    "$PYTHON" tools/gpu_checks/check_amp_sr_ste.py
+
+# shellcheck disable=SC2086
+step bench "${STEP_TIMEOUT_BENCH:-600}" "$PYTHON" \
+    benchmarks/bench_2to4_inference.py ${BENCH_ARGS:---rounds 10}
+
+echo
+echo "=== summary (logs in $OUT)"
+printf '%s\n' "${SUMMARY[@]}" | tee "$OUT/summary.txt"
+exit "$FAILED"
