@@ -1,5 +1,6 @@
-"""Test helper imported by a config (``custom_imports``): each rank saves the
-masks of its sparse layers when the run ends, so a test can compare ranks."""
+"""Test helper imported by a config (``custom_imports``): each rank records
+the masks its sparse layers used in every training iteration, so a test can
+compare ranks."""
 import os.path as osp
 
 import torch
@@ -13,13 +14,25 @@ from mmnm.registry import HOOKS
 
 @HOOKS.register_module()
 class SaveRankMasksHook(Hook):
-    """Writes ``masks_rank<rank>.pth``: ``{layer name: mask}`` of the final
-    weights."""
+    """Writes ``masks_rank<rank>.pth``: one ``{layer name: mask}`` per
+    training iteration (the mask of that iteration's forward), and the masks
+    of the final weights under ``'final'``."""
 
-    def after_run(self, runner) -> None:
+    def before_run(self, runner) -> None:
+        self.per_iter = []
+
+    def _layers(self, runner):
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
-        masks = {layer.nm_name: layer.update_mask().cpu()
-                 for layer in find_sparse_layers(model)}
-        torch.save(masks,
+        return find_sparse_layers(model)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        self.per_iter.append({layer.nm_name: layer.mask.detach().cpu()
+                              for layer in self._layers(runner)})
+
+    def after_run(self, runner) -> None:
+        final = {layer.nm_name: layer.update_mask().cpu()
+                 for layer in self._layers(runner)}
+        torch.save(dict(per_iter=self.per_iter, final=final),
                    osp.join(runner.work_dir, f'masks_rank{get_rank()}.pth'))

@@ -95,11 +95,13 @@ def main() -> int:
     save_nm_checkpoint(export_state_dict(model), patterns, export)
     dense_cfg = without_sparsity(cfg)
     dense_cfg.experiment_name = f'{name}_export'
+    # nothing but the export may be loaded: test() would load these
+    dense_cfg.load_from, dense_cfg.resume = None, False
     dense_runner = Runner.from_cfg(dense_cfg)
     load_checkpoint(dense_runner.model, export, map_location='cpu',
                     strict=True)
-    check_nm_state_dict(dense_runner.model.state_dict(), patterns)
     export_metrics = dense_runner.test()
+    check_nm_state_dict(dense_runner.model.state_dict(), patterns)
     lines += [f'export: {export}, loaded strictly into '
               f'the stock dense model, N:M verified',
               f'export in the dense model:  '

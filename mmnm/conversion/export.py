@@ -6,10 +6,9 @@ from typing import Dict, Mapping, Optional
 import torch
 from torch import Tensor, nn
 
-from mmnm.version import __version__
-
 from mmnm.ops import count_nm_violations
 from mmnm.pattern import NMPattern
+from mmnm.version import __version__
 from .sparsify import find_sparse_layers
 
 

@@ -68,11 +68,13 @@ def redirect_data_root(cfg: Config, root: str) -> None:
         if cfg.get(key):
             cfg[key].dataset.data_root = root
     for key in ('val_evaluator', 'test_evaluator'):
-        evaluator = cfg.get(key) or {}
-        ann_file = evaluator.get('ann_file') if isinstance(
-            evaluator, dict) else None
-        if old and ann_file and ann_file.startswith(old):
-            evaluator['ann_file'] = root + ann_file[len(old):]
+        evaluators = cfg.get(key) or []
+        if isinstance(evaluators, dict):
+            evaluators = [evaluators]
+        for evaluator in evaluators:
+            ann_file = evaluator.get('ann_file')
+            if old and ann_file and ann_file.startswith(old):
+                evaluator['ann_file'] = root + ann_file[len(old):]
     cfg.data_root = root
 
 

@@ -156,16 +156,24 @@ def test_dist_train_two_gloo_processes_hold_identical_masks(
     work = tmp_path / 'dist'
     out = run(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
                str(work)] + small(data_root, 2),
-              PYTHON=sys.executable, PORT=str(port), PYTHONPATH=TESTS)
+              PYTHON=sys.executable, PORT=str(port),
+              PYTHONPATH=os.pathsep.join(
+                  filter(None, [TESTS, os.environ.get('PYTHONPATH')])))
     assert 'Distributed training: True' in out
 
     rank0, rank1 = (torch.load(work / f'masks_rank{r}.pth') for r in (0, 1))
+    # the masks each training forward used are the same on both ranks
+    assert len(rank0['per_iter']) == len(rank1['per_iter']) == 2
+    for step, (masks0, masks1) in enumerate(zip(rank0['per_iter'],
+                                                rank1['per_iter'])):
+        assert len(masks0) == 25 and set(masks0) == set(masks1)
+        for name, mask in masks0.items():
+            assert torch.equal(mask, masks1[name]), (step, name)
+    # and the final ones are the 2:4 masks of the saved weights: the 2
+    # largest |w| of each group of 4 input channels
     state = torch.load(work / 'iter_2.pth')['state_dict']
-    assert len(rank0) == 25 and set(rank0) == set(rank1)
-    for name, mask in rank0.items():
-        assert torch.equal(mask, rank1[name]), name
-        # and both are the 2:4 masks of the saved weights: the 2 largest
-        # |w| of each group of 4 input channels
+    for name, mask in rank0['final'].items():
+        assert torch.equal(mask, rank1['final'][name]), name
         weight = state[f'{name}.weight']
         groups = weight.movedim(1, -1).reshape(-1, 4).abs()
         expected = torch.zeros_like(groups).scatter_(
