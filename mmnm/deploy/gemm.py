@@ -2,16 +2,17 @@
 ``W`` ``(out, K)`` stored 2:4-compressed (CUTLASS ``values`` + ``meta``).
 
 The sparse kernels take the sparse matrix as the *first* operand, so the
-product is computed as ``y^T = W @ x^T``. Where they apply (a CUDA device of
-capability >= 8.0, fp16/bf16, the shape multiples below) PyTorch's kernels
-run:
+product is computed as ``y^T = W @ x^T``. Where they apply (fp16/bf16, the
+shape multiples below, the GPUs named below) PyTorch's kernels run:
 
 * ``'cusparselt'`` (``torch._cslt_sparse_mm``): its compressed buffer is
   opaque and version dependent, so it is made from the decompressed weight
   on the device at first use and cached; the algorithm id is searched once
-  per (shape, dtype, device) where the search exists.
+  per (shape, dtype, device) where the search exists. CUDA devices of
+  capability >= 8.0.
 * ``'cutlass'`` (``torch._sparse_semi_structured_(add)mm``): reads the stored
-  ``values``/``meta`` directly.
+  ``values``/``meta`` directly. PyTorch builds these kernels for sm8x only
+  (``TORCH_CHECK(dprops->major == 8)``): not on Hopper (sm90) or ROCm.
 
 Elsewhere (CPU, older GPUs) the weight is decompressed once, cached, and
 multiplied by a dense GEMM (in fp32 on the CPU, rounded to the layer's
@@ -105,14 +106,20 @@ def _cusparselt_available() -> bool:
 def kernel_backends(device: torch.device, dtype: torch.dtype, out: int,
                     k: int) -> Tuple[str, ...]:
     """The sparse kernels that can multiply an ``(out, k)`` 2:4 weight of
-    ``dtype`` on ``device``, in order of preference (empty: dense only)."""
-    if device.type != 'cuda' or dtype not in KERNEL_DTYPES or \
-            _capability(device) < (8, 0):
+    ``dtype`` on ``device``, in order of preference (empty: dense only).
+
+    cuSPARSELt runs on capability >= 8.0; PyTorch's CUTLASS kernels only on
+    sm8x (Ampere/Ada) CUDA devices, not sm90 or ROCm."""
+    if device.type != 'cuda' or dtype not in KERNEL_DTYPES:
+        return ()
+    capability = _capability(device)
+    if capability < (8, 0):
         return ()
     found = []
     if _cusparselt_available() and out % 16 == 0 and k % 16 == 0:
         found.append('cusparselt')
     if hasattr(torch, '_sparse_semi_structured_addmm') and \
+            capability[0] == 8 and torch.version.hip is None and \
             out % SPARSE_ROW_MULTIPLE == 0 and k % SPARSE_COL_MULTIPLE == 0:
         found.append('cutlass')
     return tuple(found)

@@ -11,8 +11,9 @@ from torch import nn
 from torch.sparse._semi_structured_conversions import \
     sparse_semi_structured_from_dense_cutlass as reference_compress
 
-from mmnm.deploy import (Sparse24Conv2d, Sparse24Linear, kernel_backends,
-                         krsc_matrix, set_sparse24_backend, sparse24_backend)
+from mmnm.deploy import (Sparse24Conv2d, Sparse24Linear, gemm,
+                         kernel_backends, krsc_matrix, set_sparse24_backend,
+                         sparse24_backend)
 from deploy_helpers import random_24_weight, relative_error
 
 DTYPES = [torch.float16, torch.bfloat16]
@@ -185,7 +186,9 @@ needs_ampere = pytest.mark.skipif(
 @pytest.mark.parametrize('backend', ['cusparselt', 'cutlass'])
 def test_cuda_sparse_kernels_match_the_dense_path(backend, dtype):
     if backend not in _cuda_backends():
-        pytest.skip(f'{backend} not available')
+        # PyTorch's CUTLASS 2:4 kernels run on sm8x only (not sm90)
+        pytest.skip(f'{backend} not available on '
+                    f'sm{"%d%d" % torch.cuda.get_device_capability()}')
     for dense, x in (
             (make_linear(cin=256, cout=128), torch.randn(13, 256)),
             (make_linear(cin=256, cout=128, bias=False), torch.randn(8, 256)),
@@ -206,3 +209,24 @@ def test_cuda_sparse_kernels_match_the_dense_path(backend, dtype):
         assert y.shape == expected.shape
         assert relative_error(y, expected) < TOLERANCE[dtype], \
             (backend, type(dense).__name__)
+
+
+# --------------------------------------------------------------------------
+# backend choice, kernel failures, caches, errors (CPU, kernels mocked)
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize('capability, hip, expected', [
+    ((8, 0), None, ('cusparselt', 'cutlass')),
+    ((8, 9), None, ('cusparselt', 'cutlass')),
+    ((9, 0), None, ('cusparselt', )),  # CUTLASS 2:4 ops: sm8x only
+    ((8, 0), '6.0', ('cusparselt', )),  # ROCm
+    ((7, 5), None, ()),
+])
+def test_cutlass_is_offered_on_sm8x_only(monkeypatch, capability, hip,
+                                         expected):
+    monkeypatch.setattr(gemm, '_capability', lambda device: capability)
+    monkeypatch.setattr(gemm, '_cusparselt_available', lambda: True)
+    monkeypatch.setattr(torch, '_sparse_semi_structured_addmm', None,
+                        raising=False)
+    monkeypatch.setattr(torch.version, 'hip', hip)
+    assert kernel_backends(torch.device('cuda'), torch.float16, 64,
+                           128) == expected
