@@ -170,13 +170,16 @@ def sparse24_linear(x: Tensor,
     """``x @ W^T + bias`` for ``x`` ``(rows, K)`` and the 2:4 weight ``W``
     ``(out, K)`` given by ``values`` ``(out, K/2)`` and ``meta``.
 
-    ``x`` and ``bias`` must have ``values``' dtype and device. The result
-    ``(rows, out)`` may be a transposed view (CUTLASS writes ``y^T``).
+    ``x`` and ``bias`` must have ``values``' dtype and device
+    (``ValueError`` naming ``name`` otherwise). The result ``(rows, out)`` is
+    a transposed view for CUTLASS (which writes ``y^T``).
+
+    A kernel that raises a ``RuntimeError`` for a shape (one this PyTorch
+    build lacks) is logged once and the dense path is used for that shape
+    from then on; out-of-memory and CUDA errors propagate.
     """
     out, k = values.shape[0], 2 * values.shape[1]
-    if x.dim() != 2 or x.shape[1] != k:
-        raise ValueError(f'{name}: 2:4 GEMM with a ({out}, {k}) weight got '
-                         f'input of shape {tuple(x.shape)}')
+    _check_operands(x, values, bias, name)
     backend = resolve_backend(values.device, values.dtype, out, k)
     rows = x.shape[0]
     padded = -(-rows // DENSE_ROW_MULTIPLE) * DENSE_ROW_MULTIPLE
@@ -191,7 +194,9 @@ def sparse24_linear(x: Tensor,
                                        bias, cache, key, name)
             else:
                 y = _cutlass_linear(x_padded.contiguous(), values, meta, bias)
-        except RuntimeError as err:  # a kernel this build lacks for a shape
+        except RuntimeError as err:
+            if not _kernel_unsupported(err):
+                raise
             _FAILED[key] = str(err)
             print_log(f'{name}: {backend} 2:4 GEMM failed for {key[1:4]} '
                       f'{values.dtype}, using the dense path: {err}',
@@ -207,6 +212,44 @@ def sparse24_linear(x: Tensor,
                        lambda: decompress_2to4(values, meta, name).to(dtype))
     y = F.linear(x.to(dtype), weight, None if bias is None else bias.to(dtype))
     return y.to(values.dtype)
+
+
+def _check_operands(x: Tensor, values: Tensor, bias: Optional[Tensor],
+                    name: str) -> None:
+    """``ValueError`` naming the layer unless ``x`` (and ``bias``) fit the
+    ``(out, K/2)`` ``values``: wrong inputs are errors, not dense
+    fallbacks."""
+    out, k = values.shape[0], 2 * values.shape[1]
+    if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != k:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x)
+        raise ValueError(f'{name}: 2:4 GEMM with a ({out}, {k}) weight got '
+                         f'input of shape {shape}, expected (rows, {k})')
+    for what, tensor in (('input', x), ('bias', bias)):
+        if tensor is None:
+            continue
+        if tensor.dtype != values.dtype or tensor.device != values.device:
+            raise ValueError(
+                f'{name}: 2:4 GEMM {what} is {tensor.dtype} on '
+                f'{tensor.device}, the weight {values.dtype} on '
+                f'{values.device}; they must match')
+    if bias is not None and tuple(bias.shape) != (out, ):
+        raise ValueError(f'{name}: 2:4 GEMM bias of shape '
+                         f'{tuple(bias.shape)}, expected ({out},)')
+
+
+def _kernel_unsupported(err: RuntimeError) -> bool:
+    """Whether a sparse kernel's ``err`` says it cannot run this problem
+    (fall back to dense), rather than that the device failed (out of
+    memory, a CUDA error that later calls would also see: re-raise)."""
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return False
+    accelerator_error = getattr(torch, 'AcceleratorError', None)
+    if accelerator_error is not None and isinstance(err, accelerator_error):
+        return False
+    message = str(err)
+    return not any(sign in message for sign in (
+        'CUDA error', 'out of memory', 'CUBLAS_STATUS', 'illegal memory',
+        'device-side assert', 'unspecified launch failure'))
 
 
 def _cutlass_linear(x: Tensor, values: Tensor, meta: Tensor,
@@ -244,7 +287,9 @@ def _search_alg_id(compressed: Tensor, x: Tensor,
         try:
             return int(search(compressed, x.t(), bias=bias,
                               transpose_result=True))
-        except RuntimeError:
+        except RuntimeError as err:
+            if not _kernel_unsupported(err):
+                raise
             return 0
 
 

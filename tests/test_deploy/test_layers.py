@@ -230,3 +230,88 @@ def test_cutlass_is_offered_on_sm8x_only(monkeypatch, capability, hip,
     monkeypatch.setattr(torch.version, 'hip', hip)
     assert kernel_backends(torch.device('cuda'), torch.float16, 64,
                            128) == expected
+
+
+@pytest.fixture
+def mocked_cutlass(monkeypatch):
+    """The layers' GEMMs run 'cutlass' through a mocked kernel: ``calls``
+    counts them, ``behaviour['kernel']`` runs in place of the kernel and
+    ``logged`` collects print_log messages."""
+    calls, logged = [], []
+    behaviour = {}
+
+    def kernel(x, values, meta, bias):
+        calls.append(tuple(x.shape))
+        return behaviour['kernel'](x, values, meta, bias)
+
+    monkeypatch.setattr(gemm, 'resolve_backend', lambda *args: 'cutlass')
+    monkeypatch.setattr(gemm, '_cutlass_linear', kernel)
+    monkeypatch.setattr(gemm, 'print_log',
+                        lambda msg, **kwargs: logged.append(msg))
+    gemm.clear_sparse24_caches()
+    yield calls, logged, behaviour
+    gemm.clear_sparse24_caches()
+
+
+def test_unsupported_kernel_falls_back_once(mocked_cutlass):
+    calls, logged, behaviour = mocked_cutlass
+
+    def unsupported(*args):
+        raise RuntimeError('no CUTLASS kernel for this shape')
+
+    behaviour['kernel'] = unsupported
+    layer = Sparse24Linear.from_dense(make_linear(), name='head.fc')
+    x = torch.randn(4, 128)
+    y = layer(x)
+    assert layer.backend == 'dense' and len(calls) == 1
+    assert len(logged) == 1 and 'head.fc: cutlass 2:4 GEMM failed' in \
+        logged[0]
+    with sparse24_backend('dense'):
+        assert torch.equal(y, layer(x))
+    layer(x)  # the failure is remembered: no second try, no second warning
+    assert len(calls) == 1 and len(logged) == 1
+
+
+def test_out_of_memory_propagates_and_is_not_remembered(mocked_cutlass):
+    calls, logged, behaviour = mocked_cutlass
+
+    def out_of_memory(*args):
+        raise torch.cuda.OutOfMemoryError('CUDA out of memory')
+
+    behaviour['kernel'] = out_of_memory
+    layer = Sparse24Linear.from_dense(make_linear())
+    x = torch.randn(4, 128)
+    for tries in (1, 2):
+        with pytest.raises(torch.cuda.OutOfMemoryError):
+            layer(x)
+        assert len(calls) == tries  # tried again: not cached as failed
+    assert not gemm._FAILED and not logged
+
+    def sticky_cuda_error(*args):
+        raise RuntimeError('CUDA error: an illegal memory access was '
+                           'encountered')
+
+    behaviour['kernel'] = sticky_cuda_error
+    with pytest.raises(RuntimeError, match='illegal memory access'):
+        layer(x)
+    assert not gemm._FAILED and not logged
+
+
+def test_wrong_inputs_are_errors_naming_the_layer(mocked_cutlass):
+    calls, logged, _ = mocked_cutlass
+    layer = Sparse24Linear.from_dense(make_linear(), name='head.fc')
+    values, meta, bias = layer.weight_values, layer.weight_meta, layer.bias
+    cache = gemm.Sparse24Cache()
+    for x, message in (
+            (torch.randn(4, 128), r'head.fc: .*input is torch.float32'),
+            (torch.randn(4, 128, dtype=torch.float16, device='meta'),
+             'head.fc: .*on meta'),
+            (torch.randn(4, 64, dtype=torch.float16),
+             r'head.fc: .*input of shape \(4, 64\)'),
+    ):
+        with pytest.raises(ValueError, match=message):
+            gemm.sparse24_linear(x, values, meta, bias, cache, 'head.fc')
+    with pytest.raises(ValueError, match='head.fc: .*bias is torch.float32'):
+        gemm.sparse24_linear(torch.randn(4, 128, dtype=torch.float16),
+                             values, meta, bias.float(), cache, 'head.fc')
+    assert not calls and not logged and not gemm._FAILED
