@@ -24,6 +24,7 @@ import functools
 import logging
 import os
 import warnings
+import weakref
 from contextlib import contextmanager
 from typing import Callable, Dict, Iterator, Optional, Tuple
 
@@ -139,8 +140,9 @@ def resolve_backend(device: torch.device, dtype: torch.dtype, out: int,
 class Sparse24Cache:
     """What a layer prepares once per backend from its compressed weight
     (the dense weight, the cuSPARSELt buffer), rebuilt when ``values`` or
-    ``meta`` change (new storage, e.g. ``.to()``, or in-place writes, e.g.
-    ``load_state_dict``)."""
+    ``meta`` change: other tensor objects (``.to()``, ``.cuda()``,
+    ``_apply``; compared by identity, as a new tensor may reuse the old
+    one's address) or in-place writes (``load_state_dict``; ``_version``)."""
 
     def __init__(self) -> None:
         self._entries: Dict[str, Tuple[Tuple, Tensor]] = {}
@@ -149,13 +151,17 @@ class Sparse24Cache:
 
     def get(self, kind: str, values: Tensor, meta: Tensor,
             build: Callable[[], Tensor]) -> Tensor:
-        stamp = (values.data_ptr(), values._version, values.dtype,
-                 values.device, meta.data_ptr(), meta._version)
         entry = self._entries.get(kind)
-        if entry is None or entry[0] != stamp:
-            entry = (stamp, build())
-            self._entries[kind] = entry
-        return entry[1]
+        if entry is not None:
+            (values_ref, values_version, meta_ref, meta_version), built = entry
+            if values_ref() is values and meta_ref() is meta and \
+                    values._version == values_version and \
+                    meta._version == meta_version:
+                return built
+        built = build()
+        self._entries[kind] = ((weakref.ref(values), values._version,
+                                weakref.ref(meta), meta._version), built)
+        return built
 
     def clear(self) -> None:
         self._entries.clear()

@@ -315,3 +315,17 @@ def test_wrong_inputs_are_errors_naming_the_layer(mocked_cutlass):
         gemm.sparse24_linear(torch.randn(4, 128, dtype=torch.float16),
                              values, meta, bias.float(), cache, 'head.fc')
     assert not calls and not logged and not gemm._FAILED
+
+
+def test_cache_follows_apply_and_reload():
+    """.to()/.cuda()/_apply make new tensors (at _version 0, often at a
+    freed tensor's address): the cached dense weight must follow them."""
+    layer = Sparse24Linear.from_dense(make_linear(seed=0))
+    x = torch.randn(4, 128)
+    for round_ in range(6):
+        layer(x)  # fills the cache
+        for _ in range(round_ % 3 + 1):  # new tensors; freed ones reused
+            layer._apply(lambda t: t.clone())
+        other = Sparse24Linear.from_dense(make_linear(seed=round_ + 1))
+        layer.load_state_dict(other.state_dict())
+        assert torch.equal(layer(x), other(x)), round_
