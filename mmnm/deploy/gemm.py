@@ -14,6 +14,8 @@ shape multiples below, the GPUs named below) PyTorch's kernels run:
   ``values``/``meta`` directly. PyTorch builds these kernels for sm8x only
   (``TORCH_CHECK(dprops->major == 8)``): not on Hopper (sm90) or ROCm.
 
+Every backend returns a row-major ``(rows, out)`` result.
+
 Elsewhere (CPU, older GPUs) the weight is decompressed once, cached, and
 multiplied by a dense GEMM (in fp32 on the CPU, rounded to the layer's
 dtype, as tensor cores accumulate). Convolutions reach this function through the
@@ -178,7 +180,7 @@ def sparse24_linear(x: Tensor,
 
     ``x`` and ``bias`` must have ``values``' dtype and device
     (``ValueError`` naming ``name`` otherwise). The result ``(rows, out)`` is
-    a transposed view for CUTLASS (which writes ``y^T``).
+    row-major on every backend.
 
     A kernel that raises a ``RuntimeError`` for a shape (one this PyTorch
     build lacks) is logged once and the dense path is used for that shape
@@ -209,7 +211,8 @@ def sparse24_linear(x: Tensor,
                       logger='current', level=logging.WARNING)
         else:
             cache.last_backend = backend
-            return y[:rows]
+            # CUTLASS writes y^T: copy the rows kept into row-major order
+            return y[:rows].contiguous()
     cache.last_backend = 'dense'
     # CPUs multiply fp16/bf16 slowly and without tensor cores' fp32
     # accumulation: compute in fp32 there and round the result

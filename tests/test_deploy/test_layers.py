@@ -14,6 +14,7 @@ from torch.sparse._semi_structured_conversions import \
 from mmnm.deploy import (Sparse24Conv2d, Sparse24Linear, gemm,
                          kernel_backends, krsc_matrix, set_sparse24_backend,
                          sparse24_backend)
+from mmnm.ops import decompress_2to4
 from deploy_helpers import random_24_weight, relative_error
 
 DTYPES = [torch.float16, torch.bfloat16]
@@ -207,6 +208,10 @@ def test_cuda_sparse_kernels_match_the_dense_path(backend, dtype):
             expected = layer(x)
         assert layer.backend == 'dense'
         assert y.shape == expected.shape
+        if y.dim() == 4:  # row-major GEMM result: channels_last memory
+            assert y.is_contiguous(memory_format=torch.channels_last)
+        else:
+            assert y.is_contiguous()
         assert relative_error(y, expected) < TOLERANCE[dtype], \
             (backend, type(dense).__name__)
 
@@ -295,6 +300,26 @@ def test_out_of_memory_propagates_and_is_not_remembered(mocked_cutlass):
     with pytest.raises(RuntimeError, match='illegal memory access'):
         layer(x)
     assert not gemm._FAILED and not logged
+
+
+def test_kernel_result_is_row_major(mocked_cutlass):
+    """CUTLASS writes y^T: the GEMM returns it row-major, so a conv's
+    output is channels_last-contiguous."""
+    _, _, behaviour = mocked_cutlass
+
+    def transposed(x, values, meta, bias):  # as _cutlass_linear returns
+        weight = decompress_2to4(values, meta).float()
+        return torch.addmm(bias.float()[:, None], weight,
+                           x.float().t()).to(values.dtype).t()
+
+    behaviour['kernel'] = transposed
+    conv = Sparse24Conv2d.from_dense(make_conv(padding=1))
+    x = torch.randn(2, 64, 5, 5, dtype=torch.float16)
+    y = conv(x)
+    assert conv.backend == 'cutlass'
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    linear = Sparse24Linear.from_dense(make_linear())
+    assert linear(torch.randn(13, 128, dtype=torch.float16)).is_contiguous()
 
 
 def test_wrong_inputs_are_errors_naming_the_layer(mocked_cutlass):
