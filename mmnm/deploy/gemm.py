@@ -54,10 +54,12 @@ DENSE_ROW_MULTIPLE = 8
 #: Dtypes the sparse tensor-core kernels run for fp inputs.
 KERNEL_DTYPES = (torch.float16, torch.bfloat16)
 
-_backend = os.environ.get('MMNM_SPARSE24_BACKEND', 'auto')
-if _backend not in BACKENDS:
-    raise ValueError(f'MMNM_SPARSE24_BACKEND={_backend!r}: expected one of '
-                     f'{BACKENDS}')
+#: The environment variable read (at the first GEMM) for the backend.
+BACKEND_ENV = 'MMNM_SPARSE24_BACKEND'
+
+# None: not chosen yet, read from BACKEND_ENV when first needed (a bad value
+# is an error there, not at ``import mmnm``)
+_backend: Optional[str] = None
 
 # (backend, out, K, padded rows, dtype, has bias, device): cuSPARSELt alg id
 _ALG_IDS: Dict[Tuple, int] = {}
@@ -66,7 +68,16 @@ _FAILED: Dict[Tuple, str] = {}
 
 
 def get_sparse24_backend() -> str:
-    """The backend requested for 2:4 GEMMs (see :data:`BACKENDS`)."""
+    """The backend requested for 2:4 GEMMs (see :data:`BACKENDS`): the one
+    set by :func:`set_sparse24_backend`, else ``MMNM_SPARSE24_BACKEND``,
+    else ``'auto'``; ``ValueError`` naming the variable if it is invalid."""
+    global _backend
+    if _backend is None:
+        name = os.environ.get(BACKEND_ENV, 'auto')
+        if name not in BACKENDS:
+            raise ValueError(f'{BACKEND_ENV}={name!r} is not a 2:4 GEMM '
+                             f'backend: expected one of {BACKENDS}')
+        _backend = name
     return _backend
 
 
@@ -81,18 +92,22 @@ def set_sparse24_backend(name: str) -> str:
     if name not in BACKENDS:
         raise ValueError(f'unknown 2:4 GEMM backend {name!r}, expected one '
                          f'of {BACKENDS}')
-    previous, _backend = _backend, name
+    previous = _backend if _backend is not None else os.environ.get(
+        BACKEND_ENV, 'auto')
+    _backend = name
     return previous
 
 
 @contextmanager
 def sparse24_backend(name: str) -> Iterator[None]:
     """``with sparse24_backend('dense'): ...`` runs with that backend."""
-    previous = set_sparse24_backend(name)
+    global _backend
+    previous = _backend  # None: the environment's, read when needed
+    set_sparse24_backend(name)
     try:
         yield
     finally:
-        set_sparse24_backend(previous)
+        _backend = previous
 
 
 @functools.lru_cache(maxsize=None)
@@ -131,12 +146,13 @@ def kernel_backends(device: torch.device, dtype: torch.dtype, out: int,
 def resolve_backend(device: torch.device, dtype: torch.dtype, out: int,
                     k: int) -> str:
     """The backend a GEMM with this weight runs under the current request."""
+    requested = get_sparse24_backend()
     available = kernel_backends(device, dtype, out, k)
-    if _backend == 'dense' or not available:
+    if requested == 'dense' or not available:
         return 'dense'
-    if _backend == 'auto':
+    if requested == 'auto':
         return available[0]
-    return _backend if _backend in available else 'dense'
+    return requested if requested in available else 'dense'
 
 
 class Sparse24Cache:

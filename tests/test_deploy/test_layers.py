@@ -3,6 +3,9 @@ the same rounded weights, the stored CUTLASS layout, state_dict round trips,
 cache invalidation, refusals, and (on a GPU) the sparse kernels against the
 dense path."""
 import io
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -354,3 +357,22 @@ def test_cache_follows_apply_and_reload():
         other = Sparse24Linear.from_dense(make_linear(seed=round_ + 1))
         layer.load_state_dict(other.state_dict())
         assert torch.equal(layer(x), other(x)), round_
+
+
+def test_bad_backend_variable_fails_at_the_gemm_not_at_import():
+    code = (
+        'import mmnm, mmnm.deploy, torch\n'
+        'from torch import nn\n'
+        'layer = nn.Linear(128, 64)\n'
+        'layer.weight.data[:, 1::2] = 0\n'
+        'layer = mmnm.deploy.Sparse24Linear.from_dense(layer)\n'
+        'try:\n'
+        '    layer(torch.randn(2, 128))\n'
+        'except ValueError as err:\n'
+        '    print("ERROR", err)\n')
+    env = dict(os.environ, MMNM_SPARSE24_BACKEND='cutlas')
+    proc = subprocess.run([sys.executable, '-c', code], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "ERROR MMNM_SPARSE24_BACKEND='cutlas' is not a 2:4 GEMM backend" \
+        in proc.stdout
