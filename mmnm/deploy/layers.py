@@ -6,9 +6,10 @@ saves it; ``bias`` is a buffer of the same dtype. Inputs of another dtype
 are cast to it and the output is cast back (except under autocast, where it
 stays in the layer's dtype), so a converted layer can sit in an fp32 model;
 run the model in the same dtype (``model.half()``) or under autocast to
-avoid casts.
+avoid casts. Casting the model to fp32/fp64 (``model.float()``) is refused
+by these layers with an error naming them.
 """
-from typing import Optional, Tuple, Union
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -50,10 +51,10 @@ class Sparse24Mixin:
 
     def _init_compressed(self, out: int, k: int, bias: bool,
                          dtype: torch.dtype, name: Optional[str]) -> None:
-        if dtype not in KERNEL_DTYPES:
-            raise ValueError(f'2:4 inference layers hold fp16 or bf16 '
-                             f'weights, got {dtype}')
         self.name = name
+        if dtype not in KERNEL_DTYPES:
+            raise ValueError(f'{self._label()}: 2:4 inference layers hold '
+                             f'fp16 or bf16 weights, got {dtype}')
         layout = sparse24_layout(dtype, self._label())
         if out % layout.row_multiple or k % layout.col_multiple:
             raise ValueError(
@@ -74,6 +75,22 @@ class Sparse24Mixin:
 
     def _label(self) -> str:
         return self.name or type(self).__name__
+
+    def _apply(self, fn: Callable, *args, **kwargs):
+        """``nn.Module._apply`` (``.to()``, ``.cuda()``, ``.half()``, ...),
+        refusing casts of the weight to a dtype the 2:4 kernels do not take
+        (``model.float()``); the layer is left as it was then."""
+        saved = dict(self._buffers)
+        result = super()._apply(fn, *args, **kwargs)
+        dtype = self.weight_values.dtype
+        if dtype not in KERNEL_DTYPES:
+            self._buffers.update(saved)
+            raise TypeError(
+                f'{self._label()}: a 2:4 inference layer holds its weight in '
+                f'fp16 or bf16, not {dtype}; cast the model with .half() or '
+                '.bfloat16(), or keep it in fp32 and leave these layers as '
+                'they are (they cast their inputs and outputs)')
+        return result
 
     @torch.no_grad()
     def load_dense(self, matrix: Tensor, bias: Optional[Tensor]) -> None:
@@ -231,7 +248,7 @@ class Sparse24Conv2d(Sparse24Mixin, nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         y = conv2d_as_gemm(
             x.to(self.weight_values.dtype), self.gemm, self.kernel_size,
-            self.stride, self.padding, self.dilation)
+            self.stride, self.padding, self.dilation, self._label())
         return _restore_dtype(y, x)
 
     def extra_repr(self) -> str:

@@ -359,6 +359,27 @@ def test_cache_follows_apply_and_reload():
         assert torch.equal(layer(x), other(x)), round_
 
 
+def test_float_cast_is_refused_naming_the_layer():
+    layer = Sparse24Linear.from_dense(make_linear(), name='head.fc')
+    model = nn.Sequential(nn.Linear(128, 128), layer)
+    with pytest.raises(TypeError, match=r'head.fc: .*not torch.float32.*'
+                       r'\.half\(\) or \.bfloat16\(\).*fp32'):
+        model.float()
+    assert layer.weight_values.dtype == torch.float16  # left as it was
+    assert layer(torch.randn(2, 128)).dtype == torch.float32
+    layer.bfloat16()  # kernel dtypes are fine
+    assert layer.weight_values.dtype == layer.bias.dtype == torch.bfloat16
+
+
+def test_conv_lowering_errors_name_the_layer():
+    layer = Sparse24Conv2d.from_dense(make_conv(), name='neck.conv')
+    with pytest.raises(ValueError, match='neck.conv: .*NCHW input'):
+        layer(torch.randn(64, 5, 5))
+    with pytest.raises(ValueError, match='neck.conv: conv input 2x2 is too '
+                       'small'):
+        layer(torch.randn(1, 64, 2, 2))
+
+
 def test_bad_backend_variable_fails_at_the_gemm_not_at_import():
     code = (
         'import mmnm, mmnm.deploy, torch\n'
