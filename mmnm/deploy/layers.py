@@ -9,7 +9,7 @@ run the model in the same dtype (``model.half()``) or under autocast to
 avoid casts. Casting the model to fp32/fp64 (``model.float()``) is refused
 by these layers with an error naming them.
 """
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Dict, Optional, Tuple, Type, Union
 
 import torch
 from torch import Tensor, nn
@@ -56,11 +56,7 @@ class Sparse24Mixin:
             raise ValueError(f'{self._label()}: 2:4 inference layers hold '
                              f'fp16 or bf16 weights, got {dtype}')
         layout = sparse24_layout(dtype, self._label())
-        if out % layout.row_multiple or k % layout.col_multiple:
-            raise ValueError(
-                f'{self._label()}: a ({out}, {k}) weight does not fit the 2:4 '
-                f'layout (rows % {layout.row_multiple}, K % '
-                f'{layout.col_multiple})')
+        layout.check_shape((out, k), dtype, self._label())
         # empty until loaded: all-zero meta is invalid, so a forward before
         # loading fails instead of returning zeros
         self.register_buffer('weight_values',
@@ -129,8 +125,15 @@ class Sparse24Mixin:
         return self._cache.last_backend
 
     @classmethod
+    def empty_like(cls, module: nn.Module, dtype: torch.dtype,
+                   name: Optional[str] = None) -> 'Sparse24Mixin':
+        """An empty (unloaded) layer of ``dtype`` shaped like the dense
+        ``module``, e.g. to load a compressed state_dict into."""
+        raise NotImplementedError
+
+    @classmethod
     def _convert(cls, module: nn.Module, weight: Tensor, dtype: torch.dtype,
-                 name: Optional[str], **kwargs) -> 'Sparse24Mixin':
+                 name: Optional[str]) -> 'Sparse24Mixin':
         """The layer holding ``weight`` of ``module`` as its GEMM matrix;
         ``ValueError`` naming the layer if the 2:4 kernels cannot take it
         (the 2:4 pattern itself is checked while compressing)."""
@@ -139,8 +142,7 @@ class Sparse24Mixin:
             reason = structure_ineligibility(module)
             if reason is not None:
                 raise ValueError(reason)
-            layer = cls(**kwargs, bias=module.bias is not None, dtype=dtype,
-                        name=name)
+            layer = cls.empty_like(module, dtype, name)
             layer.to(weight.device).load_dense(cls.gemm_matrix(weight),
                                                module.bias)
         except ValueError as err:
@@ -173,9 +175,15 @@ class Sparse24Linear(Sparse24Mixin, nn.Module):
         """Convert ``linear`` (or ``weight``, e.g. an N:M layer's masked
         weight); ``ValueError`` if it cannot run on the 2:4 kernels."""
         weight = linear.weight if weight is None else weight
-        return cls._convert(linear, weight, dtype, name,
-                            in_features=linear.in_features,
-                            out_features=linear.out_features)
+        return cls._convert(linear, weight, dtype, name)
+
+    @classmethod
+    def empty_like(cls,
+                   linear: nn.Linear,
+                   dtype: torch.dtype,
+                   name: Optional[str] = None) -> 'Sparse24Linear':
+        return cls(linear.in_features, linear.out_features,
+                   linear.bias is not None, dtype, name)
 
     @property
     def weight(self) -> Tensor:
@@ -229,11 +237,16 @@ class Sparse24Conv2d(Sparse24Mixin, nn.Module):
         """Convert ``conv`` (or ``weight``, e.g. an N:M layer's masked
         weight); ``ValueError`` if it cannot run on the 2:4 kernels."""
         weight = conv.weight if weight is None else weight
-        return cls._convert(conv, weight, dtype, name,
-                            in_channels=conv.in_channels,
-                            out_channels=conv.out_channels,
-                            kernel_size=conv.kernel_size, stride=conv.stride,
-                            padding=conv.padding, dilation=conv.dilation)
+        return cls._convert(conv, weight, dtype, name)
+
+    @classmethod
+    def empty_like(cls,
+                   conv: nn.Conv2d,
+                   dtype: torch.dtype,
+                   name: Optional[str] = None) -> 'Sparse24Conv2d':
+        return cls(conv.in_channels, conv.out_channels, conv.kernel_size,
+                   conv.stride, conv.padding, conv.dilation,
+                   conv.bias is not None, dtype, name)
 
     @staticmethod
     def gemm_matrix(weight: Tensor) -> Tensor:
@@ -257,3 +270,19 @@ class Sparse24Conv2d(Sparse24Mixin, nn.Module):
                 f'padding={self.padding}, dilation={self.dilation}, '
                 f'bias={self.bias is not None}, '
                 f'dtype={self.weight_values.dtype}, 2:4')
+
+
+#: The 2:4 inference layer of each dense layer type.
+SPARSE24_LAYERS: Dict[Type[nn.Module], Type[Sparse24Mixin]] = {
+    nn.Conv2d: Sparse24Conv2d,
+    nn.Linear: Sparse24Linear,
+}
+
+
+def sparse24_layer_type(module: nn.Module) -> Type[Sparse24Mixin]:
+    """The 2:4 layer class for ``module`` (an ``nn.Conv2d`` or
+    ``nn.Linear``, subclasses included); ``ValueError`` otherwise."""
+    for dense_type, layer_type in SPARSE24_LAYERS.items():
+        if isinstance(module, dense_type):
+            return layer_type
+    raise ValueError(f'{type(module).__name__}: no 2:4 inference counterpart')

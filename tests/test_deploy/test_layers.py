@@ -17,6 +17,7 @@ from torch.sparse._semi_structured_conversions import \
 from mmnm.deploy import (Sparse24Conv2d, Sparse24Linear, gemm,
                          kernel_backends, krsc_matrix, set_sparse24_backend,
                          sparse24_backend)
+from mmnm.deploy.layers import sparse24_layer_type
 from mmnm.ops import decompress_2to4
 from deploy_helpers import random_24_weight, relative_error
 
@@ -371,6 +372,14 @@ def test_float_cast_is_refused_naming_the_layer():
     assert layer.weight_values.dtype == layer.bias.dtype == torch.bfloat16
 
 
+def test_constructor_errors_name_the_layer():
+    with pytest.raises(ValueError, match='head.fc: .*fp16 or bf16'):
+        Sparse24Linear(128, 64, dtype=torch.float32, name='head.fc')
+    with pytest.raises(ValueError, match=r'head.fc: shape \(48, 128\) does '
+                       r'not fit the 2:4 layout .*rows % 32 == 0'):
+        Sparse24Linear(128, 48, name='head.fc')
+
+
 def test_conv_lowering_errors_name_the_layer():
     layer = Sparse24Conv2d.from_dense(make_conv(), name='neck.conv')
     with pytest.raises(ValueError, match='neck.conv: .*NCHW input'):
@@ -378,6 +387,18 @@ def test_conv_lowering_errors_name_the_layer():
     with pytest.raises(ValueError, match='neck.conv: conv input 2x2 is too '
                        'small'):
         layer(torch.randn(1, 64, 2, 2))
+
+
+@pytest.mark.parametrize('make', [make_linear, make_conv])
+def test_empty_like_loads_the_converted_state(make):
+    dense = make()
+    layer = sparse24_layer_type(dense).from_dense(dense)
+    empty = sparse24_layer_type(dense).empty_like(dense, torch.float16)
+    assert type(empty) is type(layer)
+    empty.load_state_dict(layer.state_dict(), strict=True)
+    x = torch.randn(2, 64, 6, 6) if isinstance(dense, nn.Conv2d) \
+        else torch.randn(2, 128)
+    assert torch.equal(empty(x), layer(x))
 
 
 def test_bad_backend_variable_fails_at_the_gemm_not_at_import():
