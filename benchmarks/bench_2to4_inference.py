@@ -10,7 +10,10 @@
    ResNet-50 backbone (dense channels_last cuDNN vs converted), and a full
    Faster R-CNN forward (autocast; dense vs converted). Dense and sparse
    runs alternate round by round; the table gives medians and
-   dense/sparse speedups (> 1: sparse faster).
+   dense/sparse speedups (> 1: sparse faster). The backend that actually
+   ran is recorded: a sparse column reads n/a where its kernel is not
+   available for a shape (e.g. CUTLASS off sm8x) or fell back to dense, and
+   the model tables list the backends their 2:4 layers ran.
 
     python benchmarks/bench_2to4_inference.py [--batches 1 64] [--rounds 20]
 
@@ -195,39 +198,79 @@ def random_24(out: int, k: int, device, dtype) -> nn.Linear:
     return linear.to(device)
 
 
+#: The sparse GEMM backends, one column pair each in the GEMM table.
+SPARSE_BACKENDS = ('cusparselt', 'cutlass')
+
+
 @torch.no_grad()
 def bench_gemms(shapes: Dict[int, Dict[Shape, int]], rounds: int,
                 device: torch.device) -> None:
     rows = []
     for name, dtype in DTYPES.items():
-        backends = kernel_backends(device, dtype, 64, 64)
         for batch, batch_shapes in shapes.items():
             for (m, k, out), count in sorted(batch_shapes.items()):
-                dense = random_24(out, k, device, dtype)
-                sparse = Sparse24Linear.from_dense(dense, dtype)
-                weight = dense.weight.to(dtype)
-                x = torch.randn(m, k, device=device, dtype=dtype)
-                runs = {'dense': lambda: F.linear(x, weight)}
-                for backend in backends:
-                    runs[backend] = (lambda b=backend:
-                                     _with_backend(b, sparse, x))
-                times = alternate(runs, rounds)
-                row = [name, batch, m, k, out, count,
-                       f'{1e3 * times["dense"]:.3f}']
-                for backend in backends:
-                    row += [f'{1e3 * times[backend]:.3f}',
-                            f'{times["dense"] / times[backend]:.2f}']
-                rows.append(row)
+                rows.append([name, batch, m, k, out, count] +
+                            _bench_gemm(m, k, out, dtype, rounds, device))
     header = ['dtype', 'batch', 'M', 'K', 'out', 'convs', 'dense ms']
-    for backend in kernel_backends(device, torch.float16, 64, 64):
+    for backend in SPARSE_BACKENDS:
         header += [f'{backend} ms', 'speedup']
-    print('GEMMs of ResNet-50 (y = x W^T, x: M x K, W: out x K 2:4)')
+    print('GEMMs of ResNet-50 (y = x W^T, x: M x K, W: out x K 2:4; n/a: '
+          'kernel not available here or fell back to dense)')
     print(table(header, rows))
 
 
-def _with_backend(backend: str, layer: nn.Module, x: torch.Tensor):
+def _bench_gemm(m: int, k: int, out: int, dtype: torch.dtype, rounds: int,
+                device: torch.device) -> List[str]:
+    """The dense time and, per sparse backend, its time and speedup (n/a
+    where it is not available or did not run)."""
+    dense = random_24(out, k, device, dtype)
+    sparse = Sparse24Linear.from_dense(dense, dtype)
+    weight = dense.weight.to(dtype)
+    x = torch.randn(m, k, device=device, dtype=dtype)
+    available = kernel_backends(device, dtype, out, k)
+    ran: Dict[str, set] = {backend: set() for backend in available}
+    runs = {'dense': lambda: F.linear(x, weight)}
+    for backend in available:
+        runs[backend] = (lambda b=backend: _with_backend(b, sparse, x, ran))
+    times = alternate(runs, rounds)
+    row = [f'{1e3 * times["dense"]:.3f}']
+    for backend in SPARSE_BACKENDS:
+        if backend not in available:
+            row += ['n/a', '']
+        elif ran[backend] != {backend}:  # the kernel failed: dense ran
+            row += [f'n/a (ran {",".join(sorted(ran[backend]))})', '']
+        else:
+            row += [f'{1e3 * times[backend]:.3f}',
+                    f'{times["dense"] / times[backend]:.2f}']
+    return row
+
+
+def _with_backend(backend: str, layer: Sparse24Linear, x: torch.Tensor,
+                  ran: Dict[str, set]) -> torch.Tensor:
     with sparse24_backend(backend):
-        return layer(x)
+        y = layer(x)
+    ran[backend].add(layer.backend)
+    return y
+
+
+def ran_backends(model: nn.Module) -> str:
+    """The backends the 2:4 layers of ``model`` ran last, with counts."""
+    counts: Dict[str, int] = {}
+    for module in model.modules():
+        if isinstance(module, (Sparse24Conv2d, Sparse24Linear)):
+            counts[str(module.backend)] = counts.get(str(module.backend),
+                                                     0) + 1
+    return ' '.join(f'{name}:{n}' for name, n in sorted(counts.items()))
+
+
+def sparse_columns(times: Dict[str, float], backends: str) -> List[str]:
+    """The 2:4 time and speedup, n/a where no layer ran a sparse kernel
+    (a dense time is never shown as a sparse one)."""
+    if not any(not b.startswith(('dense:', 'None:'))
+               for b in backends.split()):
+        return ['n/a', '']
+    return [f'{1e3 * times["sparse"]:.2f}',
+            f'{times["dense"] / times["sparse"]:.2f}']
 
 
 @torch.no_grad()
@@ -239,24 +282,34 @@ def bench_resnet50(batches: List[int], size: int, rounds: int,
     dense.load_state_dict(export_state_dict(masked))
     rows = []
     for name, dtype in DTYPES.items():
-        dense_model = copy.deepcopy(dense).to(device, dtype).to(
-            memory_format=torch.channels_last)
-        sparse_model = copy.deepcopy(masked)
-        convert_to_sparse24(sparse_model, dtype, logger=None)
-        sparse_model.to(device, dtype)
-        for batch in batches:
-            x = torch.randn(batch, 3, size, size, device=device, dtype=dtype)
-            x = x.to(memory_format=torch.channels_last)
-            times = alternate({'dense': lambda: dense_model(x),
-                               'sparse': lambda: sparse_model(x)}, rounds)
-            rows.append([name, batch, f'{1e3 * times["dense"]:.2f}',
-                         f'{1e3 * times["sparse"]:.2f}',
-                         f'{times["dense"] / times["sparse"]:.2f}'])
-        del dense_model, sparse_model
+        rows += _bench_resnet50_dtype(dense, masked, name, dtype, batches,
+                                      size, rounds, device)
         clear_sparse24_caches()
     print(f'ResNet-50 backbone forward, {size}x{size} (dense: cuDNN '
-          'channels_last; 2:4: auto backend)')
-    print(table(['dtype', 'batch', 'dense ms', '2:4 ms', 'speedup'], rows))
+          'channels_last; 2:4: auto backend; backends: what the 2:4 layers '
+          'ran)')
+    print(table(['dtype', 'batch', 'dense ms', '2:4 ms', 'speedup',
+                 'backends'], rows))
+
+
+def _bench_resnet50_dtype(dense: nn.Module, masked: nn.Module, name: str,
+                          dtype: torch.dtype, batches: List[int], size: int,
+                          rounds: int, device: torch.device) -> List[list]:
+    dense_model = copy.deepcopy(dense).to(device, dtype).to(
+        memory_format=torch.channels_last)
+    sparse_model = copy.deepcopy(masked)
+    convert_to_sparse24(sparse_model, dtype, logger=None)
+    sparse_model.to(device, dtype)
+    rows = []
+    for batch in batches:
+        x = torch.randn(batch, 3, size, size, device=device, dtype=dtype)
+        x = x.to(memory_format=torch.channels_last)
+        times = alternate({'dense': lambda: dense_model(x),
+                           'sparse': lambda: sparse_model(x)}, rounds)
+        backends = ran_backends(sparse_model)
+        rows.append([name, batch, f'{1e3 * times["dense"]:.2f}'] +
+                    sparse_columns(times, backends) + [backends])
+    return rows
 
 
 @torch.no_grad()
@@ -271,24 +324,30 @@ def bench_frcnn(size: Tuple[int, int], rounds: int,
     dense.load_state_dict(export_state_dict(masked))
     rows = []
     for name, dtype in DTYPES.items():
-        sparse = copy.deepcopy(masked)
-        convert_to_sparse24(sparse, dtype, logger=None)
-        inputs, samples = data['inputs'], data['data_samples']
-
-        def run(model):
-            with torch.autocast('cuda', dtype=dtype):
-                model.predict(inputs, copy.deepcopy(samples))
-
-        times = alternate({'dense': lambda: run(dense),
-                           'sparse': lambda: run(sparse)}, rounds)
-        rows.append([name, f'{1e3 * times["dense"]:.2f}',
-                     f'{1e3 * times["sparse"]:.2f}',
-                     f'{times["dense"] / times["sparse"]:.2f}'])
-        del sparse
+        rows.append(_bench_frcnn_dtype(dense, masked, data, name, dtype,
+                                       rounds))
         clear_sparse24_caches()
     print(f'Faster R-CNN R50-FPN predict, batch 1, {size[0]}x{size[1]} '
           '(autocast; the 2:4 layers run in the same dtype)')
-    print(table(['dtype', 'dense ms', '2:4 ms', 'speedup'], rows))
+    print(table(['dtype', 'dense ms', '2:4 ms', 'speedup', 'backends'],
+                rows))
+
+
+def _bench_frcnn_dtype(dense: nn.Module, masked: nn.Module, data: dict,
+                       name: str, dtype: torch.dtype, rounds: int) -> list:
+    sparse = copy.deepcopy(masked)
+    convert_to_sparse24(sparse, dtype, logger=None)
+    inputs, samples = data['inputs'], data['data_samples']
+
+    def run(model):
+        with torch.autocast('cuda', dtype=dtype):
+            model.predict(inputs, copy.deepcopy(samples))
+
+    times = alternate({'dense': lambda: run(dense),
+                       'sparse': lambda: run(sparse)}, rounds)
+    backends = ran_backends(sparse)
+    return [name, f'{1e3 * times["dense"]:.2f}'] + \
+        sparse_columns(times, backends) + [backends]
 
 
 def gpu_reason() -> Optional[str]:

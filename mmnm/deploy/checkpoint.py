@@ -11,7 +11,7 @@ from torch import Tensor, nn
 import mmnm
 from mmnm.utils.launch import build_model
 from .eligibility import structure_ineligibility
-from .layers import Sparse24Conv2d, Sparse24Linear
+from .layers import sparse24_layer_type
 
 _VALUES = '.weight_values'
 
@@ -52,14 +52,7 @@ def prepare_sparse24_structure(model: nn.Module,
             raise ValueError(f'2:4 layer {name!r} of the checkpoint is a '
                              f'{type(module).__name__} in the model: {reason}')
         dtype = state_dict[name + _VALUES].dtype
-        if isinstance(module, nn.Conv2d):
-            layer = Sparse24Conv2d(module.in_channels, module.out_channels,
-                                   module.kernel_size, module.stride,
-                                   module.padding, module.dilation,
-                                   module.bias is not None, dtype, name)
-        else:
-            layer = Sparse24Linear(module.in_features, module.out_features,
-                                   module.bias is not None, dtype, name)
+        layer = sparse24_layer_type(module).empty_like(module, dtype, name)
         parent, _, child = name.rpartition('.')
         setattr(model.get_submodule(parent), child, layer)
     return names

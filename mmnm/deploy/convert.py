@@ -7,13 +7,13 @@ from mmengine.logging import MMLogger, print_log
 from torch import Tensor, nn
 
 from mmnm.conversion import LayerDecision, SparsityReport
-from mmnm.conversion.sparsify import _check_globs, _first_match
+from mmnm.conversion.sparsify import (_WEIGHTED_TYPES, _check_globs,
+                                      _first_match)
 from mmnm.layers import NMSparseMixin
 from mmnm.pattern import NMPattern
 from .eligibility import pattern_ineligibility, structure_ineligibility
-from .layers import Sparse24Conv2d, Sparse24Linear
+from .layers import sparse24_layer_type
 
-_WEIGHTED_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 _PATTERN = NMPattern(2, 4)
 
 
@@ -96,10 +96,8 @@ def convert_to_sparse24(model: nn.Module,
         plans[id(module)] = (name, module, weight, reason)
         shape = tuple(module.weight.shape)
         if reason is None:
-            new_type = Sparse24Conv2d if isinstance(module, nn.Conv2d) \
-                else Sparse24Linear
             decisions.append(LayerDecision(
-                name, new_type.__name__, shape, _PATTERN,
+                name, sparse24_layer_type(module).__name__, shape, _PATTERN,
                 f'forced by {forced!r}' if forced else 'converted'))
         else:
             decisions.append(LayerDecision(name, type(module).__name__,
@@ -116,9 +114,7 @@ def convert_to_sparse24(model: nn.Module,
     replaced: Dict[int, nn.Module] = {}
     for id_, (name, module, weight, reason) in plans.items():
         if reason is None:
-            layer_type = Sparse24Conv2d if isinstance(module, nn.Conv2d) \
-                else Sparse24Linear
-            replaced[id_] = layer_type.from_dense(
+            replaced[id_] = sparse24_layer_type(module).from_dense(
                 module, dtype, weight, name).train(module.training)
         elif isinstance(module, NMSparseMixin):
             replaced[id_] = _plain_layer(module, weight)

@@ -2,16 +2,19 @@
 ``W`` ``(out, K)`` stored 2:4-compressed (CUTLASS ``values`` + ``meta``).
 
 The sparse kernels take the sparse matrix as the *first* operand, so the
-product is computed as ``y^T = W @ x^T``. Where they apply (a CUDA device of
-capability >= 8.0, fp16/bf16, the shape multiples below) PyTorch's kernels
-run:
+product is computed as ``y^T = W @ x^T``. Where they apply (fp16/bf16, the
+shape multiples below, the GPUs named below) PyTorch's kernels run:
 
 * ``'cusparselt'`` (``torch._cslt_sparse_mm``): its compressed buffer is
   opaque and version dependent, so it is made from the decompressed weight
   on the device at first use and cached; the algorithm id is searched once
-  per (shape, dtype, device) where the search exists.
+  per (shape, dtype, device) where the search exists. CUDA devices of
+  capability >= 8.0.
 * ``'cutlass'`` (``torch._sparse_semi_structured_(add)mm``): reads the stored
-  ``values``/``meta`` directly.
+  ``values``/``meta`` directly. PyTorch builds these kernels for sm8x only
+  (``TORCH_CHECK(dprops->major == 8)``): not on Hopper (sm90) or ROCm.
+
+Every backend returns a row-major ``(rows, out)`` result.
 
 Elsewhere (CPU, older GPUs) the weight is decompressed once, cached, and
 multiplied by a dense GEMM (in fp32 on the CPU, rounded to the layer's
@@ -23,6 +26,7 @@ import functools
 import logging
 import os
 import warnings
+import weakref
 from contextlib import contextmanager
 from typing import Callable, Dict, Iterator, Optional, Tuple
 
@@ -50,10 +54,12 @@ DENSE_ROW_MULTIPLE = 8
 #: Dtypes the sparse tensor-core kernels run for fp inputs.
 KERNEL_DTYPES = (torch.float16, torch.bfloat16)
 
-_backend = os.environ.get('MMNM_SPARSE24_BACKEND', 'auto')
-if _backend not in BACKENDS:
-    raise ValueError(f'MMNM_SPARSE24_BACKEND={_backend!r}: expected one of '
-                     f'{BACKENDS}')
+#: The environment variable read (at the first GEMM) for the backend.
+BACKEND_ENV = 'MMNM_SPARSE24_BACKEND'
+
+# None: not chosen yet, read from BACKEND_ENV when first needed (a bad value
+# is an error there, not at ``import mmnm``)
+_backend: Optional[str] = None
 
 # (backend, out, K, padded rows, dtype, has bias, device): cuSPARSELt alg id
 _ALG_IDS: Dict[Tuple, int] = {}
@@ -62,7 +68,16 @@ _FAILED: Dict[Tuple, str] = {}
 
 
 def get_sparse24_backend() -> str:
-    """The backend requested for 2:4 GEMMs (see :data:`BACKENDS`)."""
+    """The backend requested for 2:4 GEMMs (see :data:`BACKENDS`): the one
+    set by :func:`set_sparse24_backend`, else ``MMNM_SPARSE24_BACKEND``,
+    else ``'auto'``; ``ValueError`` naming the variable if it is invalid."""
+    global _backend
+    if _backend is None:
+        name = os.environ.get(BACKEND_ENV, 'auto')
+        if name not in BACKENDS:
+            raise ValueError(f'{BACKEND_ENV}={name!r} is not a 2:4 GEMM '
+                             f'backend: expected one of {BACKENDS}')
+        _backend = name
     return _backend
 
 
@@ -77,18 +92,22 @@ def set_sparse24_backend(name: str) -> str:
     if name not in BACKENDS:
         raise ValueError(f'unknown 2:4 GEMM backend {name!r}, expected one '
                          f'of {BACKENDS}')
-    previous, _backend = _backend, name
+    previous = _backend if _backend is not None else os.environ.get(
+        BACKEND_ENV, 'auto')
+    _backend = name
     return previous
 
 
 @contextmanager
 def sparse24_backend(name: str) -> Iterator[None]:
     """``with sparse24_backend('dense'): ...`` runs with that backend."""
-    previous = set_sparse24_backend(name)
+    global _backend
+    previous = _backend  # None: the environment's, read when needed
+    set_sparse24_backend(name)
     try:
         yield
     finally:
-        set_sparse24_backend(previous)
+        _backend = previous
 
 
 @functools.lru_cache(maxsize=None)
@@ -105,14 +124,20 @@ def _cusparselt_available() -> bool:
 def kernel_backends(device: torch.device, dtype: torch.dtype, out: int,
                     k: int) -> Tuple[str, ...]:
     """The sparse kernels that can multiply an ``(out, k)`` 2:4 weight of
-    ``dtype`` on ``device``, in order of preference (empty: dense only)."""
-    if device.type != 'cuda' or dtype not in KERNEL_DTYPES or \
-            _capability(device) < (8, 0):
+    ``dtype`` on ``device``, in order of preference (empty: dense only).
+
+    cuSPARSELt runs on capability >= 8.0; PyTorch's CUTLASS kernels only on
+    sm8x (Ampere/Ada) CUDA devices, not sm90 or ROCm."""
+    if device.type != 'cuda' or dtype not in KERNEL_DTYPES:
+        return ()
+    capability = _capability(device)
+    if capability < (8, 0):
         return ()
     found = []
     if _cusparselt_available() and out % 16 == 0 and k % 16 == 0:
         found.append('cusparselt')
     if hasattr(torch, '_sparse_semi_structured_addmm') and \
+            capability[0] == 8 and torch.version.hip is None and \
             out % SPARSE_ROW_MULTIPLE == 0 and k % SPARSE_COL_MULTIPLE == 0:
         found.append('cutlass')
     return tuple(found)
@@ -121,19 +146,21 @@ def kernel_backends(device: torch.device, dtype: torch.dtype, out: int,
 def resolve_backend(device: torch.device, dtype: torch.dtype, out: int,
                     k: int) -> str:
     """The backend a GEMM with this weight runs under the current request."""
+    requested = get_sparse24_backend()
     available = kernel_backends(device, dtype, out, k)
-    if _backend == 'dense' or not available:
+    if requested == 'dense' or not available:
         return 'dense'
-    if _backend == 'auto':
+    if requested == 'auto':
         return available[0]
-    return _backend if _backend in available else 'dense'
+    return requested if requested in available else 'dense'
 
 
 class Sparse24Cache:
     """What a layer prepares once per backend from its compressed weight
     (the dense weight, the cuSPARSELt buffer), rebuilt when ``values`` or
-    ``meta`` change (new storage, e.g. ``.to()``, or in-place writes, e.g.
-    ``load_state_dict``)."""
+    ``meta`` change: other tensor objects (``.to()``, ``.cuda()``,
+    ``_apply``; compared by identity, as a new tensor may reuse the old
+    one's address) or in-place writes (``load_state_dict``; ``_version``)."""
 
     def __init__(self) -> None:
         self._entries: Dict[str, Tuple[Tuple, Tensor]] = {}
@@ -142,13 +169,17 @@ class Sparse24Cache:
 
     def get(self, kind: str, values: Tensor, meta: Tensor,
             build: Callable[[], Tensor]) -> Tensor:
-        stamp = (values.data_ptr(), values._version, values.dtype,
-                 values.device, meta.data_ptr(), meta._version)
         entry = self._entries.get(kind)
-        if entry is None or entry[0] != stamp:
-            entry = (stamp, build())
-            self._entries[kind] = entry
-        return entry[1]
+        if entry is not None:
+            (values_ref, values_version, meta_ref, meta_version), built = entry
+            if values_ref() is values and meta_ref() is meta and \
+                    values._version == values_version and \
+                    meta._version == meta_version:
+                return built
+        built = build()
+        self._entries[kind] = ((weakref.ref(values), values._version,
+                                weakref.ref(meta), meta._version), built)
+        return built
 
     def clear(self) -> None:
         self._entries.clear()
@@ -163,13 +194,16 @@ def sparse24_linear(x: Tensor,
     """``x @ W^T + bias`` for ``x`` ``(rows, K)`` and the 2:4 weight ``W``
     ``(out, K)`` given by ``values`` ``(out, K/2)`` and ``meta``.
 
-    ``x`` and ``bias`` must have ``values``' dtype and device. The result
-    ``(rows, out)`` may be a transposed view (CUTLASS writes ``y^T``).
+    ``x`` and ``bias`` must have ``values``' dtype and device
+    (``ValueError`` naming ``name`` otherwise). The result ``(rows, out)`` is
+    row-major on every backend.
+
+    A kernel that raises a ``RuntimeError`` for a shape (one this PyTorch
+    build lacks) is logged once and the dense path is used for that shape
+    from then on; out-of-memory and CUDA errors propagate.
     """
     out, k = values.shape[0], 2 * values.shape[1]
-    if x.dim() != 2 or x.shape[1] != k:
-        raise ValueError(f'{name}: 2:4 GEMM with a ({out}, {k}) weight got '
-                         f'input of shape {tuple(x.shape)}')
+    _check_operands(x, values, bias, name)
     backend = resolve_backend(values.device, values.dtype, out, k)
     rows = x.shape[0]
     padded = -(-rows // DENSE_ROW_MULTIPLE) * DENSE_ROW_MULTIPLE
@@ -184,14 +218,17 @@ def sparse24_linear(x: Tensor,
                                        bias, cache, key, name)
             else:
                 y = _cutlass_linear(x_padded.contiguous(), values, meta, bias)
-        except RuntimeError as err:  # a kernel this build lacks for a shape
+        except RuntimeError as err:
+            if not _kernel_unsupported(err):
+                raise
             _FAILED[key] = str(err)
             print_log(f'{name}: {backend} 2:4 GEMM failed for {key[1:4]} '
                       f'{values.dtype}, using the dense path: {err}',
                       logger='current', level=logging.WARNING)
         else:
             cache.last_backend = backend
-            return y[:rows]
+            # CUTLASS writes y^T: copy the rows kept into row-major order
+            return y[:rows].contiguous()
     cache.last_backend = 'dense'
     # CPUs multiply fp16/bf16 slowly and without tensor cores' fp32
     # accumulation: compute in fp32 there and round the result
@@ -200,6 +237,44 @@ def sparse24_linear(x: Tensor,
                        lambda: decompress_2to4(values, meta, name).to(dtype))
     y = F.linear(x.to(dtype), weight, None if bias is None else bias.to(dtype))
     return y.to(values.dtype)
+
+
+def _check_operands(x: Tensor, values: Tensor, bias: Optional[Tensor],
+                    name: str) -> None:
+    """``ValueError`` naming the layer unless ``x`` (and ``bias``) fit the
+    ``(out, K/2)`` ``values``: wrong inputs are errors, not dense
+    fallbacks."""
+    out, k = values.shape[0], 2 * values.shape[1]
+    if not isinstance(x, Tensor) or x.dim() != 2 or x.shape[1] != k:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x)
+        raise ValueError(f'{name}: 2:4 GEMM with a ({out}, {k}) weight got '
+                         f'input of shape {shape}, expected (rows, {k})')
+    for what, tensor in (('input', x), ('bias', bias)):
+        if tensor is None:
+            continue
+        if tensor.dtype != values.dtype or tensor.device != values.device:
+            raise ValueError(
+                f'{name}: 2:4 GEMM {what} is {tensor.dtype} on '
+                f'{tensor.device}, the weight {values.dtype} on '
+                f'{values.device}; they must match')
+    if bias is not None and tuple(bias.shape) != (out, ):
+        raise ValueError(f'{name}: 2:4 GEMM bias of shape '
+                         f'{tuple(bias.shape)}, expected ({out},)')
+
+
+def _kernel_unsupported(err: RuntimeError) -> bool:
+    """Whether a sparse kernel's ``err`` says it cannot run this problem
+    (fall back to dense), rather than that the device failed (out of
+    memory, a CUDA error that later calls would also see: re-raise)."""
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return False
+    accelerator_error = getattr(torch, 'AcceleratorError', None)
+    if accelerator_error is not None and isinstance(err, accelerator_error):
+        return False
+    message = str(err)
+    return not any(sign in message for sign in (
+        'CUDA error', 'out of memory', 'CUBLAS_STATUS', 'illegal memory',
+        'device-side assert', 'unspecified launch failure'))
 
 
 def _cutlass_linear(x: Tensor, values: Tensor, meta: Tensor,
@@ -237,7 +312,9 @@ def _search_alg_id(compressed: Tensor, x: Tensor,
         try:
             return int(search(compressed, x.t(), bias=bias,
                               transpose_result=True))
-        except RuntimeError:
+        except RuntimeError as err:
+            if not _kernel_unsupported(err):
+                raise
             return 0
 
 

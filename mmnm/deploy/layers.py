@@ -6,9 +6,10 @@ saves it; ``bias`` is a buffer of the same dtype. Inputs of another dtype
 are cast to it and the output is cast back (except under autocast, where it
 stays in the layer's dtype), so a converted layer can sit in an fp32 model;
 run the model in the same dtype (``model.half()``) or under autocast to
-avoid casts.
+avoid casts. Casting the model to fp32/fp64 (``model.float()``) is refused
+by these layers with an error naming them.
 """
-from typing import Optional, Tuple, Union
+from typing import Callable, Dict, Optional, Tuple, Type, Union
 
 import torch
 from torch import Tensor, nn
@@ -50,16 +51,12 @@ class Sparse24Mixin:
 
     def _init_compressed(self, out: int, k: int, bias: bool,
                          dtype: torch.dtype, name: Optional[str]) -> None:
-        if dtype not in KERNEL_DTYPES:
-            raise ValueError(f'2:4 inference layers hold fp16 or bf16 '
-                             f'weights, got {dtype}')
         self.name = name
+        if dtype not in KERNEL_DTYPES:
+            raise ValueError(f'{self._label()}: 2:4 inference layers hold '
+                             f'fp16 or bf16 weights, got {dtype}')
         layout = sparse24_layout(dtype, self._label())
-        if out % layout.row_multiple or k % layout.col_multiple:
-            raise ValueError(
-                f'{self._label()}: a ({out}, {k}) weight does not fit the 2:4 '
-                f'layout (rows % {layout.row_multiple}, K % '
-                f'{layout.col_multiple})')
+        layout.check_shape((out, k), dtype, self._label())
         # empty until loaded: all-zero meta is invalid, so a forward before
         # loading fails instead of returning zeros
         self.register_buffer('weight_values',
@@ -74,6 +71,22 @@ class Sparse24Mixin:
 
     def _label(self) -> str:
         return self.name or type(self).__name__
+
+    def _apply(self, fn: Callable, *args, **kwargs):
+        """``nn.Module._apply`` (``.to()``, ``.cuda()``, ``.half()``, ...),
+        refusing casts of the weight to a dtype the 2:4 kernels do not take
+        (``model.float()``); the layer is left as it was then."""
+        saved = dict(self._buffers)
+        result = super()._apply(fn, *args, **kwargs)
+        dtype = self.weight_values.dtype
+        if dtype not in KERNEL_DTYPES:
+            self._buffers.update(saved)
+            raise TypeError(
+                f'{self._label()}: a 2:4 inference layer holds its weight in '
+                f'fp16 or bf16, not {dtype}; cast the model with .half() or '
+                '.bfloat16(), or keep it in fp32 and leave these layers as '
+                'they are (they cast their inputs and outputs)')
+        return result
 
     @torch.no_grad()
     def load_dense(self, matrix: Tensor, bias: Optional[Tensor]) -> None:
@@ -112,8 +125,15 @@ class Sparse24Mixin:
         return self._cache.last_backend
 
     @classmethod
+    def empty_like(cls, module: nn.Module, dtype: torch.dtype,
+                   name: Optional[str] = None) -> 'Sparse24Mixin':
+        """An empty (unloaded) layer of ``dtype`` shaped like the dense
+        ``module``, e.g. to load a compressed state_dict into."""
+        raise NotImplementedError
+
+    @classmethod
     def _convert(cls, module: nn.Module, weight: Tensor, dtype: torch.dtype,
-                 name: Optional[str], **kwargs) -> 'Sparse24Mixin':
+                 name: Optional[str]) -> 'Sparse24Mixin':
         """The layer holding ``weight`` of ``module`` as its GEMM matrix;
         ``ValueError`` naming the layer if the 2:4 kernels cannot take it
         (the 2:4 pattern itself is checked while compressing)."""
@@ -122,8 +142,7 @@ class Sparse24Mixin:
             reason = structure_ineligibility(module)
             if reason is not None:
                 raise ValueError(reason)
-            layer = cls(**kwargs, bias=module.bias is not None, dtype=dtype,
-                        name=name)
+            layer = cls.empty_like(module, dtype, name)
             layer.to(weight.device).load_dense(cls.gemm_matrix(weight),
                                                module.bias)
         except ValueError as err:
@@ -156,9 +175,15 @@ class Sparse24Linear(Sparse24Mixin, nn.Module):
         """Convert ``linear`` (or ``weight``, e.g. an N:M layer's masked
         weight); ``ValueError`` if it cannot run on the 2:4 kernels."""
         weight = linear.weight if weight is None else weight
-        return cls._convert(linear, weight, dtype, name,
-                            in_features=linear.in_features,
-                            out_features=linear.out_features)
+        return cls._convert(linear, weight, dtype, name)
+
+    @classmethod
+    def empty_like(cls,
+                   linear: nn.Linear,
+                   dtype: torch.dtype,
+                   name: Optional[str] = None) -> 'Sparse24Linear':
+        return cls(linear.in_features, linear.out_features,
+                   linear.bias is not None, dtype, name)
 
     @property
     def weight(self) -> Tensor:
@@ -212,11 +237,16 @@ class Sparse24Conv2d(Sparse24Mixin, nn.Module):
         """Convert ``conv`` (or ``weight``, e.g. an N:M layer's masked
         weight); ``ValueError`` if it cannot run on the 2:4 kernels."""
         weight = conv.weight if weight is None else weight
-        return cls._convert(conv, weight, dtype, name,
-                            in_channels=conv.in_channels,
-                            out_channels=conv.out_channels,
-                            kernel_size=conv.kernel_size, stride=conv.stride,
-                            padding=conv.padding, dilation=conv.dilation)
+        return cls._convert(conv, weight, dtype, name)
+
+    @classmethod
+    def empty_like(cls,
+                   conv: nn.Conv2d,
+                   dtype: torch.dtype,
+                   name: Optional[str] = None) -> 'Sparse24Conv2d':
+        return cls(conv.in_channels, conv.out_channels, conv.kernel_size,
+                   conv.stride, conv.padding, conv.dilation,
+                   conv.bias is not None, dtype, name)
 
     @staticmethod
     def gemm_matrix(weight: Tensor) -> Tensor:
@@ -231,7 +261,7 @@ class Sparse24Conv2d(Sparse24Mixin, nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         y = conv2d_as_gemm(
             x.to(self.weight_values.dtype), self.gemm, self.kernel_size,
-            self.stride, self.padding, self.dilation)
+            self.stride, self.padding, self.dilation, self._label())
         return _restore_dtype(y, x)
 
     def extra_repr(self) -> str:
@@ -240,3 +270,19 @@ class Sparse24Conv2d(Sparse24Mixin, nn.Module):
                 f'padding={self.padding}, dilation={self.dilation}, '
                 f'bias={self.bias is not None}, '
                 f'dtype={self.weight_values.dtype}, 2:4')
+
+
+#: The 2:4 inference layer of each dense layer type.
+SPARSE24_LAYERS: Dict[Type[nn.Module], Type[Sparse24Mixin]] = {
+    nn.Conv2d: Sparse24Conv2d,
+    nn.Linear: Sparse24Linear,
+}
+
+
+def sparse24_layer_type(module: nn.Module) -> Type[Sparse24Mixin]:
+    """The 2:4 layer class for ``module`` (an ``nn.Conv2d`` or
+    ``nn.Linear``, subclasses included); ``ValueError`` otherwise."""
+    for dense_type, layer_type in SPARSE24_LAYERS.items():
+        if isinstance(module, dense_type):
+            return layer_type
+    raise ValueError(f'{type(module).__name__}: no 2:4 inference counterpart')

@@ -36,20 +36,24 @@ def conv_output_size(size: Pair, kernel_size: Pair, stride: Pair,
          (kernel_size[i] - 1) - 1) // stride[i] + 1 for i in range(2))
 
 
-def im2col_nhwc(x: Tensor, kernel_size: Pair, stride: Pair, padding: Pair,
-                dilation: Pair) -> Tuple[Tensor, Pair]:
+def im2col_nhwc(x: Tensor,
+                kernel_size: Pair,
+                stride: Pair,
+                padding: Pair,
+                dilation: Pair,
+                name: str = 'Conv2d') -> Tuple[Tensor, Pair]:
     """Patches of the NCHW tensor ``x`` as ``(N*Ho*Wo, R*S*C)`` rows with
     the reduction axis ordered ``(r, s, c)``, and ``(Ho, Wo)``.
 
     1x1 stride-1 unpadded convs take the NHWC input as is (no copy for a
     channels_last ``x``); others read the zero-padded NHWC input through
-    one strided view and copy it once.
+    one strided view and copy it once. Errors name the layer ``name``.
     """
     n, c, h, w = x.shape
     out_h, out_w = conv_output_size((h, w), kernel_size, stride, padding,
                                     dilation)
     if out_h <= 0 or out_w <= 0:
-        raise ValueError(f'conv input {h}x{w} is too small for kernel '
+        raise ValueError(f'{name}: conv input {h}x{w} is too small for kernel '
                          f'{kernel_size}, dilation {dilation}, padding '
                          f'{padding}')
     nhwc = x.permute(0, 2, 3, 1)
@@ -67,20 +71,26 @@ def im2col_nhwc(x: Tensor, kernel_size: Pair, stride: Pair, padding: Pair,
     return patches.reshape(n * out_h * out_w, -1), (out_h, out_w)
 
 
-def conv2d_as_gemm(x: Tensor, gemm: Callable[[Tensor], Tensor],
-                   kernel_size: Pair, stride: Pair, padding: Pair,
-                   dilation: Pair) -> Tensor:
+def conv2d_as_gemm(x: Tensor,
+                   gemm: Callable[[Tensor], Tensor],
+                   kernel_size: Pair,
+                   stride: Pair,
+                   padding: Pair,
+                   dilation: Pair,
+                   name: str = 'Conv2d') -> Tensor:
     """A Conv2d (groups=1, zero padding) of NCHW ``x`` through ``gemm``,
     which maps ``(rows, R*S*C)`` patches to ``(rows, K)`` outputs (the
     patches times the KRSC weight matrix transposed, plus bias).
 
-    The result is NCHW; its memory is channels_last when ``gemm`` returns a
-    row-major matrix (no copy back to NCHW).
+    The result is NCHW with channels_last memory (no copy back to NCHW).
+    ``gemm`` should return a row-major matrix (as
+    :func:`~mmnm.deploy.gemm.sparse24_linear` does); another layout is
+    copied into one. Errors name the layer ``name``.
     """
     if x.dim() != 4:
-        raise ValueError(f'Conv2d lowering needs an NCHW input, got shape '
-                         f'{tuple(x.shape)}')
+        raise ValueError(f'{name}: Conv2d lowering needs an NCHW input, got '
+                         f'shape {tuple(x.shape)}')
     cols, (out_h, out_w) = im2col_nhwc(x, kernel_size, stride, padding,
-                                       dilation)
-    y = gemm(cols)
+                                       dilation, name)
+    y = gemm(cols).contiguous()  # a no-op for a row-major result
     return y.view(x.shape[0], out_h, out_w, y.shape[1]).permute(0, 3, 1, 2)

@@ -50,6 +50,18 @@ class Sparse24Layout(NamedTuple):
         """Columns must fill whole column pairs of meta words."""
         return 2 * 4 * self.groups_per_word
 
+    def check_shape(self, shape: Tuple[int, ...], dtype: torch.dtype,
+                    name: str) -> None:
+        """``ValueError`` naming ``name`` unless a ``(rows, cols)`` matrix of
+        ``shape`` fills whole row blocks and column pairs."""
+        rows, cols = shape
+        if rows % self.row_multiple or cols % self.col_multiple or \
+                not rows or not cols:
+            raise ValueError(
+                f'{name}: shape {tuple(shape)} does not fit the 2:4 layout '
+                f'of {dtype}, which needs rows % {self.row_multiple} == 0 '
+                f'and cols % {self.col_multiple} == 0 (both > 0)')
+
 
 SPARSE24_LAYOUTS: Dict[torch.dtype, Sparse24Layout] = {
     torch.float16: Sparse24Layout(torch.int16, 4, 4),
@@ -98,13 +110,7 @@ def _check_dense(dense: Tensor, name: str) -> Sparse24Layout:
         raise ValueError(f'{name}: 2:4 compression needs a 2-D (rows, cols) '
                          f'tensor, got shape {tuple(dense.shape)}')
     layout = sparse24_layout(dense.dtype, name)
-    rows, cols = dense.shape
-    if rows % layout.row_multiple or cols % layout.col_multiple or \
-            not dense.numel():
-        raise ValueError(
-            f'{name}: shape {tuple(dense.shape)} does not fit the 2:4 layout '
-            f'of {dense.dtype}, which needs rows % {layout.row_multiple} == 0 '
-            f'and cols % {layout.col_multiple} == 0 (both > 0)')
+    layout.check_shape(dense.shape, dense.dtype, name)
     return layout
 
 

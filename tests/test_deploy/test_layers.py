@@ -3,6 +3,9 @@ the same rounded weights, the stored CUTLASS layout, state_dict round trips,
 cache invalidation, refusals, and (on a GPU) the sparse kernels against the
 dense path."""
 import io
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,8 +14,11 @@ from torch import nn
 from torch.sparse._semi_structured_conversions import \
     sparse_semi_structured_from_dense_cutlass as reference_compress
 
-from mmnm.deploy import (Sparse24Conv2d, Sparse24Linear, kernel_backends,
-                         krsc_matrix, set_sparse24_backend, sparse24_backend)
+from mmnm.deploy import (Sparse24Conv2d, Sparse24Linear, gemm,
+                         kernel_backends, krsc_matrix, set_sparse24_backend,
+                         sparse24_backend)
+from mmnm.deploy.layers import sparse24_layer_type
+from mmnm.ops import decompress_2to4
 from deploy_helpers import random_24_weight, relative_error
 
 DTYPES = [torch.float16, torch.bfloat16]
@@ -185,7 +191,9 @@ needs_ampere = pytest.mark.skipif(
 @pytest.mark.parametrize('backend', ['cusparselt', 'cutlass'])
 def test_cuda_sparse_kernels_match_the_dense_path(backend, dtype):
     if backend not in _cuda_backends():
-        pytest.skip(f'{backend} not available')
+        # PyTorch's CUTLASS 2:4 kernels run on sm8x only (not sm90)
+        pytest.skip(f'{backend} not available on '
+                    f'sm{"%d%d" % torch.cuda.get_device_capability()}')
     for dense, x in (
             (make_linear(cin=256, cout=128), torch.randn(13, 256)),
             (make_linear(cin=256, cout=128, bias=False), torch.randn(8, 256)),
@@ -204,5 +212,209 @@ def test_cuda_sparse_kernels_match_the_dense_path(backend, dtype):
             expected = layer(x)
         assert layer.backend == 'dense'
         assert y.shape == expected.shape
+        if y.dim() == 4:  # row-major GEMM result: channels_last memory
+            assert y.is_contiguous(memory_format=torch.channels_last)
+        else:
+            assert y.is_contiguous()
         assert relative_error(y, expected) < TOLERANCE[dtype], \
             (backend, type(dense).__name__)
+
+
+# --------------------------------------------------------------------------
+# backend choice, kernel failures, caches, errors (CPU, kernels mocked)
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize('capability, hip, expected', [
+    ((8, 0), None, ('cusparselt', 'cutlass')),
+    ((8, 9), None, ('cusparselt', 'cutlass')),
+    ((9, 0), None, ('cusparselt', )),  # CUTLASS 2:4 ops: sm8x only
+    ((8, 0), '6.0', ('cusparselt', )),  # ROCm
+    ((7, 5), None, ()),
+])
+def test_cutlass_is_offered_on_sm8x_only(monkeypatch, capability, hip,
+                                         expected):
+    monkeypatch.setattr(gemm, '_capability', lambda device: capability)
+    monkeypatch.setattr(gemm, '_cusparselt_available', lambda: True)
+    monkeypatch.setattr(torch, '_sparse_semi_structured_addmm', None,
+                        raising=False)
+    monkeypatch.setattr(torch.version, 'hip', hip)
+    assert kernel_backends(torch.device('cuda'), torch.float16, 64,
+                           128) == expected
+
+
+@pytest.fixture
+def mocked_cutlass(monkeypatch):
+    """The layers' GEMMs run 'cutlass' through a mocked kernel: ``calls``
+    counts them, ``behaviour['kernel']`` runs in place of the kernel and
+    ``logged`` collects print_log messages."""
+    calls, logged = [], []
+    behaviour = {}
+
+    def kernel(x, values, meta, bias):
+        calls.append(tuple(x.shape))
+        return behaviour['kernel'](x, values, meta, bias)
+
+    monkeypatch.setattr(gemm, 'resolve_backend', lambda *args: 'cutlass')
+    monkeypatch.setattr(gemm, '_cutlass_linear', kernel)
+    monkeypatch.setattr(gemm, 'print_log',
+                        lambda msg, **kwargs: logged.append(msg))
+    gemm.clear_sparse24_caches()
+    yield calls, logged, behaviour
+    gemm.clear_sparse24_caches()
+
+
+def test_unsupported_kernel_falls_back_once(mocked_cutlass):
+    calls, logged, behaviour = mocked_cutlass
+
+    def unsupported(*args):
+        raise RuntimeError('no CUTLASS kernel for this shape')
+
+    behaviour['kernel'] = unsupported
+    layer = Sparse24Linear.from_dense(make_linear(), name='head.fc')
+    x = torch.randn(4, 128)
+    y = layer(x)
+    assert layer.backend == 'dense' and len(calls) == 1
+    assert len(logged) == 1 and 'head.fc: cutlass 2:4 GEMM failed' in \
+        logged[0]
+    with sparse24_backend('dense'):
+        assert torch.equal(y, layer(x))
+    layer(x)  # the failure is remembered: no second try, no second warning
+    assert len(calls) == 1 and len(logged) == 1
+
+
+def test_out_of_memory_propagates_and_is_not_remembered(mocked_cutlass):
+    calls, logged, behaviour = mocked_cutlass
+
+    def out_of_memory(*args):
+        raise torch.cuda.OutOfMemoryError('CUDA out of memory')
+
+    behaviour['kernel'] = out_of_memory
+    layer = Sparse24Linear.from_dense(make_linear())
+    x = torch.randn(4, 128)
+    for tries in (1, 2):
+        with pytest.raises(torch.cuda.OutOfMemoryError):
+            layer(x)
+        assert len(calls) == tries  # tried again: not cached as failed
+    assert not gemm._FAILED and not logged
+
+    def sticky_cuda_error(*args):
+        raise RuntimeError('CUDA error: an illegal memory access was '
+                           'encountered')
+
+    behaviour['kernel'] = sticky_cuda_error
+    with pytest.raises(RuntimeError, match='illegal memory access'):
+        layer(x)
+    assert not gemm._FAILED and not logged
+
+
+def test_kernel_result_is_row_major(mocked_cutlass):
+    """CUTLASS writes y^T: the GEMM returns it row-major, so a conv's
+    output is channels_last-contiguous."""
+    _, _, behaviour = mocked_cutlass
+
+    def transposed(x, values, meta, bias):  # as _cutlass_linear returns
+        weight = decompress_2to4(values, meta).float()
+        return torch.addmm(bias.float()[:, None], weight,
+                           x.float().t()).to(values.dtype).t()
+
+    behaviour['kernel'] = transposed
+    conv = Sparse24Conv2d.from_dense(make_conv(padding=1))
+    x = torch.randn(2, 64, 5, 5, dtype=torch.float16)
+    y = conv(x)
+    assert conv.backend == 'cutlass'
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    linear = Sparse24Linear.from_dense(make_linear())
+    assert linear(torch.randn(13, 128, dtype=torch.float16)).is_contiguous()
+
+
+def test_wrong_inputs_are_errors_naming_the_layer(mocked_cutlass):
+    calls, logged, _ = mocked_cutlass
+    layer = Sparse24Linear.from_dense(make_linear(), name='head.fc')
+    values, meta, bias = layer.weight_values, layer.weight_meta, layer.bias
+    cache = gemm.Sparse24Cache()
+    for x, message in (
+            (torch.randn(4, 128), r'head.fc: .*input is torch.float32'),
+            (torch.randn(4, 128, dtype=torch.float16, device='meta'),
+             'head.fc: .*on meta'),
+            (torch.randn(4, 64, dtype=torch.float16),
+             r'head.fc: .*input of shape \(4, 64\)'),
+    ):
+        with pytest.raises(ValueError, match=message):
+            gemm.sparse24_linear(x, values, meta, bias, cache, 'head.fc')
+    with pytest.raises(ValueError, match='head.fc: .*bias is torch.float32'):
+        gemm.sparse24_linear(torch.randn(4, 128, dtype=torch.float16),
+                             values, meta, bias.float(), cache, 'head.fc')
+    assert not calls and not logged and not gemm._FAILED
+
+
+def test_cache_follows_apply_and_reload():
+    """.to()/.cuda()/_apply make new tensors (at _version 0, often at a
+    freed tensor's address): the cached dense weight must follow them."""
+    layer = Sparse24Linear.from_dense(make_linear(seed=0))
+    x = torch.randn(4, 128)
+    for round_ in range(6):
+        layer(x)  # fills the cache
+        for _ in range(round_ % 3 + 1):  # new tensors; freed ones reused
+            layer._apply(lambda t: t.clone())
+        other = Sparse24Linear.from_dense(make_linear(seed=round_ + 1))
+        layer.load_state_dict(other.state_dict())
+        assert torch.equal(layer(x), other(x)), round_
+
+
+def test_float_cast_is_refused_naming_the_layer():
+    layer = Sparse24Linear.from_dense(make_linear(), name='head.fc')
+    model = nn.Sequential(nn.Linear(128, 128), layer)
+    with pytest.raises(TypeError, match=r'head.fc: .*not torch.float32.*'
+                       r'\.half\(\) or \.bfloat16\(\).*fp32'):
+        model.float()
+    assert layer.weight_values.dtype == torch.float16  # left as it was
+    assert layer(torch.randn(2, 128)).dtype == torch.float32
+    layer.bfloat16()  # kernel dtypes are fine
+    assert layer.weight_values.dtype == layer.bias.dtype == torch.bfloat16
+
+
+def test_constructor_errors_name_the_layer():
+    with pytest.raises(ValueError, match='head.fc: .*fp16 or bf16'):
+        Sparse24Linear(128, 64, dtype=torch.float32, name='head.fc')
+    with pytest.raises(ValueError, match=r'head.fc: shape \(48, 128\) does '
+                       r'not fit the 2:4 layout .*rows % 32 == 0'):
+        Sparse24Linear(128, 48, name='head.fc')
+
+
+def test_conv_lowering_errors_name_the_layer():
+    layer = Sparse24Conv2d.from_dense(make_conv(), name='neck.conv')
+    with pytest.raises(ValueError, match='neck.conv: .*NCHW input'):
+        layer(torch.randn(64, 5, 5))
+    with pytest.raises(ValueError, match='neck.conv: conv input 2x2 is too '
+                       'small'):
+        layer(torch.randn(1, 64, 2, 2))
+
+
+@pytest.mark.parametrize('make', [make_linear, make_conv])
+def test_empty_like_loads_the_converted_state(make):
+    dense = make()
+    layer = sparse24_layer_type(dense).from_dense(dense)
+    empty = sparse24_layer_type(dense).empty_like(dense, torch.float16)
+    assert type(empty) is type(layer)
+    empty.load_state_dict(layer.state_dict(), strict=True)
+    x = torch.randn(2, 64, 6, 6) if isinstance(dense, nn.Conv2d) \
+        else torch.randn(2, 128)
+    assert torch.equal(empty(x), layer(x))
+
+
+def test_bad_backend_variable_fails_at_the_gemm_not_at_import():
+    code = (
+        'import mmnm, mmnm.deploy, torch\n'
+        'from torch import nn\n'
+        'layer = nn.Linear(128, 64)\n'
+        'layer.weight.data[:, 1::2] = 0\n'
+        'layer = mmnm.deploy.Sparse24Linear.from_dense(layer)\n'
+        'try:\n'
+        '    layer(torch.randn(2, 128))\n'
+        'except ValueError as err:\n'
+        '    print("ERROR", err)\n')
+    env = dict(os.environ, MMNM_SPARSE24_BACKEND='cutlas')
+    proc = subprocess.run([sys.executable, '-c', code], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "ERROR MMNM_SPARSE24_BACKEND='cutlas' is not a 2:4 GEMM backend" \
+        in proc.stdout

@@ -89,3 +89,25 @@ def test_pointwise_conv_needs_no_copy():
 def test_too_small_input_is_an_error():
     with pytest.raises(ValueError, match='too small'):
         im2col_nhwc(torch.randn(1, 64, 2, 2), (3, 3), (1, 1), (0, 0), (1, 1))
+
+
+def test_result_is_channels_last_for_a_transposed_gemm_result():
+    """A GEMM returning a transposed view (as CUTLASS writes y^T) must not
+    make the NCHW result CNHW-strided."""
+    x, weight, kwargs = conv_args('3x3_stride2_pad1')
+    matrix = krsc_matrix(weight)
+
+    def transposed_gemm(cols):
+        return (matrix @ cols.t()).t()  # (rows, out), column-major
+
+    y = conv2d_as_gemm(x, transposed_gemm, (3, 3), **kwargs)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(y, F.conv2d(x, weight, **kwargs), atol=1e-4)
+
+
+def test_errors_name_the_layer():
+    x, weight, kwargs = conv_args('1x1')
+    with pytest.raises(ValueError, match='neck.conv: .*NCHW input'):
+        conv2d_as_gemm(x[0], None, (1, 1), **kwargs, name='neck.conv')
+    with pytest.raises(ValueError, match='neck.conv: conv input .*too small'):
+        conv2d_as_gemm(x, None, (9, 9), **kwargs, name='neck.conv')

@@ -160,3 +160,22 @@ def test_loader_errors(trained, tmp_path):
         load_sparse24_model(CONFIG, str(broken))
     with pytest.raises(FileNotFoundError):
         load_sparse24_model(CONFIG, str(tmp_path / 'missing.pth'))
+
+
+def test_unreadable_checkpoint_is_named(tmp_path, capsys):
+    """Any error while loading (here: not a pickle) exits 1 naming the
+    file, not only RuntimeError/KeyError."""
+    garbage = tmp_path / 'garbage.pth'
+    garbage.write_text('not a checkpoint')
+    assert load_tool().main([CONFIG, str(garbage),
+                             str(tmp_path / 'o.pth')]) == 1
+    err = capsys.readouterr().err
+    assert f'{garbage}: does not load into the model of {CONFIG}' in err
+    assert not (tmp_path / 'o.pth').exists()
+
+
+def test_output_folder_is_created(trained, tmp_path, capsys):
+    out = tmp_path / 'missing' / 'sub' / 'sparse24.pth'
+    assert load_tool().main([CONFIG, str(trained['path']), str(out)]) == 0
+    assert f'to {out}' in capsys.readouterr().out
+    assert sparse24_layer_names(torch.load(out)['state_dict'])

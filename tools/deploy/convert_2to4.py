@@ -10,9 +10,11 @@ tools/model_converters/export_nm.py (then a dense config also works). Every
 Conv2d/Linear whose (masked) weight is 2:4 along input channels and whose
 shape fits the kernels is stored as fp16/bf16 values + CUTLASS metadata;
 the table printed says why the others stay dense. Load the result with
-``mmnm.deploy.load_sparse24_model(CONFIG, OUT)``.
+``mmnm.deploy.load_sparse24_model(CONFIG, OUT)``. The folder of OUT is
+created if missing.
 """
 import argparse
+import os
 import os.path as osp
 import sys
 from typing import Dict, List, Mapping, Optional
@@ -25,7 +27,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint')
-    parser.add_argument('out', help='compressed checkpoint to write')
+    parser.add_argument(
+        'out', help='compressed checkpoint to write (its folder is created)')
     parser.add_argument('--dtype', choices=sorted(DTYPES), default='fp16')
     parser.add_argument(
         '--exclude', nargs='+', default=[], metavar='GLOB',
@@ -82,9 +85,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         load_checkpoint(model, args.checkpoint, map_location='cpu',
                         strict=True, logger='silent')
-    except (RuntimeError, KeyError) as err:
+    except Exception as err:  # noqa: B902 (unreadable file, wrong keys...)
         print(f'{args.checkpoint}: does not load into the model of '
-              f'{args.config}: {err}', file=sys.stderr)
+              f'{args.config}: {type(err).__name__}: {err}', file=sys.stderr)
         return 1
     print(f'{args.checkpoint}: loaded into the '
           f'{"N:M sparse" if sparse else "dense"} model of {args.config}')
@@ -104,7 +107,13 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     meta = dict(config=osp.abspath(args.config),
                 source=osp.abspath(args.checkpoint), dtype=str(dtype))
-    save_sparse24_checkpoint(model, args.out, meta)
+    try:
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+        save_sparse24_checkpoint(model, args.out, meta)
+    except OSError as err:
+        print(f'{args.out}: cannot write the compressed checkpoint: {err}',
+              file=sys.stderr)
+        return 1
     after = model.state_dict()
     converted = [layer.name for layer in report.sparse_layers]
     rows = {

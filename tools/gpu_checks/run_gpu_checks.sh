@@ -11,6 +11,13 @@
 # later ones; the summary at the end lists them, and the exit status is
 # non-zero if any failed.
 #
+# Time: the defaults fit a 15-minute GPU lease with room for starting the
+# machine: the whole run stops after TOTAL_TIMEOUT (720 s = 12 min; each
+# step's limit is cut to what is left, a step with under 15 s left is
+# skipped and counts as failed). Step limits: env 30, wheels 120, deps 60,
+# build 300, ext 30, tests 180, amp 90, bench 240 s; the benchmark runs 5
+# rounds by default (BENCH_ARGS) to stay within its limit.
+#
 #   bash tools/gpu_checks/run_gpu_checks.sh
 #
 # Offline machines lacking mmengine/mmcv: first, on a machine with the
@@ -24,7 +31,8 @@
 #
 # Environment: PYTHON (python3), OUT, MMNM_WHEELS (<repo>/.whl),
 # TORCH_CUDA_ARCH_LIST (the GPU's), MAX_JOBS (nproc), BENCH_ARGS
-# ("--rounds 10"), STEP_TIMEOUT_BUILD/TESTS/AMP/BENCH (seconds).
+# ("--rounds 5"), TOTAL_TIMEOUT (720), STEP_TIMEOUT_BUILD/TESTS/AMP/BENCH
+# (300/180/90/240 seconds).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -55,17 +63,27 @@ OUT=${OUT:-$ROOT/work_dirs/gpu_checks}
 mkdir -p "$OUT"
 SUMMARY=()
 FAILED=0
+DEADLINE=$(( $(date +%s) + ${TOTAL_TIMEOUT:-720} ))
 
-# step NAME TIMEOUT COMMAND...: run, log to $OUT/NAME.log, time, record
+# step NAME TIMEOUT COMMAND...: run, log to $OUT/NAME.log, time, record;
+# TIMEOUT is cut to the time left before DEADLINE
 step() {
-    local name=$1 limit=$2 start rc shown
+    local name=$1 limit=$2 start rc shown left
     shift 2
     shown="$*"
+    left=$(( DEADLINE - $(date +%s) ))
+    if [ "$left" -lt 15 ]; then
+        echo "=== [$name] skipped: ${left}s left of TOTAL_TIMEOUT"
+        SUMMARY+=("SKIP  $name  (TOTAL_TIMEOUT reached)")
+        FAILED=1
+        return 0
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
     echo
     echo "=== [$name] ${shown%%$'\n'*} (limit ${limit}s)"
     start=$(date +%s)
     set +e
-    timeout --signal=TERM --kill-after=20 "$limit" "$@" 2>&1 \
+    timeout --signal=TERM --kill-after=10 "$limit" "$@" 2>&1 \
         | tee "$OUT/$name.log"
     rc=${PIPESTATUS[0]}
     set -e
@@ -81,7 +99,7 @@ step() {
     return 0
 }
 
-step env 60 bash -c "nvidia-smi || true; \"$PYTHON\" - <<'PY'
+step env 30 bash -c "nvidia-smi || true; \"$PYTHON\" - <<'PY'
 import sys, torch
 print('python', sys.version.split()[0], '| torch', torch.__version__,
       '| CUDA', torch.version.cuda)
@@ -103,7 +121,7 @@ WHEELS=${MMNM_WHEELS:-$ROOT/.whl}
 if ! deps_ok; then
     if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
         SITE=$(mktemp -d /tmp/mmnm-site.XXXXXX)
-        step wheels 300 "$PYTHON" -m pip install -q --no-index --no-deps \
+        step wheels 120 "$PYTHON" -m pip install -q --no-index --no-deps \
             --no-compile --target "$SITE" "$WHEELS"/*.whl
         export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
     else
@@ -113,7 +131,7 @@ if ! deps_ok; then
     fi
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-step deps 120 "$PYTHON" -c "
+step deps 60 "$PYTHON" -c "
 import mmengine, mmcv, mmnm
 print('mmengine', mmengine.__version__, '| mmcv', mmcv.__version__,
       '| mmnm', mmnm.__version__, 'from', mmnm.__file__)
@@ -132,24 +150,24 @@ if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
     export CUDA_HOME=/usr/local/cuda
 fi
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}
-step build "${STEP_TIMEOUT_BUILD:-600}" env FORCE_CUDA=1 \
+step build "${STEP_TIMEOUT_BUILD:-300}" env FORCE_CUDA=1 \
     "$PYTHON" setup.py build_ext --inplace
-step ext 60 "$PYTHON" -c "
+step ext 30 "$PYTHON" -c "
 from mmnm.ops import ext_status
 print(ext_status())
 "
 
 mapfile -t CUDA_TESTS < <(grep -rl --include='test_*.py' -i 'cuda' tests | sort)
 echo "CUDA test files: ${CUDA_TESTS[*]}"
-step tests "${STEP_TIMEOUT_TESTS:-300}" "$PYTHON" -m pytest -q -rs \
+step tests "${STEP_TIMEOUT_TESTS:-180}" "$PYTHON" -m pytest -q -rs \
     -p no:cacheprovider -k cuda "${CUDA_TESTS[@]}"
 
-step amp_sr_ste "${STEP_TIMEOUT_AMP:-120}" \
+step amp_sr_ste "${STEP_TIMEOUT_AMP:-90}" \
     "$PYTHON" tools/gpu_checks/check_amp_sr_ste.py
 
 # shellcheck disable=SC2086
-step bench "${STEP_TIMEOUT_BENCH:-600}" "$PYTHON" \
-    benchmarks/bench_2to4_inference.py ${BENCH_ARGS:---rounds 10}
+step bench "${STEP_TIMEOUT_BENCH:-240}" "$PYTHON" \
+    benchmarks/bench_2to4_inference.py ${BENCH_ARGS:---rounds 5}
 
 echo
 echo "=== summary (logs in $OUT)"
