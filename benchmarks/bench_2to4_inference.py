@@ -298,7 +298,8 @@ def _bench_resnet50_dtype(dense: nn.Module, masked: nn.Module, name: str,
     dense_model = copy.deepcopy(dense).to(device, dtype).to(
         memory_format=torch.channels_last)
     sparse_model = copy.deepcopy(masked)
-    convert_to_sparse24(sparse_model, dtype, logger=None)
+    # a bare backbone: channels_last outputs all the way, like the dense one
+    convert_to_sparse24(sparse_model, dtype, channels_last=True, logger=None)
     sparse_model.to(device, dtype)
     rows = []
     for batch in batches:

@@ -1,6 +1,8 @@
 """The main job, end to end on generated data: train a model N:M sparse with
 SR-STE from scratch, evaluate it, verify its sparsity, export it as a plain
-N:M checkpoint and evaluate that export in the stock dense model.
+N:M checkpoint, evaluate that export in the stock dense model, and, for 2:4,
+convert it to the compressed 2:4 inference model and evaluate that too (on
+a CPU through the decompress path; on sm80+ GPUs the 2:4 kernels).
 
     python tools/demo.py                 # Mask R-CNN R18-FPN 2:4, COCO bbox + segm
     python tools/demo.py --task det      # Faster R-CNN R18-FPN 2:4, COCO bbox
@@ -11,7 +13,7 @@ N:M checkpoint and evaluate that export in the stock dense model.
 import argparse
 import os.path as osp
 import sys
-from typing import Dict
+from typing import Dict, List
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner, load_checkpoint
@@ -51,6 +53,32 @@ def without_sparsity(cfg: Config) -> Config:
     dense.custom_hooks = [hook for hook in cfg.get('custom_hooks', [])
                           if hook.get('type') != 'NMSparsityHook']
     return dense
+
+
+def mib(path: str) -> str:
+    return f'{osp.getsize(path) / 2**20:.1f} MiB'
+
+
+def deploy_2to4(dense_cfg: Config, export: str, name: str) -> List[str]:
+    """Load the export into the stock dense model, convert that to the fp16
+    2:4 inference model, save it and evaluate it; the result lines."""
+    import torch
+
+    from mmnm.deploy import convert_to_sparse24, save_sparse24_checkpoint
+    cfg = dense_cfg.copy()
+    cfg.experiment_name = f'{name}_2to4'
+    runner = Runner.from_cfg(cfg)
+    load_checkpoint(runner.model, export, map_location='cpu', strict=True)
+    report = convert_to_sparse24(runner.model, dtype=torch.float16)
+    deployed = osp.join(cfg.work_dir, f'{name}_2to4_fp16.pth')
+    save_sparse24_checkpoint(runner.model, deployed)
+    # evaluate what the file holds
+    runner.model.load_state_dict(
+        torch.load(deployed, map_location='cpu')['state_dict'], strict=True)
+    metrics = runner.test()
+    return [f'2:4 inference model: {deployed} ({mib(deployed)}); '
+            f'{report.summary()}',
+            f'2:4 inference model:  {format_metrics(metrics)}']
 
 
 def main() -> int:
@@ -102,10 +130,12 @@ def main() -> int:
                     strict=True)
     export_metrics = dense_runner.test()
     check_nm_state_dict(dense_runner.model.state_dict(), patterns)
-    lines += [f'export: {export}, loaded strictly into '
+    lines += [f'export: {export} ({mib(export)}), loaded strictly into '
               f'the stock dense model, N:M verified',
               f'export in the dense model:  '
               f'{format_metrics(export_metrics)}']
+    if {str(p) for p in patterns.values()} == {'2:4'}:
+        lines += deploy_2to4(dense_cfg, export, name)
     print('\n'.join(lines))
     return 0
 

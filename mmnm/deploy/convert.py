@@ -12,7 +12,7 @@ from mmnm.conversion.sparsify import (_WEIGHTED_TYPES, _check_globs,
 from mmnm.layers import NMSparseMixin
 from mmnm.pattern import NMPattern
 from .eligibility import pattern_ineligibility, structure_ineligibility
-from .layers import sparse24_layer_type
+from .layers import Sparse24Conv2d, sparse24_layer_type
 
 _PATTERN = NMPattern(2, 4)
 
@@ -42,6 +42,7 @@ def convert_to_sparse24(model: nn.Module,
                         exclude: Sequence[str] = (),
                         force: Sequence[str] = (),
                         min_weight_numel: int = 0,
+                        channels_last: bool = False,
                         logger: Union[str, MMLogger, None] = 'current'
                         ) -> Sparse24Report:
     """Replace, in place, the Conv2d/Linear layers of ``model`` whose
@@ -63,6 +64,9 @@ def convert_to_sparse24(model: nn.Module,
             Small GEMMs run slower on the sparse kernels than dense
             (pytorch/pytorch#111339); e.g. ``2**18`` keeps layers below
             512x512 dense. Forced layers ignore it.
+        channels_last: converted convs return their output channels_last
+            (saves a copy per conv; only where every consumer handles
+            channels_last memory, which mmcv's RoIAlign on the CPU does not).
         logger: where the table goes (``None``: nowhere).
 
     Raises:
@@ -114,8 +118,11 @@ def convert_to_sparse24(model: nn.Module,
     replaced: Dict[int, nn.Module] = {}
     for id_, (name, module, weight, reason) in plans.items():
         if reason is None:
-            replaced[id_] = sparse24_layer_type(module).from_dense(
+            layer = sparse24_layer_type(module).from_dense(
                 module, dtype, weight, name).train(module.training)
+            if isinstance(layer, Sparse24Conv2d):
+                layer.channels_last_output = channels_last
+            replaced[id_] = layer
         elif isinstance(module, NMSparseMixin):
             replaced[id_] = _plain_layer(module, weight)
     for name, module in slots:

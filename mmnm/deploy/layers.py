@@ -205,7 +205,18 @@ class Sparse24Linear(Sparse24Mixin, nn.Module):
 @MODELS.register_module()
 class Sparse24Conv2d(Sparse24Mixin, nn.Module):
     """``nn.Conv2d`` (groups=1, zero padding) with a 2:4-compressed KRSC
-    weight, run as NHWC im2col + GEMM (see :mod:`mmnm.deploy.lowering`)."""
+    weight, run as NHWC im2col + GEMM (see :mod:`mmnm.deploy.lowering`).
+
+    The GEMM writes the output channels_last. By default it is copied to
+    contiguous NCHW, because ops that read raw NCHW memory (mmcv's RoIAlign
+    on the CPU, for one) would compute garbage from it; set
+    ``channels_last_output`` (e.g. ``convert_to_sparse24(...,
+    channels_last=True)``) where everything downstream handles
+    channels_last, to save that copy.
+    """
+
+    #: keep the GEMM's channels_last output (no copy to contiguous NCHW)
+    channels_last_output: bool = False
 
     def __init__(self,
                  in_channels: int,
@@ -262,6 +273,8 @@ class Sparse24Conv2d(Sparse24Mixin, nn.Module):
         y = conv2d_as_gemm(
             x.to(self.weight_values.dtype), self.gemm, self.kernel_size,
             self.stride, self.padding, self.dilation, self._label())
+        if not self.channels_last_output:
+            y = y.contiguous()
         return _restore_dtype(y, x)
 
     def extra_repr(self) -> str:

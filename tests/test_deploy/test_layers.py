@@ -212,10 +212,13 @@ def test_cuda_sparse_kernels_match_the_dense_path(backend, dtype):
             expected = layer(x)
         assert layer.backend == 'dense'
         assert y.shape == expected.shape
+        assert y.is_contiguous()  # NCHW by default, whatever the kernel
         if y.dim() == 4:  # row-major GEMM result: channels_last memory
-            assert y.is_contiguous(memory_format=torch.channels_last)
-        else:
-            assert y.is_contiguous()
+            layer.channels_last_output = True
+            with sparse24_backend(backend):
+                y_cl = layer(x)
+            assert y_cl.is_contiguous(memory_format=torch.channels_last)
+            assert torch.equal(y_cl, y)
         assert relative_error(y, expected) < TOLERANCE[dtype], \
             (backend, type(dense).__name__)
 
@@ -319,6 +322,8 @@ def test_kernel_result_is_row_major(mocked_cutlass):
     behaviour['kernel'] = transposed
     conv = Sparse24Conv2d.from_dense(make_conv(padding=1))
     x = torch.randn(2, 64, 5, 5, dtype=torch.float16)
+    assert conv(x).is_contiguous()  # NCHW unless asked otherwise
+    conv.channels_last_output = True
     y = conv(x)
     assert conv.backend == 'cutlass'
     assert y.is_contiguous(memory_format=torch.channels_last)

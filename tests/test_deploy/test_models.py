@@ -139,10 +139,13 @@ def test_faster_rcnn_outputs(faster_rcnn):
         rpn_got = [t for level in converted.rpn_head(feats) for t in level]
         for got, want in zip(rpn_got, rpn):
             assert relative_error(got, want) < TOLERANCE[torch.float16]
+        # each head on its own model's features: the RoI extractor reads
+        # what the converted convs return
+        feats_got = converted.extract_feat(inputs)
         rois = bbox2roi([torch.tensor([[0., 0., 32., 32.], [10., 5., 60., 40.],
                                        [20., 20., 63., 63.]])])
         want = masked.roi_head._bbox_forward(feats, rois)
-        got = converted.roi_head._bbox_forward(feats, rois)
+        got = converted.roi_head._bbox_forward(feats_got, rois)
         for key in ('cls_score', 'bbox_pred'):
             assert relative_error(got[key], want[key]) < \
                 TOLERANCE[torch.float16], key
@@ -152,7 +155,7 @@ def test_faster_rcnn_outputs(faster_rcnn):
         proposals = masked.rpn_head.predict(feats, samples, rescale=False)
         want = masked.roi_head.predict(feats, copy.deepcopy(proposals),
                                        samples, rescale=False)[0]
-        got = converted.roi_head.predict(feats, copy.deepcopy(proposals),
+        got = converted.roi_head.predict(feats_got, copy.deepcopy(proposals),
                                          samples, rescale=False)[0]
         assert len(got) == len(want) == 20
         assert torch.allclose(got.scores, want.scores, rtol=1e-2)

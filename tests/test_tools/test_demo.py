@@ -1,6 +1,6 @@
 """tools/demo.py, the main job, end to end in a few iterations: generate the
-data, train Mask R-CNN 2:4, evaluate, export, and evaluate the export in the
-stock dense model."""
+data, train Mask R-CNN 2:4, evaluate, export, evaluate the export in the
+stock dense model, and convert, save and evaluate the 2:4 inference model."""
 import os
 import os.path as osp
 import re
@@ -33,6 +33,14 @@ def test_demo_trains_evaluates_exports_and_reevaluates(tmp_path):
     # the stock dense model holding the export scores exactly the same
     assert exported == trained
     assert 'sparse layers: 25 (2:4), verified N:M in every group' in result
+    # the compressed 2:4 inference model was saved, reloaded and evaluated
+    deployed = re.search(r'^2:4 inference model: +(coco/.*)$', result,
+                         re.M).group(1)
+    assert 'coco/bbox_mAP:' in deployed and 'coco/segm_mAP:' in deployed
+    assert (work / 'mask-rcnn_r18_fpn_2-4_shapes-64x64_2to4_fp16.pth'
+            ).stat().st_size < (
+                work / 'mask-rcnn_r18_fpn_2-4_shapes-64x64_nm.pth'
+            ).stat().st_size / 2
 
     export = torch.load(
         work / 'mask-rcnn_r18_fpn_2-4_shapes-64x64_nm.pth')
