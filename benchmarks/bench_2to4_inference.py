@@ -179,12 +179,22 @@ def check_frcnn(device: torch.device, size: Tuple[int, int]) -> None:
     model = copy.deepcopy(masked)
     report = convert_to_sparse24(model, torch.float16, logger=None)
     reference = masked.extract_feat(data['inputs'])
-    errors = [relative_error(o, r) for o, r in
-              zip(model.extract_feat(data['inputs']), reference)]
+    feats = model.extract_feat(data['inputs'])
+    errors = [relative_error(o, r) for o, r in zip(feats, reference)]
+    # the RoI head on each model's own features, from the same boxes
+    from mmdet.structures.bbox import bbox2roi
+    h, w = size
+    rois = bbox2roi([torch.tensor([[0., 0., w / 2, h / 2],
+                                   [w / 4, h / 8, w - 1., h / 2]],
+                                  device=device)])
+    want = masked.roi_head._bbox_forward(reference, rois)['cls_score']
+    got = model.roi_head._bbox_forward(feats, rois)['cls_score']
+    roi_error = relative_error(got, want)
     print(f'Faster R-CNN fp16: {len(report.sparse_layers)}/'
-          f'{len(report.layers)} layers 2:4; max relative error of the FPN '
-          f'features vs masked fp32: {max(errors):.2e}')
-    assert max(errors) < 1e-2
+          f'{len(report.layers)} layers 2:4; max relative error vs masked '
+          f'fp32 of the FPN features: {max(errors):.2e}, of the RoI head '
+          f'scores: {roi_error:.2e}')
+    assert max(errors) < 1e-2 and roi_error < 2e-2
 
 
 # --------------------------------------------------------------------------
