@@ -16,3 +16,4 @@ test: env
 bench: env
 	$(PYTHON) benchmarks/bench_nm_mask.py
 	$(PYTHON) benchmarks/bench_train_step.py
+	$(PYTHON) benchmarks/bench_2to4_inference.py
