@@ -132,11 +132,15 @@ class Sparse24Mixin:
         raise NotImplementedError
 
     @classmethod
-    def _convert(cls, module: nn.Module, weight: Tensor, dtype: torch.dtype,
-                 name: Optional[str]) -> 'Sparse24Mixin':
-        """The layer holding ``weight`` of ``module`` as its GEMM matrix;
-        ``ValueError`` naming the layer if the 2:4 kernels cannot take it
-        (the 2:4 pattern itself is checked while compressing)."""
+    def from_dense(cls,
+                   module: nn.Module,
+                   dtype: torch.dtype = torch.float16,
+                   weight: Optional[Tensor] = None,
+                   name: Optional[str] = None) -> 'Sparse24Mixin':
+        """Convert the dense ``module`` (or ``weight``, e.g. an N:M layer's
+        masked weight); ``ValueError`` naming the layer if the 2:4 kernels
+        cannot take it (the 2:4 pattern is checked while compressing)."""
+        weight = module.weight if weight is None else weight
         label = f'layer {name!r}' if name else type(module).__name__
         try:
             reason = structure_ineligibility(module)
@@ -165,17 +169,6 @@ class Sparse24Linear(Sparse24Mixin, nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         self._init_compressed(out_features, in_features, bias, dtype, name)
-
-    @classmethod
-    def from_dense(cls,
-                   linear: nn.Linear,
-                   dtype: torch.dtype = torch.float16,
-                   weight: Optional[Tensor] = None,
-                   name: Optional[str] = None) -> 'Sparse24Linear':
-        """Convert ``linear`` (or ``weight``, e.g. an N:M layer's masked
-        weight); ``ValueError`` if it cannot run on the 2:4 kernels."""
-        weight = linear.weight if weight is None else weight
-        return cls._convert(linear, weight, dtype, name)
 
     @classmethod
     def empty_like(cls,
@@ -238,17 +231,6 @@ class Sparse24Conv2d(Sparse24Mixin, nn.Module):
         self.groups = 1
         k = in_channels * self.kernel_size[0] * self.kernel_size[1]
         self._init_compressed(out_channels, k, bias, dtype, name)
-
-    @classmethod
-    def from_dense(cls,
-                   conv: nn.Conv2d,
-                   dtype: torch.dtype = torch.float16,
-                   weight: Optional[Tensor] = None,
-                   name: Optional[str] = None) -> 'Sparse24Conv2d':
-        """Convert ``conv`` (or ``weight``, e.g. an N:M layer's masked
-        weight); ``ValueError`` if it cannot run on the 2:4 kernels."""
-        weight = conv.weight if weight is None else weight
-        return cls._convert(conv, weight, dtype, name)
 
     @classmethod
     def empty_like(cls,
