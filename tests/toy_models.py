@@ -1,12 +1,17 @@
 """Small models and data for tests that drive mmengine's real Runner."""
 import uuid
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from mmcv.cnn import build_conv_layer
+from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.registry import DATASETS, MODELS
 from torch import nn
 from torch.utils.data import Dataset
+
+from mmnm.layers import NMSparseMixin
 
 
 @MODELS.register_module(force=True)
@@ -14,10 +19,12 @@ class ToyConvNet(BaseModel):
     """Conv -> conv -> linear regression net; no BatchNorm, so gradients of
     a split batch average to those of the whole batch."""
 
-    def __init__(self, dtype: str = 'float32') -> None:
+    def __init__(self, dtype: str = 'float32',
+                 conv_cfg: Optional[dict] = None) -> None:
         super().__init__()
         self.stem = nn.Conv2d(3, 8, 3, padding=1)
-        self.conv = nn.Conv2d(8, 16, 3, padding=1)
+        # conv_cfg=dict(type='SparseConv'): built N:M sparse, no hook needed
+        self.conv = build_conv_layer(conv_cfg, 8, 16, 3, padding=1)
         self.head = nn.Linear(16, 4)
         self.to(getattr(torch, dtype))
 
@@ -83,3 +90,20 @@ def toy_runner_cfg(work_dir: str, max_iters: int = 6, **overrides) -> dict:
     )
     cfg.update(overrides)
     return cfg
+
+
+class MaskRecorder(Hook):
+    """Copies every sparse layer's mask after each training iteration."""
+
+    priority = 'LOWEST'
+
+    def __init__(self) -> None:
+        self.masks = []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        self.masks.append({
+            name: module.mask.clone()
+            for name, module in runner.model.named_modules()
+            if isinstance(module, NMSparseMixin)
+        })

@@ -1,15 +1,22 @@
 """Model-level conversion between dense and N:M sparse layers, and export
 of exactly N:M checkpoints."""
+from .checkpoint import (NM_CHECKPOINT_FORMAT, NM_CHECKPOINT_KEY, WEIGHT_SETS,
+                         decode_nm_checkpoint, encode_nm_checkpoint,
+                         nm_checkpoint_format, pack_mask, unpack_mask)
 from .export import (check_nm_state_dict, export_state_dict,
                      save_nm_checkpoint, sparse_weight_patterns)
 from .sparsify import (SPARSE_COUNTERPARTS, LayerDecision, SparsityReport,
-                       find_sparse_layers, sparsify_model)
+                       find_sparse_layers, sparse_layer_slots, sparsify_model)
 from .verify import LayerSparsity, measure_sparsity, verify_nm_sparsity
 
 __all__ = [
+    'NM_CHECKPOINT_FORMAT', 'NM_CHECKPOINT_KEY', 'WEIGHT_SETS',
+    'decode_nm_checkpoint', 'encode_nm_checkpoint', 'nm_checkpoint_format',
+    'pack_mask', 'unpack_mask',
     'check_nm_state_dict', 'export_state_dict', 'save_nm_checkpoint',
     'sparse_weight_patterns',
     'LayerDecision', 'LayerSparsity', 'SPARSE_COUNTERPARTS', 'SparsityReport',
-    'find_sparse_layers', 'measure_sparsity', 'sparsify_model',
+    'find_sparse_layers', 'measure_sparsity', 'sparse_layer_slots',
+    'sparsify_model',
     'verify_nm_sparsity'
 ]

@@ -9,13 +9,14 @@ from torch import Tensor, nn
 from mmnm.ops import count_nm_violations
 from mmnm.pattern import NMPattern
 from mmnm.version import __version__
-from .sparsify import find_sparse_layers
+from .sparsify import find_sparse_layers, sparse_layer_slots
 
 
 def sparse_weight_patterns(model: nn.Module) -> Dict[str, NMPattern]:
-    """``{state_dict key of a sparse weight: its pattern}``."""
-    return {f'{layer.nm_name}.weight': layer.nm
-            for layer in find_sparse_layers(model)}
+    """``{state_dict key of a sparse weight: its pattern}``, every key of a
+    shared layer included."""
+    return {f'{name}.weight': layer.nm
+            for name, layer in sparse_layer_slots(model).items()}
 
 
 def export_state_dict(model: nn.Module) -> 'OrderedDict[str, Tensor]':
@@ -23,8 +24,9 @@ def export_state_dict(model: nn.Module) -> 'OrderedDict[str, Tensor]':
     masked weight (exact zeros), on the CPU."""
     state = OrderedDict((key, value.detach().cpu())
                         for key, value in model.state_dict().items())
-    for layer in find_sparse_layers(model):
-        state[f'{layer.nm_name}.weight'] = layer.effective_weight().cpu()
+    find_sparse_layers(model)  # names the layers for messages
+    for name, layer in sparse_layer_slots(model).items():
+        state[f'{name}.weight'] = layer.effective_weight().cpu()
     return state
 
 

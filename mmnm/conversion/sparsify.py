@@ -223,6 +223,14 @@ def _decide(name: str, module: nn.Module, default: NMPattern,
                          note), new
 
 
+def sparse_layer_slots(model: nn.Module) -> Dict[str, NMSparseMixin]:
+    """Every name under which ``model`` holds an N:M sparse layer,
+    shared layers included (RTMDet's heads share convs across levels, and
+    the state_dict holds their weight under each name)."""
+    return {name: module for name, module in model.named_modules(
+        remove_duplicate=False) if isinstance(module, NMSparseMixin)}
+
+
 def find_sparse_layers(model: nn.Module) -> List[NMSparseMixin]:
     """The N:M sparse layers of ``model`` (wrapped or not), each named."""
     layers = []

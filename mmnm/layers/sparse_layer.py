@@ -1,6 +1,7 @@
 """What every N:M sparse layer shares: its pattern, its current mask and
 the straight-through masked weight."""
-from typing import Optional, Tuple
+import weakref
+from typing import Iterable, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +35,24 @@ def ineligibility(module: nn.Module, m: int,
     if size % m:
         return f'reduction size {size} not divisible by M={m}'
     return None
+
+
+#: Every N:M sparse layer alive in this process, so that an optim wrapper
+#: can find the layers of its parameters without being handed the model.
+_LIVE_LAYERS: 'weakref.WeakSet[NMSparseMixin]' = weakref.WeakSet()
+
+
+def sparse_layers_of(params: Iterable[Tensor]) -> List['NMSparseMixin']:
+    """The live N:M sparse layers whose ``weight`` is one of ``params``, in
+    the order of ``params``."""
+    by_weight = {id(layer.weight): layer for layer in list(_LIVE_LAYERS)}
+    layers, seen = [], set()
+    for param in params:
+        layer = by_weight.get(id(param))
+        if layer is not None and id(layer) not in seen:
+            seen.add(id(layer))
+            layers.append(layer)
+    return layers
 
 
 class NMSparseMixin:
@@ -73,6 +92,7 @@ class NMSparseMixin:
         self.sparse_enabled = True
         self.mask_frozen = False
         self.mask: Optional[Tensor] = None
+        _LIVE_LAYERS.add(self)
 
     def _adopt(self, dense: nn.Module):
         """Take over ``dense``'s parameters (shared, not copied) and mode;
@@ -110,6 +130,29 @@ class NMSparseMixin:
                          return_masked)
         self.mask, masked = result if return_masked else (result, None)
         return self.mask, masked
+
+    @property
+    def nm_state(self) -> str:
+        """``'dense'`` (sparsity disabled), ``'frozen'`` (fixed mask) or
+        ``'sparse'`` (mask recomputed from the weight)."""
+        if not self.sparse_enabled:
+            return 'dense'
+        return 'frozen' if self.mask_frozen and self.mask is not None \
+            else 'sparse'
+
+    @torch.no_grad()
+    def mask_for(self, weight: Tensor) -> Optional[Tensor]:
+        """The mask a forward pass would apply if ``weight`` (e.g. a copy
+        of this layer's weight, or an EMA average of it) were the layer's
+        weight: the frozen mask, the N:M mask of ``weight``, or ``None``
+        while sparsity is disabled. Does not touch :attr:`mask`."""
+        state = self.nm_state
+        if state == 'dense':
+            return None
+        if state == 'frozen':
+            return self.mask.to(weight.device)
+        nm = self.nm
+        return nm_mask(weight, nm.n, nm.m, nm.orientation, self.describe())
 
     def sparse_weight(self) -> Tensor:
         """The weight a forward pass uses: masked, with a straight-through

@@ -3,7 +3,7 @@ line applied, the runner, and the sparse model of a config."""
 import argparse
 import os
 import os.path as osp
-from typing import Optional, Union
+from typing import Dict, Optional, Union
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import MODELS, RUNNERS, init_default_scope
@@ -24,7 +24,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         nargs='+',
         action=DictAction,
         help='override config settings, e.g. '
-        'custom_hooks.0.sparsity.pattern=4:8')
+        'default_hooks.nm_sparsity.sparsity.pattern=4:8')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -87,11 +87,39 @@ def build_runner(cfg: Config) -> Runner:
     return Runner.from_cfg(cfg)
 
 
+def sparsity_hook_cfgs(cfg: Config) -> Dict[str, dict]:
+    """The ``NMSparsityHook`` entries of ``cfg`` by where they stand:
+    ``default_hooks.<name>`` (where mmnm's configs put it, so derived
+    configs change single keys) or ``custom_hooks.<index>``."""
+    found = {f'default_hooks.{name}': hook
+             for name, hook in (cfg.get('default_hooks') or {}).items()
+             if isinstance(hook, dict)
+             and hook.get('type') == 'NMSparsityHook'}
+    found.update({f'custom_hooks.{index}': hook
+                  for index, hook in enumerate(cfg.get('custom_hooks') or [])
+                  if hook.get('type') == 'NMSparsityHook'})
+    return found
+
+
 def config_sparsity(cfg: Config) -> Optional[dict]:
     """The ``sparsity`` of the config's ``NMSparsityHook``, or ``None``."""
-    hooks = [h for h in cfg.get('custom_hooks', [])
-             if h.get('type') == 'NMSparsityHook' and h.get('sparsity')]
+    hooks = [hook for hook in sparsity_hook_cfgs(cfg).values()
+             if hook.get('sparsity')]
     return hooks[0]['sparsity'] if hooks else None
+
+
+def without_sparsity(cfg: Config) -> Config:
+    """A copy of ``cfg`` without its ``NMSparsityHook``: the stock dense
+    model and run of the config."""
+    dense = cfg.copy()
+    for where in sparsity_hook_cfgs(cfg):
+        group, key = where.split('.')
+        if group == 'default_hooks':
+            dense.default_hooks = {k: v for k, v in dense.default_hooks.items()
+                                   if k != key}
+    dense.custom_hooks = [hook for hook in dense.get('custom_hooks') or []
+                          if hook.get('type') != 'NMSparsityHook']
+    return dense
 
 
 def build_model(config: Union[str, Config]) -> nn.Module:
@@ -109,7 +137,8 @@ def build_sparse_model(config: Union[str, Config]) -> nn.Module:
     if sparsity is None:
         name = config if isinstance(config, str) else cfg.filename
         raise SystemExit(f'{name}: no NMSparsityHook with `sparsity` in '
-                         'custom_hooks, so no layer is N:M sparse')
+                         'default_hooks or custom_hooks, so no layer is N:M '
+                         'sparse')
     model = build_model(cfg)
     sparsify_model(model, **sparsity)
     return model

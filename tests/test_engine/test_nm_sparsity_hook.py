@@ -9,26 +9,7 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
-from toy_models import toy_runner_cfg
-
-from mmnm.layers import NMSparseMixin
-
-
-class MaskRecorder(Hook):
-    """Copies every sparse layer's mask after each training iteration."""
-
-    priority = 'LOWEST'
-
-    def __init__(self) -> None:
-        self.masks = []
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
-                         outputs=None):
-        self.masks.append({
-            name: module.mask.clone()
-            for name, module in runner.model.named_modules()
-            if isinstance(module, NMSparseMixin)
-        })
+from toy_models import MaskRecorder, toy_runner_cfg
 
 
 def flips(a: dict, b: dict) -> int:

@@ -410,6 +410,105 @@ def test_amp_overflow_skips_step_and_lowers_scale(monkeypatch):
 
 
 # --------------------------------------------------------------------------
+# 5b. SR-STE whatever drives the wrapper: no optim_context, no bind
+# --------------------------------------------------------------------------
+class PlainNet(nn.Module):
+    """TinyNet as a plain ``nn.Module``: a model of any training loop."""
+
+    def __init__(self, dtype=torch.float64):
+        super().__init__()
+        tiny = TinyNet(dtype=dtype)
+        self.conv, self.fc = tiny.conv, tiny.fc
+
+    def forward(self, inputs):
+        return self.fc(torch.tanh(self.conv(inputs)).mean((2, 3)))
+
+
+def mse(model, data):
+    return ((model(data['inputs']) - data['targets'])**2).mean()
+
+
+def hand_sgd(batches, lam, lr, mu, dtype=torch.float64):
+    P, bufs = params_of(TinyNet(dtype=dtype)), {}
+    for data in batches:
+        P = ref_sgd(P, ref_grads(P, data, lam)[0], bufs, lr, mu)
+    return P
+
+
+@pytest.mark.parametrize('drive', ['update_params', 'backward_step'])
+def test_plain_loop_gets_the_sr_ste_update(drive):
+    """The issue's case: three SGD steps, lambda_w=0.5, no optim_context;
+    plain STE would be 1e-2 away."""
+    lr, mu, lam = 0.1, 0.9, 0.5
+    model = PlainNet()
+    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=lr, momentum=mu),
+                                lambda_w=lam)
+    batches = [make_data(seed=s) for s in (1, 2, 3)]
+    for data in batches:
+        loss = mse(model, data)
+        if drive == 'update_params':
+            wrapper.update_params(loss)
+        else:
+            wrapper.backward(loss)
+            wrapper.step()
+            wrapper.zero_grad()
+    expected = hand_sgd(batches, lam, lr, mu)
+    assert_params_close(model, expected)
+    assert params_differ(expected, hand_sgd(batches, 0., lr, mu), atol=1e-3)
+
+
+def test_plain_loop_accumulation_adds_the_term_once_per_step():
+    lr, mu, lam = 0.05, 0.9, 0.1
+    full = [make_data(batch=4, seed=s) for s in (1, 2)]
+    halves = [{k: v[sl] for k, v in d.items()} for d in full
+              for sl in (slice(0, 2), slice(2, 4))]
+    model = PlainNet()
+    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=lr, momentum=mu),
+                                lambda_w=lam, accumulative_counts=2)
+    for data in halves:
+        wrapper.update_params(mse(model, data))
+    assert_params_close(model, hand_sgd(full, lam, lr, mu))
+
+
+def test_plain_loop_amp_term_on_the_unscaled_gradient(monkeypatch):
+    monkeypatch.setattr(
+        'mmengine.optim.optimizer.amp_optimizer_wrapper.is_cuda_available',
+        lambda: True)
+    lr, mu, lam = 0.05, 0.9, 0.5
+    model = PlainNet(dtype=torch.float32)
+    wrapper = AmpSRSTEOptimWrapper(optimizer=sgd(model, lr=lr, momentum=mu),
+                                   lambda_w=lam)
+    wrapper.loss_scaler = torch.amp.GradScaler('cpu', init_scale=2.**12)
+    batches = [make_data(dtype=torch.float32, seed=s) for s in (1, 2, 3)]
+    for data in batches:
+        wrapper.update_params(mse(model, data))
+    assert_params_close(model, hand_sgd(batches, lam, lr, mu, torch.float32),
+                        rtol=1e-5, atol=1e-6)
+
+
+def test_plain_loop_dense_warmup_needs_bind_before_the_first_forward():
+    data = make_data()
+    model = PlainNet()
+    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=0.1),
+                                sparse_start_iter=2)
+    with pytest.raises(RuntimeError, match='first forward ran N:M sparse.*'
+                       r'optim_wrapper.bind\(model\)'):
+        wrapper.update_params(mse(model, data))
+
+    model = PlainNet()
+    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=0.1),
+                                sparse_start_iter=2, freeze_mask_iter=3)
+    wrapper.bind(model)
+    states = []
+    for _ in range(4):
+        loss = mse(model, data)
+        states.append((model.conv.mask is not None, model.conv.mask_frozen))
+        wrapper.update_params(loss)
+    assert states == [(False, False), (False, False), (True, False),
+                      (True, True)]
+
+
+# --------------------------------------------------------------------------
 # 6. Schedule: dense warm-up, then masks; frozen masks
 # --------------------------------------------------------------------------
 def test_dense_warmup_then_sparse():

@@ -1,38 +1,32 @@
 """The hook that runs N:M sparsity in an mmengine run: it makes the model
 sparse, logs sparsity and Sparse Architecture Divergence (SAD) during
 training, and stops the run if a layer's effective weight is not N:M."""
-import math
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from mmengine.optim import OptimWrapper, OptimWrapperDict
+from mmengine.runner import find_latest_checkpoint
 from torch import Tensor
 
-from mmnm.conversion import find_sparse_layers, sparsify_model
+from mmnm.conversion import (NM_CHECKPOINT_KEY, decode_nm_checkpoint,
+                             find_sparse_layers, pack_mask, sparsify_model,
+                             unpack_mask)
+from mmnm.deploy import sparse24_layer_names
 from mmnm.layers import NMSparseMixin
 from mmnm.ops import group_view
 from mmnm.registry import HOOKS
-
-_BITS = 1 << torch.arange(8, dtype=torch.uint8)
-
-
-def _pack(mask: Tensor) -> Tensor:
-    """Bool tensor -> uint8 tensor of its bits (8x smaller checkpoints)."""
-    flat = mask.detach().flatten().cpu()
-    flat = torch.cat([flat, flat.new_zeros((-flat.numel()) % 8)])
-    return (flat.view(-1, 8).to(torch.uint8) * _BITS).sum(1, dtype=torch.uint8)
-
-
-def _unpack(packed: Tensor, shape: torch.Size) -> Tensor:
-    bits = packed.cpu().unsqueeze(1).bitwise_and(_BITS).ne(0).flatten()
-    return bits[:math.prod(shape)].view(shape)
+from ..optimizers import SR_STE_DEFAULTS, SRSTEMixin
+from .nm_checkpoint_hook import NMCheckpointHook
 
 
 @HOOKS.register_module()
 class NMSparsityHook(Hook):
-    """Make the model N:M sparse and log its sparsity and SAD every
-    ``interval`` training iterations.
+    """The whole sparse-training set-up of a run: which layers are N:M and
+    how (``sparsity``), the SR-STE term and schedule (``lambda_w``,
+    ``sparse_start_iter``, ``freeze_mask_iter``), sparsity and SAD logging,
+    and checkpoints that are exactly N:M.
 
     With ``sparsity`` set, the hook converts the model when the run starts
     (``before_run``, for training, validation and testing alike, before
@@ -41,14 +35,23 @@ class NMSparsityHook(Hook):
     converted layers share the original parameters, so the optimizer and
     a DDP wrapper built earlier keep working. Without ``sparsity``, the
     model must already hold sparse layers (e.g. built with
-    ``conv_cfg=dict(type='SparseConv')``). This works with the stock
-    ``tools/train.py`` and ``tools/test.py`` of mmdet and mmseg::
+    ``conv_cfg=dict(type='SparseConv')``).
+
+    The SR-STE settings go to the run's SR-STE optim wrapper. A training
+    run whose parts disagree stops before the first iteration: an optim
+    wrapper that adds no SR-STE term (``OptimWrapper``, ``AmpOptimWrapper``,
+    e.g. from mmdet's ``--amp``) unless ``lambda_w=0`` asks for plain STE,
+    a schedule without an SR-STE wrapper to run it, a setting given
+    differently here and in the wrapper. Configs put the hook in
+    ``default_hooks`` so that a derived config changes one key::
 
         custom_imports = dict(imports=['mmnm'], allow_failed_imports=False)
-        custom_hooks = [
-            dict(type='NMSparsityHook', interval=50,
-                 sparsity=dict(pattern='2:4', exclude=['*.fc_cls']))
-        ]
+        default_hooks = dict(
+            nm_sparsity=dict(
+                type='NMSparsityHook',
+                sparsity=dict(pattern='2:4', exclude=['*.fc_cls']),
+                lambda_w=2e-4))
+        optim_wrapper = dict(type='SRSTEOptimWrapper')
 
     Logged under ``sparsity/`` (text log and every visualizer backend):
 
@@ -61,13 +64,26 @@ class NMSparsityHook(Hook):
     With ``per_layer=True`` each layer's ``sad_norm`` and ``zero_ratio``
     are logged too. With ``verify=True`` (default) every effective weight is
     checked to hold at most N non-zeros per group; a layer that does not
-    stops the run with an error naming it. The reference masks go into
-    checkpoints, so SAD continues across a resume.
+    stops the run with an error naming it.
+
+    Checkpoints: the hook registers :class:`NMCheckpointHook`, which stores
+    every sparse weight masked, so the stock dense model of the config
+    loads exactly the trained sparse model. Loading (``load_from``,
+    ``--resume``, ``tools/test.py``) restores the dense weights SR-STE
+    needs, the SAD references and frozen masks (on resume), and stops with
+    a message for a file that cannot be trained from (a 2:4 inference
+    checkpoint; an export given to ``--resume``).
 
     Args:
         sparsity (dict, optional): arguments of
             :func:`mmnm.conversion.sparsify_model`, e.g.
             ``dict(pattern='2:4', exclude=[...])``. Defaults to None.
+        lambda_w (float, optional): SR-STE decay of the pruned weights; 0
+            is plain STE. Defaults to None (the wrapper's, else 2e-4).
+        sparse_start_iter (int, optional): dense iterations before the
+            masks switch on. Defaults to None (the wrapper's, else 0).
+        freeze_mask_iter (int, optional): iteration from which masks stay
+            fixed. Defaults to None (the wrapper's, else never).
         interval (int): log every ``interval`` iterations. Defaults to 50.
         per_layer (bool): also log per-layer values. Defaults to False.
         verify (bool): check the N:M pattern when logging. Defaults to True.
@@ -75,23 +91,36 @@ class NMSparsityHook(Hook):
 
     # before hooks that copy the model (EMA) and before LoggerHook writes
     priority = 'VERY_HIGH'
-    checkpoint_key = 'nm_sparsity'
+    checkpoint_key = NM_CHECKPOINT_KEY
 
     def __init__(self,
                  sparsity: Optional[dict] = None,
+                 lambda_w: Optional[float] = None,
+                 sparse_start_iter: Optional[int] = None,
+                 freeze_mask_iter: Optional[int] = None,
                  interval: int = 50,
                  per_layer: bool = False,
                  verify: bool = True) -> None:
         if interval < 1:
             raise ValueError(f'interval must be >= 1, got {interval}')
         self.sparsity = dict(sparsity) if sparsity is not None else None
+        self.sr_ste = dict(
+            lambda_w=lambda_w,
+            sparse_start_iter=sparse_start_iter,
+            freeze_mask_iter=freeze_mask_iter)
         self.interval = interval
         self.per_layer = per_layer
         self.verify = verify
         self.layers: Dict[str, NMSparseMixin] = {}
         self.start_masks: Dict[str, Tensor] = {}
         self.last_masks: Dict[str, Tensor] = {}
+        # (the nm_sparsity record, resume?) of a checkpoint loaded before
+        # the model was converted (FlexibleRunner loads before before_run)
+        self._loaded: Optional[Tuple[dict, bool]] = None
 
+    # ------------------------------------------------------------------
+    # start of the run
+    # ------------------------------------------------------------------
     def before_run(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
@@ -109,7 +138,59 @@ class NMSparsityHook(Hook):
                 f'NMSparsityHook: {type(model).__name__} has no N:M sparse '
                 "layer; give the hook sparsity=dict(pattern='2:4') or build "
                 "layers with conv_cfg=dict(type='SparseConv')")
+        self._set_up_optim_wrappers(runner)
+        if not any(isinstance(hook, NMCheckpointHook)
+                   for hook in runner.hooks):
+            runner.register_hook(NMCheckpointHook(), priority='LOWEST')
+        if self._loaded is not None:
+            self._restore_run_state(runner)
 
+    def _set_up_optim_wrappers(self, runner) -> None:
+        """Hand the SR-STE settings to the SR-STE wrappers; stop if a
+        wrapper that cannot run them updates sparse weights."""
+        wrappers = _built_optim_wrappers(runner)
+        sparse = {id(layer.weight): name
+                  for name, layer in self.layers.items()}
+        settings = {k: v for k, v in self.sr_ste.items() if v is not None}
+        for key, wrapper in wrappers.items():
+            owned = [sparse[id(p)] for group in wrapper.optimizer.param_groups
+                     for p in group['params'] if id(p) in sparse]
+            if isinstance(wrapper, SRSTEMixin):
+                wrapper.configure('NMSparsityHook', **settings)
+                runner.logger.info(f'{key} ({type(wrapper).__name__}): '
+                                   f'{wrapper.describe_settings()}')
+            elif owned:
+                self._check_plain_wrapper(runner, key, wrapper, owned,
+                                          settings)
+
+    @staticmethod
+    def _check_plain_wrapper(runner, key: str, wrapper: OptimWrapper,
+                             owned: List[str], settings: dict) -> None:
+        values = dict(SR_STE_DEFAULTS, **settings)
+        scheduled = [f'{k}={values[k]}'
+                     for k in ('sparse_start_iter', 'freeze_mask_iter')
+                     if values[k]]
+        kind = type(wrapper).__name__
+        if values['lambda_w'] == 0 and not scheduled:
+            runner.logger.info(f'{key} ({kind}): plain STE (lambda_w=0) for '
+                               f'{len(owned)} N:M layers')
+            return
+        wanted = (f'SR-STE (lambda_w={values["lambda_w"]:g})'
+                  if values['lambda_w'] else 'plain STE') + \
+            ''.join(f', {item}' for item in scheduled)
+        amp = 'AmpSRSTEOptimWrapper' if 'Amp' in kind else \
+            'SRSTEOptimWrapper'
+        raise RuntimeError(
+            f'NMSparsityHook asks for {wanted}, but {key} ({kind}) adds no '
+            f'SR-STE term and runs no schedule for its {len(owned)} N:M '
+            f'layers (e.g. {owned[0]!r}). Set {key}.type={amp!r} (mmdet\'s '
+            "--amp replaces the type by AmpOptimWrapper; mmnm's "
+            'tools/train.py --amp keeps SR-STE), or lambda_w=0 in the '
+            'NMSparsityHook (and no schedule) for plain STE.')
+
+    # ------------------------------------------------------------------
+    # training: sparsity and SAD
+    # ------------------------------------------------------------------
     def after_train_iter(self,
                          runner,
                          batch_idx: int,
@@ -168,28 +249,112 @@ class NMSparsityHook(Hook):
                 f'{layer.describe()} is not {nm} sparse: {bad} of '
                 f'{kept.numel()} groups keep other than {nm.n} weights')
 
+    # ------------------------------------------------------------------
+    # checkpoints
+    # ------------------------------------------------------------------
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint[self.checkpoint_key] = {
+        """The SAD references; the weights are NMCheckpointHook's."""
+        record = checkpoint.setdefault(self.checkpoint_key, {})
+        record['sad'] = {
             name: dict(
                 shape=list(mask.shape),
-                start=_pack(mask),
-                last=_pack(self.last_masks[name]))
+                start=pack_mask(mask),
+                last=pack_mask(self.last_masks[name]))
             for name, mask in self.start_masks.items()
         }
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        state: Optional[dict] = checkpoint.get(self.checkpoint_key)
-        if not state or not getattr(runner, '_resume', False):
+        """Check the file can be trained from, restore its dense weights
+        (before EMAHook moves them), and the run state on resume."""
+        source = _checkpoint_source(runner)
+        resume = bool(getattr(runner, '_resume', False))
+        _check_trainable(checkpoint, source, resume)
+        version = decode_nm_checkpoint(checkpoint, source)
+        if version == 0:
+            runner.logger.warning(
+                f'{source} was written by mmnm before checkpoint format 1: '
+                'its state_dict holds the dense SR-STE weights (the stock '
+                'inference APIs see no N:M model in it). mmnm loads them as '
+                'they are; checkpoints this run writes are N:M.')
+        self._loaded = (checkpoint.get(self.checkpoint_key) or {}, resume)
+        if self.layers:
+            self._restore_run_state(runner)
+
+    def _restore_run_state(self, runner) -> None:
+        """On resume: the SAD references and the frozen masks."""
+        record, resume = self._loaded
+        self._loaded = None
+        if not resume:
             return  # SAD references belong to the run they came from
-        for name, entry in state.items():
+        # mmnm before format 1 kept only the SAD references, by layer name
+        legacy = 'format' not in record and 'sad' not in record
+        sad = record if legacy else record.get('sad', {})
+        for name, entry in sad.items():
             if name not in self.layers:
                 continue  # a layer this model does not make sparse
-            shape = torch.Size(entry['shape'])
-            if shape != self.layers[name].weight.shape:
-                raise ValueError(
-                    f'checkpoint key {self.checkpoint_key!r}: mask of layer '
-                    f'{name!r} has shape {tuple(shape)}, the layer '
-                    f'{tuple(self.layers[name].weight.shape)}')
-            device = self.layers[name].weight.device
-            self.start_masks[name] = _unpack(entry['start'], shape).to(device)
-            self.last_masks[name] = _unpack(entry['last'], shape).to(device)
+            layer = self._layer_of_shape(name, entry['shape'])
+            device = layer.weight.device
+            self.start_masks[name] = unpack_mask(entry['start'],
+                                                 entry['shape']).to(device)
+            self.last_masks[name] = unpack_mask(entry['last'],
+                                                entry['shape']).to(device)
+        for name, info in ({} if legacy else record.get('layers', {})).items():
+            if info.get('state') == 'frozen' and name in self.layers:
+                layer = self._layer_of_shape(name, info['shape'])
+                layer.mask = unpack_mask(info['frozen_mask'], info['shape']
+                                         ).to(layer.weight.device)
+                layer.mask_frozen = True
+
+    def _layer_of_shape(self, name: str, shape: List[int]) -> NMSparseMixin:
+        layer = self.layers[name]
+        if torch.Size(shape) != layer.weight.shape:
+            raise ValueError(
+                f'checkpoint key {self.checkpoint_key!r}: mask of layer '
+                f'{name!r} has shape {tuple(shape)}, the layer '
+                f'{tuple(layer.weight.shape)}')
+        return layer
+
+
+def _built_optim_wrappers(runner) -> Dict[str, OptimWrapper]:
+    """The optim wrappers of a training run by config key; none in a
+    validation or test run (they stay configs there)."""
+    wrapper = getattr(runner, 'optim_wrapper', None)
+    if isinstance(wrapper, OptimWrapperDict):
+        return {f'optim_wrapper.{key}': value
+                for key, value in wrapper.items()}
+    if isinstance(wrapper, OptimWrapper):
+        return {'optim_wrapper': wrapper}
+    return {}
+
+
+def _checkpoint_source(runner) -> str:
+    """The file a runner is loading, for messages."""
+    resume = getattr(runner, '_resume', False)
+    if isinstance(resume, str):
+        return resume  # FlexibleRunner(resume=PATH)
+    load_from = getattr(runner, '_load_from', None)
+    if load_from:
+        return load_from
+    if resume:
+        return find_latest_checkpoint(runner.work_dir) or \
+            'the latest checkpoint'
+    return 'the loaded checkpoint'
+
+
+def _check_trainable(checkpoint: dict, source: str, resume: bool) -> None:
+    """Stop before a run would train from the wrong weights."""
+    state = checkpoint.get('state_dict', checkpoint)
+    if isinstance(state, dict) and sparse24_layer_names(state):
+        raise ValueError(
+            f'{source} is a 2:4 inference checkpoint (compressed weights, '
+            'from tools/deploy/convert_2to4.py): it holds no weights an N:M '
+            'model can load or train. Use the training checkpoint it came '
+            'from (iter_*.pth / epoch_*.pth) or its N:M export; run it with '
+            'mmnm.deploy.load_sparse24_model.')
+    meta = checkpoint.get('meta') or {}
+    if resume and 'nm_patterns' in meta and 'message_hub' not in checkpoint:
+        raise ValueError(
+            f'{source} is an N:M export (masked weights, no optimizer or '
+            'training state) and cannot be resumed. Resume from the '
+            'training checkpoint it was exported from, or fine-tune from it '
+            f'with load_from={source!r} and no --resume.')

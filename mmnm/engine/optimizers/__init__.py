@@ -1,7 +1,8 @@
-from .sr_ste_optim_wrapper import (AMP_OPTIM_WRAPPERS, AmpSRSTEOptimWrapper,
-                                   SRSTEMixin, SRSTEOptimWrapper, enable_amp)
+from .sr_ste_optim_wrapper import (AMP_OPTIM_WRAPPERS, SR_STE_DEFAULTS,
+                                   AmpSRSTEOptimWrapper, SRSTEMixin,
+                                   SRSTEOptimWrapper, enable_amp)
 
 __all__ = [
-    'AMP_OPTIM_WRAPPERS', 'AmpSRSTEOptimWrapper', 'SRSTEMixin',
-    'SRSTEOptimWrapper', 'enable_amp'
+    'AMP_OPTIM_WRAPPERS', 'SR_STE_DEFAULTS', 'AmpSRSTEOptimWrapper',
+    'SRSTEMixin', 'SRSTEOptimWrapper', 'enable_amp'
 ]

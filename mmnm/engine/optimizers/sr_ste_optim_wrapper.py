@@ -1,16 +1,22 @@
 """SR-STE optim wrappers: the sparse-refined gradient term of Zhou et al.
 (ICLR 2021) and the N:M schedule, on top of mmengine's optim wrappers."""
 from contextlib import contextmanager
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from torch import nn
 
 from mmnm.conversion import find_sparse_layers
-from mmnm.layers import NMSparseMixin
+from mmnm.layers import NMSparseMixin, sparse_layers_of
 from mmnm.ops import add_sr_ste_term_
 from mmnm.registry import OPTIM_WRAPPERS
+
+#: What an SR-STE run uses where neither the NMSparsityHook nor the optim
+#: wrapper sets a value: the reference code's lambda_w, sparse from the
+#: first iteration, masks never frozen.
+SR_STE_DEFAULTS: Dict[str, Any] = dict(
+    lambda_w=2e-4, sparse_start_iter=0, freeze_mask_iter=None)
 
 
 class SRSTEMixin:
@@ -18,14 +24,23 @@ class SRSTEMixin:
     once per optimizer step, on the unscaled gradient and before clipping,
     and runs the N:M schedule.
 
-    The wrapper finds the sparse layers in the model that mmengine passes to
-    :meth:`optim_context` on every training iteration.
+    It works whatever drives it: mmengine's Runner, ``update_params`` with
+    or without :meth:`optim_context`, ``backward`` + ``step`` by hand, with
+    gradient accumulation and AMP. Its sparse layers are those whose weight
+    its optimizer updates; they are found on first use (the model mmengine
+    passes to :meth:`optim_context`, else every live sparse layer). A
+    schedule that starts dense needs to be in place before the first
+    forward: use :meth:`optim_context` or call :meth:`bind` before
+    training.
+
+    Each setting left ``None`` comes from the run's ``NMSparsityHook``
+    (the one place configs set them), else :data:`SR_STE_DEFAULTS`.
 
     Args:
-        lambda_w (float): SR-STE decay of the pruned weights; 0 gives plain
-            STE. Defaults to 2e-4, the reference code's value.
-        sparse_start_iter (int): iterations trained dense before the masks
-            switch on. Defaults to 0 (sparse from scratch).
+        lambda_w (float, optional): SR-STE decay of the pruned weights; 0
+            gives plain STE. Defaults to None (2e-4, the reference code's).
+        sparse_start_iter (int, optional): iterations trained dense before
+            the masks switch on. Defaults to None (0: sparse from scratch).
         freeze_mask_iter (int, optional): from this iteration the masks stay
             fixed and the pruned weights at zero (fixed-mask fine-tuning as
             in NVIDIA ASP). Defaults to None (masks follow the weights).
@@ -33,25 +48,79 @@ class SRSTEMixin:
 
     def __init__(self,
                  *args,
-                 lambda_w: float = 2e-4,
-                 sparse_start_iter: int = 0,
+                 lambda_w: Optional[float] = None,
+                 sparse_start_iter: Optional[int] = None,
                  freeze_mask_iter: Optional[int] = None,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if lambda_w < 0:
-            raise ValueError(f'lambda_w must be >= 0, got {lambda_w}')
-        if sparse_start_iter < 0:
-            raise ValueError('sparse_start_iter must be >= 0, got '
-                             f'{sparse_start_iter}')
-        if freeze_mask_iter is not None and \
-                freeze_mask_iter < sparse_start_iter:
-            raise ValueError(f'freeze_mask_iter ({freeze_mask_iter}) comes '
-                             f'before sparse_start_iter ({sparse_start_iter})')
-        self.lambda_w = lambda_w
-        self.sparse_start_iter = sparse_start_iter
-        self.freeze_mask_iter = freeze_mask_iter
+        given = dict(lambda_w=lambda_w, sparse_start_iter=sparse_start_iter,
+                     freeze_mask_iter=freeze_mask_iter)
+        self._given = {k: v for k, v in given.items() if v is not None}
+        self._configured_by: Optional[str] = None
+        self._runner_driven = False
+        # forwards run inside optim_context, which applies the schedule
+        self._context_driven = False
         self.sparse_layers: List[NMSparseMixin] = []
         self._bound_model: Optional[int] = None
+        self._resolve_settings()
+
+    # ------------------------------------------------------------------
+    # settings
+    # ------------------------------------------------------------------
+    def configure(self, source: str, **settings) -> None:
+        """Take ``settings`` (``lambda_w``, ``sparse_start_iter``,
+        ``freeze_mask_iter``; ``None`` values ignored) from ``source``, e.g.
+        the NMSparsityHook. A value set differently in both places is a
+        ``ValueError`` naming both."""
+        for key, value in settings.items():
+            if key not in SR_STE_DEFAULTS:
+                raise TypeError(f'{source}: unknown SR-STE setting {key!r}')
+            if value is None:
+                continue
+            if key in self._given and self._given[key] != value:
+                raise ValueError(
+                    f'{key} is set twice: {value!r} by {source} and '
+                    f'{self._given[key]!r} by optim_wrapper '
+                    f'({type(self).__name__}); set it in one place, '
+                    f'{source}')
+            self._given[key] = value
+        self._configured_by = source
+        self._resolve_settings()
+
+    def _resolve_settings(self) -> None:
+        values = dict(SR_STE_DEFAULTS, **self._given)
+        lambda_w = values['lambda_w']
+        start = values['sparse_start_iter']
+        freeze = values['freeze_mask_iter']
+        if lambda_w < 0:
+            raise ValueError(f'lambda_w must be >= 0, got {lambda_w}')
+        if start < 0:
+            raise ValueError(f'sparse_start_iter must be >= 0, got {start}')
+        if freeze is not None and freeze < start:
+            raise ValueError(f'freeze_mask_iter ({freeze}) comes before '
+                             f'sparse_start_iter ({start})')
+        self.lambda_w = float(lambda_w)
+        self.sparse_start_iter = int(start)
+        self.freeze_mask_iter = None if freeze is None else int(freeze)
+
+    def describe_settings(self) -> str:
+        """One line for the log: the term and the schedule."""
+        text = 'plain STE (lambda_w=0)' if self.lambda_w == 0 else \
+            f'SR-STE lambda_w={self.lambda_w:g}'
+        if self.sparse_start_iter:
+            text += f', dense until iteration {self.sparse_start_iter}'
+        if self.freeze_mask_iter is not None:
+            text += f', masks frozen from iteration {self.freeze_mask_iter}'
+        return text
+
+    # ------------------------------------------------------------------
+    # the sparse layers
+    # ------------------------------------------------------------------
+    def initialize_count_status(self, model: nn.Module, init_counts: int,
+                                max_counts: int) -> None:
+        """mmengine's runners call this before training starts."""
+        super().initialize_count_status(model, init_counts, max_counts)
+        self._runner_driven = True
 
     @contextmanager
     def optim_context(self, model: nn.Module):
@@ -59,22 +128,65 @@ class SRSTEMixin:
         the coming forward pass."""
         if self._bound_model != id(model):
             self.bind(model)
+        self._context_driven = True
         self._apply_schedule()
         with super().optim_context(model):
             yield
 
-    def bind(self, model: nn.Module) -> None:
-        """Use the sparse layers of ``model``."""
-        self.sparse_layers = find_sparse_layers(model)
-        if not self.sparse_layers:
+    def bind(self, model: Optional[nn.Module] = None) -> None:
+        """Use the sparse layers (of ``model``, or any live ones) whose
+        weights this wrapper's optimizer updates, and set their schedule
+        state for the next forward pass."""
+        self._bind(model, before_forward=True)
+
+    def _bind(self, model: Optional[nn.Module], before_forward: bool) -> None:
+        candidates = find_sparse_layers(model) if model is not None \
+            else None
+        params = [p for group in self.optimizer.param_groups
+                  for p in group['params']]
+        layers = sparse_layers_of(params)
+        if candidates is not None:
+            ids = {id(layer) for layer in candidates}
+            layers = [layer for layer in layers if id(layer) in ids]
+        name = type(self).__name__
+        if not layers:
+            what = type(model).__name__ if model is not None else \
+                'the model being trained'
             raise RuntimeError(
-                f'{type(self).__name__}: {type(model).__name__} has no N:M '
-                "sparse layer. Add dict(type='NMSparsityHook', "
-                "sparsity=dict(pattern='2:4')) to custom_hooks, or build "
-                "layers with conv_cfg=dict(type='SparseConv').")
-        self._bound_model = id(model)
+                f'{name}: {what} has no N:M sparse layer whose weight this '
+                "optimizer updates. Add dict(type='NMSparsityHook', "
+                "sparsity=dict(pattern='2:4')) to the config (default_hooks "
+                "or custom_hooks), or build layers with "
+                "conv_cfg=dict(type='SparseConv').")
+        if self._runner_driven and self._configured_by is None:
+            raise RuntimeError(
+                f'{name} trains in a runner without an NMSparsityHook: its '
+                'checkpoints would hold the dense SR-STE weights, so the '
+                'stock inference APIs would load a model that was never '
+                "trained. Add dict(type='NMSparsityHook') to the config "
+                '(with sparsity=dict(...) unless the layers are built '
+                'sparse).')
+        if 0 < self._max_counts <= max(self.sparse_start_iter,
+                                       self.freeze_mask_iter or 0):
+            raise ValueError(
+                f'{name}: the run ends after {self._max_counts} iterations, '
+                f'before its schedule acts (sparse_start_iter='
+                f'{self.sparse_start_iter}, freeze_mask_iter='
+                f'{self.freeze_mask_iter}): lower them or train longer')
+        if not before_forward and self.sparse_start_iter > 0 and \
+                any(layer.mask is not None for layer in layers):
+            raise RuntimeError(
+                f'{name}: the first forward ran N:M sparse, but '
+                f'sparse_start_iter={self.sparse_start_iter} asks for dense '
+                'iterations first. Run the forward inside '
+                'optim_wrapper.optim_context(model), or call '
+                'optim_wrapper.bind(model) before training.')
+        self.sparse_layers = layers
+        self._bound_model = id(model) if model is not None else None
+        self._apply_schedule()
 
     def _apply_schedule(self) -> None:
+        """Set each layer's state for the next forward pass."""
         if self._inner_count % self._accumulative_counts:
             return  # never switch inside a gradient accumulation window
         step = self._inner_count
@@ -86,6 +198,9 @@ class SRSTEMixin:
             if frozen and not layer.mask_frozen:
                 layer.freeze_mask()
 
+    # ------------------------------------------------------------------
+    # the step
+    # ------------------------------------------------------------------
     @torch.no_grad()
     def add_sr_ste_term(self) -> None:
         """``grad += lambda_w * (1 - mask) * W`` for every sparse weight
@@ -98,11 +213,21 @@ class SRSTEMixin:
                 continue
             add_sr_ste_term_(weight.grad, weight, mask, self.lambda_w)
 
+    def _before_step(self) -> None:
+        """Find the layers if nothing has yet (no optim_context), then add
+        the SR-STE term."""
+        if not self.sparse_layers:
+            self._bind(None, before_forward=False)
+        self.add_sr_ste_term()
+
     def _after_step(self) -> None:
-        """Keep the pruned weights of frozen masks at zero."""
+        """Keep the pruned weights of frozen masks at zero; without
+        optim_context, set the schedule state for the next forward pass."""
         for layer in self.sparse_layers:
             if layer.mask_frozen:
                 layer.apply_mask_()
+        if not self._context_driven:
+            self._apply_schedule()
 
 
 @OPTIM_WRAPPERS.register_module()
@@ -111,12 +236,12 @@ class SRSTEOptimWrapper(SRSTEMixin, OptimWrapper):
 
     Example:
         >>> optim_wrapper = dict(
-        >>>     type='SRSTEOptimWrapper', lambda_w=2e-4,
+        >>>     type='SRSTEOptimWrapper',
         >>>     optimizer=dict(type='SGD', lr=0.02, momentum=0.9))
     """
 
     def step(self, **kwargs) -> None:
-        self.add_sr_ste_term()
+        self._before_step()
         super().step(**kwargs)
         self._after_step()
 
@@ -129,7 +254,7 @@ class AmpSRSTEOptimWrapper(SRSTEMixin, AmpOptimWrapper):
 
     def step(self, **kwargs) -> None:
         self.loss_scaler.unscale_(self.optimizer)
-        self.add_sr_ste_term()
+        self._before_step()
         if self.clip_grad_kwargs:
             self._clip_grad()
         self.loss_scaler.step(self.optimizer, **kwargs)
