@@ -1,62 +1,24 @@
-# Mask R-CNN with a ResNet-18 FPN, trained 2:4 sparse with SR-STE from
-# scratch on the generated shapes data (python tools/demo.py --task ins),
-# evaluated with the COCO bbox and segm metrics. The detector of
-# faster-rcnn_r18_fpn_2-4_shapes-64x64.py plus mmdet's FCN mask head, slimmed
-# to 64 channels.
-_base_ = './faster-rcnn_r18_fpn_2-4_shapes-64x64.py'
+# Mask R-CNN R18-FPN of mask-rcnn_r18_fpn_dense_shapes-64x64.py trained 2:4
+# sparse from scratch with SR-STE: the main job (make demo).
+_base_ = './mask-rcnn_r18_fpn_dense_shapes-64x64.py'
 
-# the final prediction layers stay dense
-nm_exclude = [
-    'rpn_head.rpn_cls', 'rpn_head.rpn_reg', 'roi_head.bbox_head.fc_cls',
-    'roi_head.bbox_head.fc_reg', 'roi_head.mask_head.conv_logits'
-]
-custom_hooks = [
-    dict(
+custom_imports = dict(imports=['mmnm'], allow_failed_imports=False)
+
+# N:M sparse training in one place: which layers, the pattern, the SR-STE
+# term and its schedule (--cfg-options default_hooks.nm_sparsity.KEY=VALUE)
+default_hooks = dict(
+    nm_sparsity=dict(
         type='NMSparsityHook',
         interval=50,
-        sparsity=dict(pattern='2:4', exclude=nm_exclude))
-]
-
-strides = {{_base_.strides}}
-model = dict(
-    type='MaskRCNN',
-    data_preprocessor=dict(pad_mask=True),
-    roi_head=dict(
-        mask_roi_extractor=dict(
-            type='SingleRoIExtractor',
-            roi_layer=dict(type='RoIAlign', output_size=14, sampling_ratio=0),
-            out_channels=64,
-            featmap_strides=strides),
-        mask_head=dict(
-            type='FCNMaskHead',
-            num_convs=2,
-            in_channels=64,
-            conv_out_channels=64,
-            num_classes=3,
-            loss_mask=dict(
-                type='CrossEntropyLoss', use_mask=True, loss_weight=1.0))),
-    train_cfg=dict(rcnn=dict(mask_size=28)),
-    test_cfg=dict(rcnn=dict(mask_thr_binary=0.5)))
-
-image_size = {{_base_.image_size}}
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=image_size, keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor')),
-]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(metric=['bbox', 'segm'])
-test_evaluator = val_evaluator
+        sparsity=dict(
+            pattern='2:4',
+            # the final prediction layers stay dense
+            exclude=[
+                'rpn_head.rpn_cls', 'rpn_head.rpn_reg',
+                'roi_head.bbox_head.fc_cls', 'roi_head.bbox_head.fc_reg',
+                'roi_head.mask_head.conv_logits'
+            ]),
+        lambda_w=2e-4,
+        sparse_start_iter=0,
+        freeze_mask_iter=None))
+optim_wrapper = dict(type='SRSTEOptimWrapper')

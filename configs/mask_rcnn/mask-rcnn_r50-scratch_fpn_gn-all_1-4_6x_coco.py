@@ -2,9 +2,4 @@
 # Data: COCO 2017 at data/coco/ (train2017, val2017, annotations/). Metric: bbox and segm mAP.
 _base_ = './mask-rcnn_r50-scratch_fpn_gn-all_2-4_6x_coco.py'
 
-custom_hooks = [
-    dict(
-        type='NMSparsityHook',
-        interval=50,
-        sparsity=dict(pattern='1:4', exclude={{_base_.nm_exclude}}))
-]
+default_hooks = dict(nm_sparsity=dict(sparsity=dict(pattern='1:4')))

@@ -2,9 +2,4 @@
 # Data: ADE20K at data/ade/ADEChallengeData2016/. Metric: mIoU.
 _base_ = './deeplabv3plus_r50-d8_2-4_4xb4-80k_ade20k-512x512.py'
 
-custom_hooks = [
-    dict(
-        type='NMSparsityHook',
-        interval=50,
-        sparsity=dict(pattern='2:8', exclude={{_base_.nm_exclude}}))
-]
+default_hooks = dict(nm_sparsity=dict(sparsity=dict(pattern='2:8')))

@@ -5,12 +5,16 @@ _base_ = './fcn_r50-d8_dense_4xb2-80k_cityscapes-512x1024.py'
 
 custom_imports = dict(imports=['mmnm'], allow_failed_imports=False)
 
+# N:M sparse training in one place: which layers, the pattern, the SR-STE
+# term and its schedule. Derived configs change single keys of it.
 # the 1x1 classifiers stay dense
 nm_exclude = ['decode_head.conv_seg', 'auxiliary_head.conv_seg']
-custom_hooks = [
-    dict(
+default_hooks = dict(
+    nm_sparsity=dict(
         type='NMSparsityHook',
         interval=50,
-        sparsity=dict(pattern='2:4', exclude=nm_exclude))
-]
-optim_wrapper = dict(type='SRSTEOptimWrapper', lambda_w=2e-4)
+        sparsity=dict(pattern='2:4', exclude=nm_exclude),
+        lambda_w=2e-4,
+        sparse_start_iter=0,
+        freeze_mask_iter=None))
+optim_wrapper = dict(type='SRSTEOptimWrapper')

@@ -2,9 +2,4 @@
 # Data: Cityscapes at data/cityscapes/ (leftImg8bit/, gtFine/ with *_labelTrainIds.png). Metric: mIoU.
 _base_ = './fcn_r50-d8_2-4_4xb2-80k_cityscapes-512x1024.py'
 
-custom_hooks = [
-    dict(
-        type='NMSparsityHook',
-        interval=50,
-        sparsity=dict(pattern='4:8', exclude={{_base_.nm_exclude}}))
-]
+default_hooks = dict(nm_sparsity=dict(sparsity=dict(pattern='4:8')))

@@ -361,7 +361,8 @@ def trained(tmp_path_factory):
     proc = run_tool([
         mmseg_tool('train.py'), DEMO_CFG, '--work-dir', work_dir,
         '--cfg-options', 'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
-        'default_hooks.logger.interval=1', 'custom_hooks.0.interval=1',
+        'default_hooks.logger.interval=1',
+        'default_hooks.nm_sparsity.interval=1',
         'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2'
     ] + data_root_options(data_root), cwd=str(root))
     return dict(proc=proc, root=root, data_root=data_root,
@@ -402,3 +403,47 @@ def test_stock_mmseg_test_py(trained):
     assert 'mIoU' in proc.stdout
     # evaluated sparse, not dense
     assert 'N:M sparsity of the model' in proc.stdout
+
+
+def mmdet_tool(name: str) -> str:
+    path = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', name)
+    if not osp.isfile(path):
+        pytest.skip(f'mmdet wheel ships no tools/{name}')
+    return path
+
+
+def test_stock_mmseg_amp_flag_on_an_sr_ste_config_stops_at_once(tmp_path):
+    """mmseg's --amp accepts only OptimWrapper: on an SR-STE config it stops
+    before anything is built, naming the wrapper."""
+    proc = run_tool([mmseg_tool('train.py'), DEMO_CFG, '--amp', '--work-dir',
+                     str(tmp_path)], cwd=str(tmp_path))
+    assert proc.returncode != 0
+    assert 'SRSTEOptimWrapper' in proc.stdout
+    assert not glob.glob(osp.join(str(tmp_path), '*.pth'))
+
+
+def test_stock_mmdet_amp_flag_on_an_sr_ste_config_stops_the_run(
+        tmp_path, monkeypatch):
+    """mmdet's --amp silently replaces the wrapper type by AmpOptimWrapper,
+    which has no SR-STE term: the run stops at start, saying what to use.
+    mmdet's own tools/train.py, run in this process so that AmpOptimWrapper
+    can be built without a GPU."""
+    import runpy
+
+    from mmnm.datasets import generate_shapes_dataset
+    generate_shapes_dataset(str(tmp_path / 'data'),
+                            splits={'train': 2, 'val': 1})
+    monkeypatch.setattr(
+        'mmengine.optim.optimizer.amp_optimizer_wrapper.is_cuda_available',
+        lambda: True)
+    config = osp.join(REPO, 'configs', 'demo',
+                      'faster-rcnn_r18_fpn_2-4_shapes-64x64.py')
+    ann = str(tmp_path / 'data' / 'annotations' / 'instances_val.json')
+    monkeypatch.setattr(sys, 'argv', [
+        'train.py', config, '--amp', '--work-dir', str(tmp_path / 'work'),
+        '--cfg-options', f'val_evaluator.ann_file={ann}'
+    ] + data_root_options(str(tmp_path / 'data')))
+    with pytest.raises(RuntimeError, match=r'optim_wrapper \(AmpOptimWrapper'
+                       r"\) adds no SR-STE term.*type='AmpSRSTEOptimWrapper'"):
+        runpy.run_path(mmdet_tool('train.py'), run_name='__main__')
+    assert not glob.glob(str(tmp_path / 'work' / '*.pth'))
