@@ -1,22 +1,25 @@
 """The main job, end to end on generated data: train a model N:M sparse with
-SR-STE from scratch, evaluate it, verify its sparsity, export it as a plain
-N:M checkpoint, evaluate that export in the stock dense model, and, for 2:4,
-convert it to the compressed 2:4 inference model and evaluate that too (on
-a CPU through the decompress path; on sm80+ GPUs the 2:4 kernels).
+SR-STE from scratch, evaluate it, verify its sparsity, evaluate its training
+checkpoint in the stock dense model, export it as a slim N:M checkpoint,
+and, for 2:4, convert that to the compressed 2:4 inference model and
+evaluate it too (on a CPU through the decompress path; on sm80+ GPUs the 2:4
+kernels).
 
     python tools/demo.py                 # Mask R-CNN R18-FPN 2:4, COCO bbox + segm
     python tools/demo.py --task det      # Faster R-CNN R18-FPN 2:4, COCO bbox
     python tools/demo.py --task seg      # FCN-R18-D8 2:4, mIoU
     python tools/demo.py --config configs/demo/mask-rcnn_r18_fpn_dense_shapes-64x64.py
-    python tools/demo.py --cfg-options custom_hooks.0.sparsity.pattern=4:8
+    python tools/demo.py --cfg-options \
+        default_hooks.nm_sparsity.sparsity.pattern=4:8
 """
 import argparse
 import os.path as osp
 import sys
 from typing import Dict, List
 
+import torch
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import Runner, find_latest_checkpoint, load_checkpoint
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMOS = dict(
@@ -47,14 +50,6 @@ def format_metrics(metrics: Dict[str, float]) -> str:
         if not key.endswith(('time', '_mAP_s', '_mAP_m', '_mAP_l')))
 
 
-def without_sparsity(cfg: Config) -> Config:
-    """``cfg`` as the stock dense model: no NMSparsityHook."""
-    dense = cfg.copy()
-    dense.custom_hooks = [hook for hook in cfg.get('custom_hooks', [])
-                          if hook.get('type') != 'NMSparsityHook']
-    return dense
-
-
 def mib(path: str) -> str:
     return f'{osp.getsize(path) / 2**20:.1f} MiB'
 
@@ -62,8 +57,6 @@ def mib(path: str) -> str:
 def deploy_2to4(dense_cfg: Config, export: str, name: str) -> List[str]:
     """Load the export into the stock dense model, convert that to the fp16
     2:4 inference model, save it and evaluate it; the result lines."""
-    import torch
-
     from mmnm.deploy import convert_to_sparse24, save_sparse24_checkpoint
     cfg = dense_cfg.copy()
     cfg.experiment_name = f'{name}_2to4'
@@ -87,7 +80,8 @@ def main() -> int:
                                  save_nm_checkpoint, sparse_weight_patterns,
                                  verify_nm_sparsity)
     from mmnm.datasets import generate_shapes_dataset
-    from mmnm.utils.launch import redirect_data_root
+    from mmnm.utils.launch import (build_sparse_model, redirect_data_root,
+                                   without_sparsity)
 
     generate_shapes_dataset(args.data_root)
     cfg = Config.fromfile(args.config)
@@ -118,22 +112,36 @@ def main() -> int:
               f'every group; zeros: {zeros}/{numel} '
               f'({100 * zeros / numel:.2f}%)']
 
-    # export, then evaluate the export in the stock dense model
-    export = osp.join(cfg.work_dir, f'{name}_nm.pth')
-    save_nm_checkpoint(export_state_dict(model), patterns, export)
+    # the training checkpoint, as the stock dense model of the config (and
+    # so init_detector / init_model / any script) reads it
+    checkpoint = find_latest_checkpoint(cfg.work_dir)
     dense_cfg = without_sparsity(cfg)
-    dense_cfg.experiment_name = f'{name}_export'
-    # nothing but the export may be loaded: test() would load these
+    dense_cfg.experiment_name = f'{name}_stock'
+    # nothing but the files named here may be loaded: test() would load these
     dense_cfg.load_from, dense_cfg.resume = None, False
     dense_runner = Runner.from_cfg(dense_cfg)
-    load_checkpoint(dense_runner.model, export, map_location='cpu',
+    load_checkpoint(dense_runner.model, checkpoint, map_location='cpu',
                     strict=True)
-    export_metrics = dense_runner.test()
     check_nm_state_dict(dense_runner.model.state_dict(), patterns)
-    lines += [f'export: {export} ({mib(export)}), loaded strictly into '
-              f'the stock dense model, N:M verified',
-              f'export in the dense model:  '
-              f'{format_metrics(export_metrics)}']
+    stock_metrics = dense_runner.test()
+    lines += [f'training checkpoint: {osp.relpath(checkpoint, REPO)} '
+              f'({mib(checkpoint)}), loaded strictly into the stock dense '
+              'model, N:M verified',
+              f'training checkpoint in the stock dense model:  '
+              f'{format_metrics(stock_metrics)}']
+
+    # the slim export, made as tools/model_converters/export_nm.py makes it
+    export = osp.join(cfg.work_dir, f'{name}_nm.pth')
+    exported = build_sparse_model(cfg)
+    load_checkpoint(exported, checkpoint, map_location='cpu', strict=True)
+    save_nm_checkpoint(export_state_dict(exported), patterns, export,
+                       source=checkpoint)
+    same = all(torch.equal(value, dense_runner.model.state_dict()[key])
+               for key, value in torch.load(export)['state_dict'].items())
+    lines += [f'export: {osp.relpath(export, REPO)} ({mib(export)}, no '
+              'optimizer or training state), N:M verified, '
+              f'{"the same" if same else "OTHER"} weights as the training '
+              'checkpoint']
     if {str(p) for p in patterns.values()} == {'2:4'}:
         lines += deploy_2to4(dense_cfg, export, name)
     print('\n'.join(lines))

@@ -179,3 +179,26 @@ def test_output_folder_is_created(trained, tmp_path, capsys):
     assert load_tool().main([CONFIG, str(trained['path']), str(out)]) == 0
     assert f'to {out}' in capsys.readouterr().out
     assert sparse24_layer_names(torch.load(out)['state_dict'])
+
+
+@pytest.mark.parametrize('how', ['resume', 'load_from'])
+def test_training_from_a_2to4_checkpoint_stops_naming_it(trained, tmp_path,
+                                                         how):
+    """A 2:4 inference checkpoint holds no weight an N:M model can load:
+    nothing may silently train from the layers' initial weights."""
+    from mmnm.datasets import generate_shapes_dataset
+    data = str(tmp_path / 'shapes')
+    generate_shapes_dataset(data, splits={'train': 2, 'val': 1})
+    out = str(trained['out'])
+    args = ['--resume', out] if how == 'resume' else \
+        ['--cfg-options', f'load_from={out}']
+    options = [f'{loader}_dataloader.dataset.data_root={data}'
+               for loader in ('train', 'val', 'test')]
+    proc = subprocess.run(
+        [sys.executable, 'tools/train.py', CONFIG, '--work-dir',
+         str(tmp_path / 'work')] + args + (
+             ['--cfg-options'] if how == 'resume' else []) + options,
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert f'{out} is a 2:4 inference checkpoint' in proc.stderr
+    assert not list((tmp_path / 'work').glob('iter_*.pth'))

@@ -12,6 +12,7 @@ from mmengine.registry import MODELS, init_default_scope
 
 import mmnm
 from mmnm.conversion import sparsify_model
+from mmnm.utils.launch import config_sparsity
 
 REPO = osp.dirname(osp.dirname(mmnm.__file__))
 CONFIG = osp.join(REPO, 'configs', 'demo', 'fcn_r18-d8_2-4_shapes-64x64.py')
@@ -29,7 +30,7 @@ def build(sparse: bool):
     init_default_scope(cfg.default_scope)
     model = revert_sync_batchnorm(MODELS.build(cfg.model))
     if sparse:
-        sparsify_model(model, **cfg.custom_hooks[0].sparsity)
+        sparsify_model(model, **config_sparsity(cfg))
     return model.eval()
 
 

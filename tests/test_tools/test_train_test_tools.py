@@ -15,6 +15,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
 import mmnm
+from mmnm.conversion import decode_nm_checkpoint
 from mmnm.engine.optimizers import enable_amp
 
 REPO = osp.dirname(osp.dirname(mmnm.__file__))
@@ -38,7 +39,8 @@ def small(data_root: str, iters: int, config: str = CONFIG) -> list:
     options = [
         f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
         'default_hooks.checkpoint.interval=1',
-        'default_hooks.logger.interval=1', 'custom_hooks.0.interval=1'
+        'default_hooks.logger.interval=1',
+        'default_hooks.nm_sparsity.interval=1'
     ]
     for loader in ('train', 'val', 'test'):
         options += [
@@ -81,6 +83,12 @@ def test_train_resume_test_export(tmp_path, data_root, config, metric):
     out = run(train + small(data_root, 2, config))
     assert 'N:M sparsity of the model' in out and 'sparsity/sad' in out
     assert osp.isfile(osp.join(work, 'iter_2.pth'))
+
+    # the stock inference API, in a process that never builds a runner
+    images = sorted(glob.glob(osp.join(data_root, 'images', 'val', '*')))
+    out = run([sys.executable, osp.join(TESTS, 'stock_api_check.py'), config,
+               osp.join(work, 'iter_2.pth')] + images[:2])
+    assert out.strip().endswith('OK')
 
     out = run(train + ['--resume'] + small(data_root, 3, config))
     assert 'resumed' in out.lower() and 'Iter(train) [3/3]' in out
@@ -143,7 +151,8 @@ def test_missing_dataset_path_is_named(tmp_path):
 def test_dist_train_two_gloo_processes_hold_identical_masks(
         tmp_path, data_root):
     # the demo config plus a test hook that saves each rank's masks
-    hooks = [hook.to_dict() for hook in Config.fromfile(CONFIG).custom_hooks]
+    hooks = [hook.to_dict()
+             for hook in Config.fromfile(CONFIG).get('custom_hooks', [])]
     config = tmp_path / 'dist_config.py'
     config.write_text(
         f'_base_ = {CONFIG!r}\n'
@@ -171,7 +180,9 @@ def test_dist_train_two_gloo_processes_hold_identical_masks(
             assert torch.equal(mask, masks1[name]), (step, name)
     # and the final ones are the 2:4 masks of the saved weights: the 2
     # largest |w| of each group of 4 input channels
-    state = torch.load(work / 'iter_2.pth')['state_dict']
+    checkpoint = torch.load(work / 'iter_2.pth')
+    decode_nm_checkpoint(checkpoint, 'iter_2.pth')  # the dense weights
+    state = checkpoint['state_dict']
     for name, mask in rank0['final'].items():
         assert torch.equal(mask, rank1['final'][name]), name
         weight = state[f'{name}.weight']

@@ -38,7 +38,7 @@ def read_scalars(run_dir: str) -> Dict[str, List[tuple]]:
                     series[key].append((row['step'], row[key]))
     if not any(series.values()):
         raise SystemExit(f'{path} holds no sparsity/* scalars: was '
-                         'NMSparsityHook in custom_hooks?')
+                         'an NMSparsityHook in the config?')
     return series
 
 
