@@ -69,7 +69,8 @@ def deploy_2to4(dense_cfg: Config, export: str, name: str) -> List[str]:
     runner.model.load_state_dict(
         torch.load(deployed, map_location='cpu')['state_dict'], strict=True)
     metrics = runner.test()
-    return [f'2:4 inference model: {deployed} ({mib(deployed)}); '
+    return [f'2:4 inference model: {osp.relpath(deployed, REPO)} '
+            f'({mib(deployed)}); '
             f'{report.summary()}',
             f'2:4 inference model:  {format_metrics(metrics)}']
 
