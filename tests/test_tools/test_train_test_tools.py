@@ -80,9 +80,16 @@ def group_nonzeros(weight: torch.Tensor, m: int = 4) -> torch.Tensor:
 def test_train_resume_test_export(tmp_path, data_root, config, metric):
     work = str(tmp_path / 'work')
     train = [sys.executable, 'tools/train.py', config, '--work-dir', work]
-    out = run(train + small(data_root, 2, config))
+    out = run(train + small(data_root, 2, config) +
+              [f'default_hooks.checkpoint.save_best={metric}'])
     assert 'N:M sparsity of the model' in out and 'sparsity/sad' in out
     assert osp.isfile(osp.join(work, 'iter_2.pth'))
+    # every checkpoint the run writes holds exactly N:M weights: the best
+    best = glob.glob(osp.join(work, 'best_*.pth'))
+    assert len(best) == 1, os.listdir(work)
+    state = torch.load(best[0])['state_dict']
+    assert bool((group_nonzeros(state['backbone.layer1.0.conv1.weight']) <=
+                 2).all())
 
     # the stock inference API, in a process that never builds a runner
     images = sorted(glob.glob(osp.join(data_root, 'images', 'val', '*')))
