@@ -2,7 +2,7 @@
 # the virtual environment (.venv) first.
 PYTHON := .venv/bin/python
 
-.PHONY: env demo test bench
+.PHONY: env demo test lint bench
 
 env:
 	bash tools/setup_env.sh
@@ -12,6 +12,13 @@ demo: env
 
 test: env
 	$(PYTHON) -m pytest tests
+
+# OpenMMLab's flake8 / isort / yapf settings (setup.cfg); fails on a violation
+LINT_PATHS := mmnm tools tests benchmarks configs setup.py
+lint: env
+	.venv/bin/flake8 $(LINT_PATHS)
+	.venv/bin/isort --check-only --diff $(LINT_PATHS)
+	.venv/bin/yapf --diff --recursive $(LINT_PATHS)
 
 bench: env
 	$(PYTHON) benchmarks/bench_nm_mask.py

@@ -7,7 +7,6 @@ skips them (mmnm then runs its pure-PyTorch implementations).
 import glob
 import os
 import os.path as osp
-
 from setuptools import find_packages, setup
 
 HERE = osp.dirname(osp.abspath(__file__))

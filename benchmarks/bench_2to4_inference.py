@@ -1,8 +1,9 @@
 """2:4 sparse inference vs dense, measured side by side in one run.
 
 1. Correctness (every machine): a 2:4 ResNet-50 (mmdet's; torchvision's
-   where mmdet cannot be imported) and the Faster R-CNN of configs/faster_rcnn_r50_2-4.py,
-   converted with convert_to_sparse24, against their masked dense models.
+   where mmdet cannot be imported) and the Faster R-CNN of
+   configs/faster_rcnn_r50_2-4.py, converted with convert_to_sparse24,
+   against their masked dense models.
 2. The GEMM shapes of ResNet-50's sparse convs at batch 1 and a large
    batch, derived from the model (on the meta device, so also on CPUs).
 3. GPU only (CUDA, capability >= 8.0): for fp16 and bf16, dense
@@ -96,8 +97,10 @@ def gemm_shapes(model: nn.Module, batch: int,
                conv.out_channels)
         shapes[key] = shapes.get(key, 0) + 1
 
-    handles = [m.register_forward_hook(hook) for m in meta.modules()
-               if type(m) is nn.Conv2d and m.in_channels % 4 == 0]
+    handles = [
+        m.register_forward_hook(hook) for m in meta.modules()
+        if type(m) is nn.Conv2d and m.in_channels % 4 == 0
+    ]
     with torch.no_grad():
         meta(torch.empty(batch, 3, *size, device='meta'))
     for handle in handles:
@@ -105,7 +108,8 @@ def gemm_shapes(model: nn.Module, batch: int,
     return shapes
 
 
-def alternate(runs: Dict[str, Callable[[], None]], rounds: int,
+def alternate(runs: Dict[str, Callable[[], None]],
+              rounds: int,
               warmup: int = 3) -> Dict[str, float]:
     """Median seconds of each run, the runs alternating round by round."""
     for run in runs.values():
@@ -123,12 +127,17 @@ def alternate(runs: Dict[str, Callable[[], None]], rounds: int,
 
 
 def table(header: List[str], rows: List[List[str]]) -> str:
-    widths = [max(len(str(r[i])) for r in rows + [header])
-              for i in range(len(header))]
-    lines = ['  '.join(str(c).rjust(w) for c, w in zip(header, widths)),
-             '  '.join('-' * w for w in widths)]
-    lines += ['  '.join(str(c).rjust(w) for c, w in zip(row, widths))
-              for row in rows]
+    widths = [
+        max(len(str(r[i])) for r in rows + [header])
+        for i in range(len(header))
+    ]
+    lines = [
+        '  '.join(str(c).rjust(w) for c, w in zip(header, widths)),
+        '  '.join('-' * w for w in widths)
+    ]
+    lines += [
+        '  '.join(str(c).rjust(w) for c, w in zip(row, widths)) for row in rows
+    ]
     return '\n'.join(lines)
 
 
@@ -145,10 +154,15 @@ def check_resnet50(device: torch.device, size: int) -> None:
     for name, dtype in DTYPES.items():
         model = copy.deepcopy(masked)
         report = convert_to_sparse24(model, dtype, logger=None)
-        errors = [relative_error(o, r)
-                  for o, r in zip(as_tuple(model(x)), reference)]
-        backends = {m.backend for m in model.modules()
-                    if isinstance(m, (Sparse24Conv2d, Sparse24Linear))}
+        errors = [
+            relative_error(o, r)
+            for o, r in zip(as_tuple(model(x)), reference)
+        ]
+        backends = {
+            m.backend
+            for m in model.modules()
+            if isinstance(m, (Sparse24Conv2d, Sparse24Linear))
+        }
         source = type(masked).__module__.split('.')[0]
         print(f'ResNet-50 ({source}) {name}: '
               f'{len(report.sparse_layers)} layers 2:4 '
@@ -168,8 +182,8 @@ def build_frcnn(size: Tuple[int, int], device: torch.device):
     model = build_model(cfg)
     sparsify_model(model, **config_sparsity(cfg))
     model.to(device).eval()
-    data = demo_mm_inputs(batch_size=1, image_shapes=(3, *size),
-                          num_items=[2], num_classes=80)
+    data = demo_mm_inputs(
+        batch_size=1, image_shapes=(3, *size), num_items=[2], num_classes=80)
     return model, model.data_preprocessor(data, False)
 
 
@@ -184,9 +198,10 @@ def check_frcnn(device: torch.device, size: Tuple[int, int]) -> None:
     # the RoI head on each model's own features, from the same boxes
     from mmdet.structures.bbox import bbox2roi
     h, w = size
-    rois = bbox2roi([torch.tensor([[0., 0., w / 2, h / 2],
-                                   [w / 4, h / 8, w - 1., h / 2]],
-                                  device=device)])
+    rois = bbox2roi([
+        torch.tensor([[0., 0., w / 2, h / 2], [w / 4, h / 8, w - 1., h / 2]],
+                     device=device)
+    ])
     want = masked.roi_head._bbox_forward(reference, rois)['cls_score']
     got = model.roi_head._bbox_forward(feats, rois)['cls_score']
     roi_error = relative_error(got, want)
@@ -250,8 +265,10 @@ def _bench_gemm(m: int, k: int, out: int, dtype: torch.dtype, rounds: int,
         elif ran[backend] != {backend}:  # the kernel failed: dense ran
             row += [f'n/a (ran {",".join(sorted(ran[backend]))})', '']
         else:
-            row += [f'{1e3 * times[backend]:.3f}',
-                    f'{times["dense"] / times[backend]:.2f}']
+            row += [
+                f'{1e3 * times[backend]:.3f}',
+                f'{times["dense"] / times[backend]:.2f}'
+            ]
     return row
 
 
@@ -268,8 +285,8 @@ def ran_backends(model: nn.Module) -> str:
     counts: Dict[str, int] = {}
     for module in model.modules():
         if isinstance(module, (Sparse24Conv2d, Sparse24Linear)):
-            counts[str(module.backend)] = counts.get(str(module.backend),
-                                                     0) + 1
+            counts[str(
+                module.backend)] = counts.get(str(module.backend), 0) + 1
     return ' '.join(f'{name}:{n}' for name, n in sorted(counts.items()))
 
 
@@ -279,8 +296,10 @@ def sparse_columns(times: Dict[str, float], backends: str) -> List[str]:
     if not any(not b.startswith(('dense:', 'None:'))
                for b in backends.split()):
         return ['n/a', '']
-    return [f'{1e3 * times["sparse"]:.2f}',
-            f'{times["dense"] / times["sparse"]:.2f}']
+    return [
+        f'{1e3 * times["sparse"]:.2f}',
+        f'{times["dense"] / times["sparse"]:.2f}'
+    ]
 
 
 @torch.no_grad()
@@ -298,15 +317,16 @@ def bench_resnet50(batches: List[int], size: int, rounds: int,
     print(f'ResNet-50 backbone forward, {size}x{size} (dense: cuDNN '
           'channels_last; 2:4: auto backend; backends: what the 2:4 layers '
           'ran)')
-    print(table(['dtype', 'batch', 'dense ms', '2:4 ms', 'speedup',
-                 'backends'], rows))
+    print(
+        table(['dtype', 'batch', 'dense ms', '2:4 ms', 'speedup', 'backends'],
+              rows))
 
 
 def _bench_resnet50_dtype(dense: nn.Module, masked: nn.Module, name: str,
                           dtype: torch.dtype, batches: List[int], size: int,
                           rounds: int, device: torch.device) -> List[list]:
-    dense_model = copy.deepcopy(dense).to(device, dtype).to(
-        memory_format=torch.channels_last)
+    dense_model = copy.deepcopy(dense).to(
+        device, dtype).to(memory_format=torch.channels_last)
     sparse_model = copy.deepcopy(masked)
     # a bare backbone: channels_last outputs all the way, like the dense one
     convert_to_sparse24(sparse_model, dtype, channels_last=True, logger=None)
@@ -315,8 +335,11 @@ def _bench_resnet50_dtype(dense: nn.Module, masked: nn.Module, name: str,
     for batch in batches:
         x = torch.randn(batch, 3, size, size, device=device, dtype=dtype)
         x = x.to(memory_format=torch.channels_last)
-        times = alternate({'dense': lambda: dense_model(x),
-                           'sparse': lambda: sparse_model(x)}, rounds)
+        times = alternate(
+            {
+                'dense': lambda: dense_model(x),
+                'sparse': lambda: sparse_model(x)
+            }, rounds)
         backends = ran_backends(sparse_model)
         rows.append([name, batch, f'{1e3 * times["dense"]:.2f}'] +
                     sparse_columns(times, backends) + [backends])
@@ -335,13 +358,12 @@ def bench_frcnn(size: Tuple[int, int], rounds: int,
     dense.load_state_dict(export_state_dict(masked))
     rows = []
     for name, dtype in DTYPES.items():
-        rows.append(_bench_frcnn_dtype(dense, masked, data, name, dtype,
-                                       rounds))
+        rows.append(
+            _bench_frcnn_dtype(dense, masked, data, name, dtype, rounds))
         clear_sparse24_caches()
     print(f'Faster R-CNN R50-FPN predict, batch 1, {size[0]}x{size[1]} '
           '(autocast; the 2:4 layers run in the same dtype)')
-    print(table(['dtype', 'dense ms', '2:4 ms', 'speedup', 'backends'],
-                rows))
+    print(table(['dtype', 'dense ms', '2:4 ms', 'speedup', 'backends'], rows))
 
 
 def _bench_frcnn_dtype(dense: nn.Module, masked: nn.Module, data: dict,
@@ -354,8 +376,11 @@ def _bench_frcnn_dtype(dense: nn.Module, masked: nn.Module, data: dict,
         with torch.autocast('cuda', dtype=dtype):
             model.predict(inputs, copy.deepcopy(samples))
 
-    times = alternate({'dense': lambda: run(dense),
-                       'sparse': lambda: run(sparse)}, rounds)
+    times = alternate(
+        {
+            'dense': lambda: run(dense),
+            'sparse': lambda: run(sparse)
+        }, rounds)
     backends = ran_backends(sparse)
     return [name, f'{1e3 * times["dense"]:.2f}'] + \
         sparse_columns(times, backends) + [backends]
@@ -377,8 +402,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--batches', type=int, nargs='+', default=[1, 64])
     parser.add_argument('--size', type=int, default=224)
-    parser.add_argument('--frcnn-size', type=int, nargs=2,
-                        default=[800, 1344])
+    parser.add_argument('--frcnn-size', type=int, nargs=2, default=[800, 1344])
     parser.add_argument('--rounds', type=int, default=20)
     parser.add_argument('--skip-frcnn', action='store_true')
     args = parser.parse_args()
@@ -396,11 +420,12 @@ def main() -> int:
         check_frcnn(device, (64, 64) if reason else tuple(args.frcnn_size))
 
     resnet = build_resnet50()
-    shapes = {batch: gemm_shapes(resnet, batch, (args.size, args.size))
-              for batch in args.batches}
+    shapes = {
+        batch: gemm_shapes(resnet, batch, (args.size, args.size))
+        for batch in args.batches
+    }
     if reason is not None:
-        rows = [[batch, m, k, out, count]
-                for batch, found in shapes.items()
+        rows = [[batch, m, k, out, count] for batch, found in shapes.items()
                 for (m, k, out), count in sorted(found.items())]
         print(f'--- GEMM shapes of ResNet-50\'s 2:4 convs, {args.size}x'
               f'{args.size} ---')

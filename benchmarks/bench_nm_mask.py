@@ -25,8 +25,8 @@ def argsort_scatter_mask(weight: Tensor, n: int, m: int) -> Tensor:
     out, cin = weight.shape[:2]
     rows = weight.detach().movedim(1, -1).reshape(-1, m).abs()
     order = torch.argsort(rows, dim=1, descending=True, stable=True)
-    keep = torch.zeros_like(rows, dtype=torch.bool).scatter_(
-        1, order[:, :n], True)
+    keep = torch.zeros_like(
+        rows, dtype=torch.bool).scatter_(1, order[:, :n], True)
     return keep.view(out, *weight.shape[2:], cin).movedim(-1, 1)
 
 

@@ -55,9 +55,10 @@ def main() -> None:
 
     images = torch.randn(args.batch, 3, args.size, args.size)
     steps = {
-        'dense': make_step(dense, OptimWrapper(sgd(dense)), images),
-        f'{args.pattern} SR-STE': make_step(
-            sparse, SRSTEOptimWrapper(optimizer=sgd(sparse)), images),
+        'dense':
+        make_step(dense, OptimWrapper(sgd(dense)), images),
+        f'{args.pattern} SR-STE':
+        make_step(sparse, SRSTEOptimWrapper(optimizer=sgd(sparse)), images),
     }
     for step in steps.values():  # warm-up
         step()

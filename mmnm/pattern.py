@@ -1,4 +1,4 @@
-"""The N:M sparsity pattern: at most N non-zeros in every group of M weights."""
+"""The N:M sparsity pattern: at most N non-zeros in each group of M weights."""
 from dataclasses import dataclass
 from typing import Mapping, Tuple, Union
 

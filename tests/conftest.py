@@ -4,7 +4,6 @@ conftest's folder), so tests import the helpers in ``toy_models.py``."""
 import pytest
 
 
-
 @pytest.fixture(autouse=True)
 def _seed():
     import torch

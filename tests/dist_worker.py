@@ -13,8 +13,8 @@ from mmengine.config import Config
 from mmengine.dist import get_rank
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
-
 from toy_models import toy_runner_cfg
+
 from mmnm.layers import NMSparseMixin
 from mmnm.utils import prepare_cpu_distributed
 
@@ -34,8 +34,11 @@ def main() -> None:
         runner.model) else runner.model
     torch.save(
         dict(
-            masks={n: m.mask for n, m in model.named_modules()
-                   if isinstance(m, NMSparseMixin)},
+            masks={
+                n: m.mask
+                for n, m in model.named_modules()
+                if isinstance(m, NMSparseMixin)
+            },
             state_dict=model.state_dict()),
         osp.join(work_dir, f'result_rank{get_rank()}.pth'))
 

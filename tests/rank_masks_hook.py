@@ -26,13 +26,21 @@ class SaveRankMasksHook(Hook):
             runner.model) else runner.model
         return find_sparse_layers(model)
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None) -> None:
-        self.per_iter.append({layer.nm_name: layer.mask.detach().cpu()
-                              for layer in self._layers(runner)})
+        self.per_iter.append({
+            layer.nm_name: layer.mask.detach().cpu()
+            for layer in self._layers(runner)
+        })
 
     def after_run(self, runner) -> None:
-        final = {layer.nm_name: layer.update_mask().cpu()
-                 for layer in self._layers(runner)}
-        torch.save(dict(per_iter=self.per_iter, final=final),
-                   osp.join(runner.work_dir, f'masks_rank{get_rank()}.pth'))
+        final = {
+            layer.nm_name: layer.update_mask().cpu()
+            for layer in self._layers(runner)
+        }
+        torch.save(
+            dict(per_iter=self.per_iter, final=final),
+            osp.join(runner.work_dir, f'masks_rank{get_rank()}.pth'))

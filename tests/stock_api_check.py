@@ -15,8 +15,8 @@ def predictions(result) -> list:
     if hasattr(result, 'pred_sem_seg'):
         return [result.pred_sem_seg.data, result.seg_logits.data]
     inst = result.pred_instances
-    return [inst.bboxes, inst.scores, inst.labels] + (
-        [inst.masks] if 'masks' in inst else [])
+    return [inst.bboxes, inst.scores, inst.labels
+            ] + ([inst.masks] if 'masks' in inst else [])
 
 
 def main(config: str, checkpoint: str, images: list) -> None:
@@ -41,9 +41,9 @@ def main(config: str, checkpoint: str, images: list) -> None:
     sparse.eval()
     patterns = sparse_weight_patterns(sparse)
     check_nm_state_dict(stock.state_dict(), patterns)
-    pruned = sum(int((trained['state_dict'][key] != 0).sum() -
-                     (stock.state_dict()[key] != 0).sum())
-                 for key in patterns)
+    pruned = sum(
+        int((trained['state_dict'][key] != 0).sum() -
+            (stock.state_dict()[key] != 0).sum()) for key in patterns)
     assert pruned > 0, 'the trained weights should be dense (SR-STE)'
 
     for image in images:

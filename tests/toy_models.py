@@ -19,7 +19,8 @@ class ToyConvNet(BaseModel):
     """Conv -> conv -> linear regression net; no BatchNorm, so gradients of
     a split batch average to those of the whole batch."""
 
-    def __init__(self, dtype: str = 'float32',
+    def __init__(self,
+                 dtype: str = 'float32',
                  conv_cfg: Optional[dict] = None) -> None:
         super().__init__()
         self.stem = nn.Conv2d(3, 8, 3, padding=1)
@@ -79,8 +80,8 @@ def toy_runner_cfg(work_dir: str, max_iters: int = 6, **overrides) -> dict:
         ],
         default_hooks=dict(
             logger=dict(type='LoggerHook', interval=2),
-            checkpoint=dict(
-                type='CheckpointHook', interval=2, by_epoch=False)),
+            checkpoint=dict(type='CheckpointHook', interval=2,
+                            by_epoch=False)),
         randomness=dict(seed=0),
         env_cfg=dict(dist_cfg=dict(backend='gloo')),
         default_scope=None,
@@ -100,7 +101,10 @@ class MaskRecorder(Hook):
     def __init__(self) -> None:
         self.masks = []
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None):
         self.masks.append({
             name: module.mask.clone()

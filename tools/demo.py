@@ -5,10 +5,11 @@ and, for 2:4, convert that to the compressed 2:4 inference model and
 evaluate it too (on a CPU through the decompress path; on sm80+ GPUs the 2:4
 kernels).
 
-    python tools/demo.py                 # Mask R-CNN R18-FPN 2:4, COCO bbox + segm
-    python tools/demo.py --task det      # Faster R-CNN R18-FPN 2:4, COCO bbox
-    python tools/demo.py --task seg      # FCN-R18-D8 2:4, mIoU
-    python tools/demo.py --config configs/demo/mask-rcnn_r18_fpn_dense_shapes-64x64.py
+    python tools/demo.py               # Mask R-CNN R18-FPN 2:4, bbox + segm
+    python tools/demo.py --task det    # Faster R-CNN R18-FPN 2:4, COCO bbox
+    python tools/demo.py --task seg    # FCN-R18-D8 2:4, mIoU
+    python tools/demo.py --config \
+        configs/demo/mask-rcnn_r18_fpn_dense_shapes-64x64.py
     python tools/demo.py --cfg-options \
         default_hooks.nm_sparsity.sparsity.pattern=4:8
 """
@@ -30,12 +31,15 @@ DEMOS = dict(
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--task', choices=sorted(DEMOS), default='ins',
-                        help='which demo config to run (default: ins)')
+    parser.add_argument(
+        '--task',
+        choices=sorted(DEMOS),
+        default='ins',
+        help='which demo config to run (default: ins)')
     parser.add_argument('--config', help='a demo config; overrides --task')
     parser.add_argument('--work-dir')
-    parser.add_argument('--data-root',
-                        default=osp.join(REPO, 'data', 'demo', 'shapes'))
+    parser.add_argument(
+        '--data-root', default=osp.join(REPO, 'data', 'demo', 'shapes'))
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()
     args.config = args.config or osp.join(REPO, 'configs', 'demo',
@@ -69,10 +73,12 @@ def deploy_2to4(dense_cfg: Config, export: str, name: str) -> List[str]:
     runner.model.load_state_dict(
         torch.load(deployed, map_location='cpu')['state_dict'], strict=True)
     metrics = runner.test()
-    return [f'2:4 inference model: {osp.relpath(deployed, REPO)} '
-            f'({mib(deployed)}); '
-            f'{report.summary()}',
-            f'2:4 inference model:  {format_metrics(metrics)}']
+    return [
+        f'2:4 inference model: {osp.relpath(deployed, REPO)} '
+        f'({mib(deployed)}); '
+        f'{report.summary()}',
+        f'2:4 inference model:  {format_metrics(metrics)}'
+    ]
 
 
 def main() -> int:
@@ -94,13 +100,17 @@ def main() -> int:
 
     runner = Runner.from_cfg(cfg)
     model = runner.train()  # ends with the validation of the last iteration
-    metrics = {key[4:]: buffer.current()
-               for key, buffer in runner.message_hub.log_scalars.items()
-               if key.startswith('val/')}
+    metrics = {
+        key[4:]: buffer.current()
+        for key, buffer in runner.message_hub.log_scalars.items()
+        if key.startswith('val/')
+    }
 
-    lines = ['', '=== mmnm demo result ===',
-             f'config: {osp.relpath(args.config, REPO)}',
-             f'trained model:  {format_metrics(metrics)}']
+    lines = [
+        '', '=== mmnm demo result ===',
+        f'config: {osp.relpath(args.config, REPO)}',
+        f'trained model:  {format_metrics(metrics)}'
+    ]
     patterns = sparse_weight_patterns(model)
     if not patterns:
         print('\n'.join(lines + ['dense model (no N:M sparse layer)']))
@@ -109,9 +119,11 @@ def main() -> int:
     numel = sum(layer.numel for layer in layers)
     zeros = sum(layer.zeros for layer in layers)
     kinds = ', '.join(sorted({str(layer.pattern) for layer in layers}))
-    lines += [f'sparse layers: {len(layers)} ({kinds}), verified N:M in '
-              f'every group; zeros: {zeros}/{numel} '
-              f'({100 * zeros / numel:.2f}%)']
+    lines += [
+        f'sparse layers: {len(layers)} ({kinds}), verified N:M in '
+        f'every group; zeros: {zeros}/{numel} '
+        f'({100 * zeros / numel:.2f}%)'
+    ]
 
     # the training checkpoint, as the stock dense model of the config (and
     # so init_detector / init_model / any script) reads it
@@ -121,28 +133,34 @@ def main() -> int:
     # nothing but the files named here may be loaded: test() would load these
     dense_cfg.load_from, dense_cfg.resume = None, False
     dense_runner = Runner.from_cfg(dense_cfg)
-    load_checkpoint(dense_runner.model, checkpoint, map_location='cpu',
-                    strict=True)
+    load_checkpoint(
+        dense_runner.model, checkpoint, map_location='cpu', strict=True)
     check_nm_state_dict(dense_runner.model.state_dict(), patterns)
     stock_metrics = dense_runner.test()
-    lines += [f'training checkpoint: {osp.relpath(checkpoint, REPO)} '
-              f'({mib(checkpoint)}), loaded strictly into the stock dense '
-              'model, N:M verified',
-              f'training checkpoint in the stock dense model:  '
-              f'{format_metrics(stock_metrics)}']
+    lines += [
+        f'training checkpoint: {osp.relpath(checkpoint, REPO)} '
+        f'({mib(checkpoint)}), loaded strictly into the stock dense '
+        'model, N:M verified',
+        f'training checkpoint in the stock dense model:  '
+        f'{format_metrics(stock_metrics)}'
+    ]
 
     # the slim export, made as tools/model_converters/export_nm.py makes it
     export = osp.join(cfg.work_dir, f'{name}_nm.pth')
     exported = build_sparse_model(cfg)
     load_checkpoint(exported, checkpoint, map_location='cpu', strict=True)
-    save_nm_checkpoint(export_state_dict(exported), patterns, export,
-                       source=checkpoint)
-    same = all(torch.equal(value, dense_runner.model.state_dict()[key])
-               for key, value in torch.load(export)['state_dict'].items())
-    lines += [f'export: {osp.relpath(export, REPO)} ({mib(export)}, no '
-              'optimizer or training state), N:M verified, '
-              f'{"the same" if same else "OTHER"} weights as the training '
-              'checkpoint']
+    save_nm_checkpoint(
+        export_state_dict(exported), patterns, export, source=checkpoint)
+    same = all(
+        torch.equal(value,
+                    dense_runner.model.state_dict()[key])
+        for key, value in torch.load(export)['state_dict'].items())
+    lines += [
+        f'export: {osp.relpath(export, REPO)} ({mib(export)}, no '
+        'optimizer or training state), N:M verified, '
+        f'{"the same" if same else "OTHER"} weights as the training '
+        'checkpoint'
+    ]
     if {str(p) for p in patterns.values()} == {'2:4'}:
         lines += deploy_2to4(dense_cfg, export, name)
     print('\n'.join(lines))

@@ -41,7 +41,7 @@ if ! ls "$CACHE"/mmcv-$MMCV_VERSION-*.whl >/dev/null 2>&1; then
 fi
 $PIP install -q "$CACHE"/mmcv-$MMCV_VERSION-*.whl
 $PIP install -q -r "$ROOT/requirements/runtime.txt" \
-    -r "$ROOT/requirements/tests.txt"
+    -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/lint.txt"
 $PIP install -q --no-build-isolation --no-deps -e "$ROOT"
 
 "$VENV/bin/python" - <<'PY'

@@ -8,8 +8,8 @@ import argparse
 import os.path as osp
 
 import mmnm  # noqa: F401  (registers mmnm's parts, safe checkpoint loading)
-from mmnm.utils.launch import (add_common_args, build_runner,
-                               check_data_roots, load_config)
+from mmnm.utils.launch import (add_common_args, build_runner, check_data_roots,
+                               load_config)
 
 
 def parse_args() -> argparse.Namespace:

@@ -40,10 +40,10 @@ model = dict(
         rpn_proposal=dict(nms_pre=500, max_per_img=100),
         rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(
-        rpn=dict(nms_pre=500, max_per_img=100),
-        rcnn=dict(max_per_img=20)))
+        rpn=dict(nms_pre=500, max_per_img=100), rcnn=dict(max_per_img=20)))
 
-# --- data: generated shapes, COCO format --------------------------------------
+# --- data: generated shapes, COCO format
+# --------------------------------------
 data_root = 'data/demo/shapes'
 image_size = (64, 64)  # Resize is a no-op here; it records scale_factor
 metainfo = dict(
@@ -98,7 +98,8 @@ val_evaluator = dict(
     format_only=False)
 test_evaluator = val_evaluator
 
-# --- schedule -----------------------------------------------------------------
+# --- schedule
+# -----------------------------------------------------------------
 max_iters = 300
 train_cfg = dict(
     type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)

@@ -47,7 +47,8 @@ train_dataloader = dict(
     **loader,
     dataset=dict(
         **dataset,
-        data_prefix=dict(img_path='images/train', seg_map_path='seg_maps/train'),
+        data_prefix=dict(
+            img_path='images/train', seg_map_path='seg_maps/train'),
         pipeline=train_pipeline))
 val_dataloader = dict(
     **loader,
@@ -57,14 +58,20 @@ val_dataloader = dict(
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-# --- schedule -----------------------------------------------------------------
+# --- schedule
+# -----------------------------------------------------------------
 max_iters = 300
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
-                 val_interval=max_iters)
+train_cfg = dict(
+    type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
-    dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=20, end=max_iters,
-         by_epoch=False),
+    dict(
+        type='PolyLR',
+        eta_min=1e-4,
+        power=0.9,
+        begin=20,
+        end=max_iters,
+        by_epoch=False),
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),

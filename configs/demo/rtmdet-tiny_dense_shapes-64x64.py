@@ -13,7 +13,8 @@ model = dict(
     bbox_head=dict(norm_cfg=norm_cfg, num_classes=3),
     test_cfg=dict(nms_pre=1000, max_per_img=20))
 
-# --- data: generated shapes, COCO format --------------------------------------
+# --- data: generated shapes, COCO format
+# --------------------------------------
 data_root = 'data/demo/shapes'
 image_size = (64, 64)
 metainfo = dict(
@@ -69,7 +70,8 @@ val_evaluator = dict(
     format_only=False)
 test_evaluator = val_evaluator
 
-# --- schedule: iterations; EMA kept, the epoch-based pipeline switch dropped --
+# --- schedule: iterations; EMA kept, the epoch-based pipeline switch dropped
+# --
 max_iters = 300
 train_cfg = dict(
     _delete_=True,

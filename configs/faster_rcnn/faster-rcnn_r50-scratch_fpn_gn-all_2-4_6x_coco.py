@@ -1,5 +1,7 @@
-# Faster R-CNN R50-FPN (GroupNorm, from scratch, 6x schedule) on COCO detection: trained 2:4 sparse from scratch with SR-STE.
-# Data: COCO 2017 at data/coco/ (train2017, val2017, annotations/). Metric: bbox mAP.
+# Faster R-CNN R50-FPN (GroupNorm, from scratch, 6x schedule) on COCO
+# detection: trained 2:4 sparse from scratch with SR-STE.
+# Data: COCO 2017 at data/coco/ (train2017, val2017, annotations/). Metric:
+# bbox mAP.
 # Only the sparse parts are added to the dense baseline.
 _base_ = './faster-rcnn_r50-scratch_fpn_gn-all_dense_6x_coco.py'
 

@@ -1,5 +1,7 @@
-# Mask R-CNN R50-FPN (GroupNorm, from scratch, 6x schedule) on COCO instance segmentation: trained 2:4 sparse from scratch with SR-STE.
-# Data: COCO 2017 at data/coco/ (train2017, val2017, annotations/). Metric: bbox and segm mAP.
+# Mask R-CNN R50-FPN (GroupNorm, from scratch, 6x schedule) on COCO instance
+# segmentation: trained 2:4 sparse from scratch with SR-STE.
+# Data: COCO 2017 at data/coco/ (train2017, val2017, annotations/). Metric:
+# bbox and segm mAP.
 # Only the sparse parts are added to the dense baseline.
 _base_ = './mask-rcnn_r50-scratch_fpn_gn-all_dense_6x_coco.py'
 

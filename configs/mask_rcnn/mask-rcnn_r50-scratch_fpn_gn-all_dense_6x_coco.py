@@ -1,5 +1,7 @@
-# Mask R-CNN R50-FPN (GroupNorm, from scratch, 6x schedule) on COCO instance segmentation: dense baseline, trained from scratch.
-# Data: COCO 2017 at data/coco/ (train2017, val2017, annotations/). Metric: bbox and segm mAP.
+# Mask R-CNN R50-FPN (GroupNorm, from scratch, 6x schedule) on COCO instance
+# segmentation: dense baseline, trained from scratch.
+# Data: COCO 2017 at data/coco/ (train2017, val2017, annotations/). Metric:
+# bbox and segm mAP.
 # No download: GroupNorm from scratch (mmdet's scratch recipe). To start from a
 # local ImageNet backbone instead, add
 #   --cfg-options model.backbone.init_cfg.type=Pretrained \

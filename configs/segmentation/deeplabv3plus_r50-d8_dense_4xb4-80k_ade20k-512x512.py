@@ -1,4 +1,5 @@
-# DeepLabV3+ R50-D8 on ADE20K (512x512 crops, 80k iterations): dense baseline, trained from scratch.
+# DeepLabV3+ R50-D8 on ADE20K (512x512 crops, 80k iterations): dense baseline,
+# trained from scratch.
 # Data: ADE20K at data/ade/ADEChallengeData2016/. Metric: mIoU.
 # No download: the ImageNet-pretrained backbone of the stock config is
 # dropped. To start from a local one, add

@@ -1,5 +1,7 @@
-# FCN R50-D8 on Cityscapes (512x1024 crops, 80k iterations): trained 2:4 sparse from scratch with SR-STE.
-# Data: Cityscapes at data/cityscapes/ (leftImg8bit/, gtFine/ with *_labelTrainIds.png). Metric: mIoU.
+# FCN R50-D8 on Cityscapes (512x1024 crops, 80k iterations): trained 2:4 sparse
+# from scratch with SR-STE.
+# Data: Cityscapes at data/cityscapes/ (leftImg8bit/, gtFine/ with
+# *_labelTrainIds.png). Metric: mIoU.
 # Only the sparse parts are added to the dense baseline.
 _base_ = './fcn_r50-d8_dense_4xb2-80k_cityscapes-512x1024.py'
 

@@ -12,11 +12,9 @@ from .verify import LayerSparsity, measure_sparsity, verify_nm_sparsity
 __all__ = [
     'NM_CHECKPOINT_FORMAT', 'NM_CHECKPOINT_KEY', 'WEIGHT_SETS',
     'decode_nm_checkpoint', 'encode_nm_checkpoint', 'nm_checkpoint_format',
-    'pack_mask', 'unpack_mask',
-    'check_nm_state_dict', 'export_state_dict', 'save_nm_checkpoint',
-    'sparse_weight_patterns',
-    'LayerDecision', 'LayerSparsity', 'SPARSE_COUNTERPARTS', 'SparsityReport',
+    'pack_mask', 'unpack_mask', 'check_nm_state_dict', 'export_state_dict',
+    'save_nm_checkpoint', 'sparse_weight_patterns', 'LayerDecision',
+    'LayerSparsity', 'SPARSE_COUNTERPARTS', 'SparsityReport',
     'find_sparse_layers', 'measure_sparsity', 'sparse_layer_slots',
-    'sparsify_model',
-    'verify_nm_sparsity'
+    'sparsify_model', 'verify_nm_sparsity'
 ]

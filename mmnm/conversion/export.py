@@ -15,8 +15,10 @@ from .sparsify import find_sparse_layers, sparse_layer_slots
 def sparse_weight_patterns(model: nn.Module) -> Dict[str, NMPattern]:
     """``{state_dict key of a sparse weight: its pattern}``, every key of a
     shared layer included."""
-    return {f'{name}.weight': layer.nm
-            for name, layer in sparse_layer_slots(model).items()}
+    return {
+        f'{name}.weight': layer.nm
+        for name, layer in sparse_layer_slots(model).items()
+    }
 
 
 def export_state_dict(model: nn.Module) -> 'OrderedDict[str, Tensor]':
@@ -56,8 +58,10 @@ def save_nm_checkpoint(state_dict: Mapping[str, Tensor],
     check_nm_state_dict(state_dict, patterns)
     meta = dict(
         mmnm_version=__version__,
-        nm_patterns={key: f'{p}/{p.orientation}'
-                     for key, p in patterns.items()})
+        nm_patterns={
+            key: f'{p}/{p.orientation}'
+            for key, p in patterns.items()
+        })
     if source is not None:
         meta['source'] = source
     torch.save(dict(meta=meta, state_dict=dict(state_dict)), out)

@@ -6,8 +6,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Type
 from mmcv.cnn.bricks import wrappers as mmcv_wrappers
 from torch import nn
 
-from mmnm.layers import (NMSparseMixin, SparseConv, SparseLinear,
-                         ineligibility)
+from mmnm.layers import NMSparseMixin, SparseConv, SparseLinear, ineligibility
 from mmnm.pattern import NMPattern, PatternLike
 
 #: Dense layer types and their sparse counterparts. Other subclasses (e.g.
@@ -81,15 +80,17 @@ class SparsityReport:
             return '  '.join(
                 cell.ljust(width) for cell, width in zip(cells, widths))
 
-        return '\n'.join([line(header), line(['-' * w for w in widths])] +
-                         [line(row) for row in rows] + [self.summary()])
+        return '\n'.join(
+            [line(header), line(['-' * w for w in widths])] +
+            [line(row) for row in rows] + [self.summary()])
 
     def summary(self) -> str:
         """The line under the table."""
         zeros = sum(layer.zeros for layer in self.layers)
         return (
             f'{len(self.sparse_layers)}/{len(self.layers)} Conv/Linear layers '
-            f'N:M sparse; {zeros}/{sum(l.numel for l in self.layers)} of their '
+            f'N:M sparse; {zeros}/{sum(d.numel for d in self.layers)} of '
+            'their '
             f'weights zero ({100 * self.zero_ratio:.2f}%), '
             f'{100 * zeros / max(self.total_params, 1):.2f}% of all '
             f'{self.total_params} model parameters')
@@ -140,11 +141,12 @@ def sparsify_model(model: nn.Module,
             f'{type(model).__name__}; use SparseConv.from_dense or '
             'SparseLinear.from_dense for a single layer')
     include, exclude = list(include), list(exclude)
-    slots = [(name, module) for name, module in model.named_modules(
-        remove_duplicate=False) if isinstance(module, _WEIGHTED_TYPES)]
-    _check_globs(model, [name for name, _ in slots],
-                 dict(include=include, exclude=exclude,
-                      overrides=list(forced)))
+    slots = [(name, module)
+             for name, module in model.named_modules(remove_duplicate=False)
+             if isinstance(module, _WEIGHTED_TYPES)]
+    _check_globs(
+        model, [name for name, _ in slots],
+        dict(include=include, exclude=exclude, overrides=list(forced)))
 
     replaced: Dict[int, nn.Module] = {}
     decisions = []
@@ -174,15 +176,15 @@ def _check_globs(model: nn.Module, names: List[str],
 
 
 def _decide(name: str, module: nn.Module, default: NMPattern,
-            include: List[str], exclude: List[str],
-            forced: Dict[str, NMPattern],
+            include: List[str], exclude: List[str], forced: Dict[str,
+                                                                 NMPattern],
             hardware_shapes_only: bool) -> Tuple[LayerDecision, nn.Module]:
     """The decision for one layer and the module to put in its place."""
     shape = tuple(module.weight.shape)
 
     def dense(note: str) -> Tuple[LayerDecision, nn.Module]:
-        return LayerDecision(name, type(module).__name__, shape, None,
-                             note), module
+        return LayerDecision(name,
+                             type(module).__name__, shape, None, note), module
 
     override = _first_match(name, list(forced))
     if isinstance(module, NMSparseMixin):
@@ -193,7 +195,8 @@ def _decide(name: str, module: nn.Module, default: NMPattern,
                                  name)
             note = f'override {override!r}'
         module.nm_name = name
-        return LayerDecision(name, type(module).__name__, shape, module.nm,
+        return LayerDecision(name,
+                             type(module).__name__, shape, module.nm,
                              note), module
     if override is not None:
         pattern, note = forced[override], f'override {override!r}'
@@ -206,7 +209,8 @@ def _decide(name: str, module: nn.Module, default: NMPattern,
 
     sparse_type = SPARSE_COUNTERPARTS.get(type(module))
     reason = ineligibility(module, pattern.m, pattern.orientation) \
-        if sparse_type else f'no sparse counterpart for {type(module).__name__}'
+        if sparse_type else \
+        f'no sparse counterpart for {type(module).__name__}'
     if reason is None and hardware_shapes_only:
         out_size, in_size = shape[0], shape[1]
         if out_size % 8 or in_size % 16:
@@ -219,16 +223,18 @@ def _decide(name: str, module: nn.Module, default: NMPattern,
         return dense(reason)
     new = sparse_type.from_dense(module, pattern.n, pattern.m,
                                  pattern.orientation, name)
-    return LayerDecision(name, sparse_type.__name__, shape, pattern,
-                         note), new
+    return LayerDecision(name, sparse_type.__name__, shape, pattern, note), new
 
 
 def sparse_layer_slots(model: nn.Module) -> Dict[str, NMSparseMixin]:
     """Every name under which ``model`` holds an N:M sparse layer,
     shared layers included (RTMDet's heads share convs across levels, and
     the state_dict holds their weight under each name)."""
-    return {name: module for name, module in model.named_modules(
-        remove_duplicate=False) if isinstance(module, NMSparseMixin)}
+    return {
+        name: module
+        for name, module in model.named_modules(remove_duplicate=False)
+        if isinstance(module, NMSparseMixin)
+    }
 
 
 def find_sparse_layers(model: nn.Module) -> List[NMSparseMixin]:

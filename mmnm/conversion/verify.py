@@ -30,9 +30,9 @@ def measure_sparsity(model: nn.Module) -> List[LayerSparsity]:
         weight = layer.effective_weight()
         nm = layer.nm
         result.append(
-            LayerSparsity(name, nm, weight.numel(), int((weight == 0).sum()),
-                          count_nm_violations(weight, nm.n, nm.m,
-                                              nm.orientation)))
+            LayerSparsity(
+                name, nm, weight.numel(), int((weight == 0).sum()),
+                count_nm_violations(weight, nm.n, nm.m, nm.orientation)))
     return result
 
 
@@ -42,8 +42,10 @@ def verify_nm_sparsity(model: nn.Module) -> List[LayerSparsity]:
     layers = measure_sparsity(model)
     if not layers:
         raise ValueError(f'{type(model).__name__} has no N:M sparse layer')
-    bad = [f'{layer.name} ({layer.violations} groups over {layer.pattern})'
-           for layer in layers if layer.violations]
+    bad = [
+        f'{layer.name} ({layer.violations} groups over {layer.pattern})'
+        for layer in layers if layer.violations
+    ]
     if bad:
         raise ValueError('not N:M sparse: ' + ', '.join(bad))
     return layers

@@ -53,8 +53,7 @@ def _draw_image(rng: np.random.Generator, size: int, max_shapes: int):
         x0 = col * cell + int(rng.integers(2, cell - w - 1))
         y0 = row * cell + int(rng.integers(2, cell - h - 1))
         kind = int(rng.integers(len(CLASSES)))
-        polygon = _shape_polygon(kind, (x0, y0, x0 + int(w), y0 + int(h)),
-                                 rng)
+        polygon = _shape_polygon(kind, (x0, y0, x0 + int(w), y0 + int(h)), rng)
         color = [int(c) for c in rng.integers(120, 256, 3)]
         cv2.fillPoly(image, [polygon], color)
         cv2.fillPoly(labels, [polygon], kind + 1)
@@ -100,8 +99,8 @@ def _info(count: int, size: int, max_shapes: int, seed: int) -> dict:
         seed=seed)
 
 
-def _write_split(root: str, split: str, count: int, size: int,
-                 max_shapes: int, seed: int, info: dict) -> None:
+def _write_split(root: str, split: str, count: int, size: int, max_shapes: int,
+                 seed: int, info: dict) -> None:
     rng = np.random.default_rng(seed)
     for sub in ('images', 'seg_maps'):
         os.makedirs(osp.join(root, sub, split), exist_ok=True)
@@ -116,8 +115,8 @@ def _write_split(root: str, split: str, count: int, size: int,
             dict(id=image_id, file_name=name, width=size, height=size))
         for kind, polygon in instances:
             annotations.append(
-                _coco_annotation(len(annotations) + 1, image_id, kind,
-                                 polygon))
+                _coco_annotation(
+                    len(annotations) + 1, image_id, kind, polygon))
     coco = dict(
         info=info,
         images=images,
@@ -139,7 +138,9 @@ def _coco_annotation(ann_id: int, image_id: int, kind: int,
         id=ann_id,
         image_id=image_id,
         category_id=kind + 1,
-        bbox=[int(x0), int(y0), int(x1 - x0 + 1), int(y1 - y0 + 1)],
+        bbox=[int(x0), int(y0),
+              int(x1 - x0 + 1),
+              int(y1 - y0 + 1)],
         area=area,
         segmentation=[polygon.flatten().tolist()],
         iscrowd=0)

@@ -16,8 +16,7 @@ __all__ = [
     'Sparse24Report', 'clear_sparse24_caches', 'conv2d_as_gemm',
     'convert_to_sparse24', 'get_sparse24_backend', 'im2col_nhwc',
     'kcrs_weight', 'kernel_backends', 'krsc_matrix', 'load_sparse24_model',
-    'pattern_ineligibility', 'prepare_sparse24_structure',
-    'resolve_backend', 'save_sparse24_checkpoint', 'set_sparse24_backend',
-    'sparse24_backend', 'sparse24_layer_names', 'sparse24_linear',
-    'structure_ineligibility'
+    'pattern_ineligibility', 'prepare_sparse24_structure', 'resolve_backend',
+    'save_sparse24_checkpoint', 'set_sparse24_backend', 'sparse24_backend',
+    'sparse24_layer_names', 'sparse24_linear', 'structure_ineligibility'
 ]

@@ -18,8 +18,7 @@ _VALUES = '.weight_values'
 
 def sparse24_layer_names(state_dict: Mapping[str, Tensor]) -> List[str]:
     """The layers a compressed state_dict holds 2:4 weights for."""
-    return [key[:-len(_VALUES)] for key in state_dict
-            if key.endswith(_VALUES)]
+    return [key[:-len(_VALUES)] for key in state_dict if key.endswith(_VALUES)]
 
 
 def save_sparse24_checkpoint(model: nn.Module,
@@ -27,16 +26,19 @@ def save_sparse24_checkpoint(model: nn.Module,
                              meta: Optional[Dict[str, Any]] = None) -> None:
     """``dict(meta, state_dict)`` of a converted model, tensors on the CPU;
     ``meta`` gains the mmnm version and the 2:4 layer names."""
-    state = {key: value.detach().cpu()
-             for key, value in model.state_dict().items()}
-    meta = dict(meta or {}, mmnm_version=mmnm.__version__,
-                sparse24_layers=sparse24_layer_names(state))
+    state = {
+        key: value.detach().cpu()
+        for key, value in model.state_dict().items()
+    }
+    meta = dict(
+        meta or {},
+        mmnm_version=mmnm.__version__,
+        sparse24_layers=sparse24_layer_names(state))
     torch.save(dict(meta=meta, state_dict=state), path)
 
 
 def prepare_sparse24_structure(model: nn.Module,
-                               state_dict: Mapping[str, Tensor]
-                               ) -> List[str]:
+                               state_dict: Mapping[str, Tensor]) -> List[str]:
     """Replace, in place, the dense layers that ``state_dict`` holds 2:4
     weights for by empty 2:4 layers of its dtype, so that it loads
     strictly. Returns their names."""
@@ -60,8 +62,7 @@ def prepare_sparse24_structure(model: nn.Module,
 
 def load_sparse24_model(config: Union[str, Config],
                         checkpoint: str,
-                        device: Union[str, torch.device] = 'cpu'
-                        ) -> nn.Module:
+                        device: Union[str, torch.device] = 'cpu') -> nn.Module:
     """The inference model of ``config`` (built dense, SyncBN reverted)
     with the 2:4 layers of the compressed ``checkpoint`` in place, loaded
     strictly, in eval mode on ``device``."""

@@ -37,14 +37,14 @@ class Sparse24Report(SparsityReport):
                 f'{numel * size} dense')
 
 
-def convert_to_sparse24(model: nn.Module,
-                        dtype: torch.dtype = torch.float16,
-                        exclude: Sequence[str] = (),
-                        force: Sequence[str] = (),
-                        min_weight_numel: int = 0,
-                        channels_last: bool = False,
-                        logger: Union[str, MMLogger, None] = 'current'
-                        ) -> Sparse24Report:
+def convert_to_sparse24(
+        model: nn.Module,
+        dtype: torch.dtype = torch.float16,
+        exclude: Sequence[str] = (),
+        force: Sequence[str] = (),
+        min_weight_numel: int = 0,
+        channels_last: bool = False,
+        logger: Union[str, MMLogger, None] = 'current') -> Sparse24Report:
     """Replace, in place, the Conv2d/Linear layers of ``model`` whose
     weights are 2:4 along input channels by :class:`Sparse24Conv2d` /
     :class:`Sparse24Linear` of ``dtype``, and log a table of every
@@ -78,8 +78,9 @@ def convert_to_sparse24(model: nn.Module,
             f'convert_to_sparse24 converts the layers inside a model, got a '
             f'bare {type(model).__name__}; use Sparse24Conv2d.from_dense or '
             'Sparse24Linear.from_dense for a single layer')
-    slots = [(name, module) for name, module in model.named_modules(
-        remove_duplicate=False) if isinstance(module, _WEIGHTED_TYPES)]
+    slots = [(name, module)
+             for name, module in model.named_modules(remove_duplicate=False)
+             if isinstance(module, _WEIGHTED_TYPES)]
     exclude, force = list(exclude), list(force)
     _check_globs(model, [name for name, _ in slots],
                  dict(exclude=exclude, force=force))
@@ -100,12 +101,15 @@ def convert_to_sparse24(model: nn.Module,
         plans[id(module)] = (name, module, weight, reason)
         shape = tuple(module.weight.shape)
         if reason is None:
-            decisions.append(LayerDecision(
-                name, sparse24_layer_type(module).__name__, shape, _PATTERN,
-                f'forced by {forced!r}' if forced else 'converted'))
+            decisions.append(
+                LayerDecision(
+                    name,
+                    sparse24_layer_type(module).__name__, shape, _PATTERN,
+                    f'forced by {forced!r}' if forced else 'converted'))
         else:
-            decisions.append(LayerDecision(name, type(module).__name__,
-                                           shape, None, reason))
+            decisions.append(
+                LayerDecision(name,
+                              type(module).__name__, shape, None, reason))
     report = Sparse24Report(decisions,
                             sum(p.numel() for p in model.parameters()), dtype)
     if errors:
@@ -134,9 +138,8 @@ def convert_to_sparse24(model: nn.Module,
     return report
 
 
-def _reason(name: str, module: nn.Module, weight: Tensor,
-            exclude: List[str], forced: Optional[str],
-            min_weight_numel: int) -> Optional[str]:
+def _reason(name: str, module: nn.Module, weight: Tensor, exclude: List[str],
+            forced: Optional[str], min_weight_numel: int) -> Optional[str]:
     """Why the layer stays dense, or ``None`` to convert it."""
     if forced is None and _first_match(name, exclude) is not None:
         return f'excluded by {_first_match(name, exclude)!r}'
@@ -151,14 +154,24 @@ def _plain_layer(layer: NMSparseMixin, weight: Tensor) -> nn.Module:
     """The plain Conv2d/Linear computing what the N:M ``layer`` computes
     (its masked ``weight``), for layers left dense."""
     if isinstance(layer, nn.Conv2d):
-        plain = nn.Conv2d(layer.in_channels, layer.out_channels,
-                          layer.kernel_size, layer.stride, layer.padding,
-                          layer.dilation, layer.groups, layer.bias is not None,
-                          layer.padding_mode, device='meta')
+        plain = nn.Conv2d(
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            layer.stride,
+            layer.padding,
+            layer.dilation,
+            layer.groups,
+            layer.bias is not None,
+            layer.padding_mode,
+            device='meta')
     else:
-        plain = nn.Linear(layer.in_features, layer.out_features,
-                          layer.bias is not None, device='meta')
-    plain.weight = nn.Parameter(weight.clone(),
-                                requires_grad=layer.weight.requires_grad)
+        plain = nn.Linear(
+            layer.in_features,
+            layer.out_features,
+            layer.bias is not None,
+            device='meta')
+    plain.weight = nn.Parameter(
+        weight.clone(), requires_grad=layer.weight.requires_grad)
     plain.bias = layer.bias
     return plain.train(layer.training)

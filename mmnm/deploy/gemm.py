@@ -18,8 +18,8 @@ Every backend returns a row-major ``(rows, out)`` result.
 
 Elsewhere (CPU, older GPUs) the weight is decompressed once, cached, and
 multiplied by a dense GEMM (in fp32 on the CPU, rounded to the layer's
-dtype, as tensor cores accumulate). Convolutions reach this function through the
-same lowering on every device (:mod:`mmnm.deploy.lowering`), so CPU runs
+dtype, as tensor cores accumulate). Convolutions reach this function through
+the same lowering on every device (:mod:`mmnm.deploy.lowering`), so CPU runs
 test the code that GPUs run up to the kernel call.
 """
 import functools
@@ -207,8 +207,8 @@ def sparse24_linear(x: Tensor,
     backend = resolve_backend(values.device, values.dtype, out, k)
     rows = x.shape[0]
     padded = -(-rows // DENSE_ROW_MULTIPLE) * DENSE_ROW_MULTIPLE
-    key = (backend, out, k, padded, values.dtype, bias is not None,
-           values.device)
+    key = (backend, out, k, padded, values.dtype, bias
+           is not None, values.device)
     if backend != 'dense' and rows and key not in _FAILED:
         x_padded = F.pad(x, (0, 0, 0, padded - rows)) if padded != rows \
             else x
@@ -222,9 +222,11 @@ def sparse24_linear(x: Tensor,
             if not _kernel_unsupported(err):
                 raise
             _FAILED[key] = str(err)
-            print_log(f'{name}: {backend} 2:4 GEMM failed for {key[1:4]} '
-                      f'{values.dtype}, using the dense path: {err}',
-                      logger='current', level=logging.WARNING)
+            print_log(
+                f'{name}: {backend} 2:4 GEMM failed for {key[1:4]} '
+                f'{values.dtype}, using the dense path: {err}',
+                logger='current',
+                level=logging.WARNING)
         else:
             cache.last_backend = backend
             # CUTLASS writes y^T: copy the rows kept into row-major order
@@ -253,10 +255,9 @@ def _check_operands(x: Tensor, values: Tensor, bias: Optional[Tensor],
         if tensor is None:
             continue
         if tensor.dtype != values.dtype or tensor.device != values.device:
-            raise ValueError(
-                f'{name}: 2:4 GEMM {what} is {tensor.dtype} on '
-                f'{tensor.device}, the weight {values.dtype} on '
-                f'{values.device}; they must match')
+            raise ValueError(f'{name}: 2:4 GEMM {what} is {tensor.dtype} on '
+                             f'{tensor.device}, the weight {values.dtype} on '
+                             f'{values.device}; they must match')
     if bias is not None and tuple(bias.shape) != (out, ):
         raise ValueError(f'{name}: 2:4 GEMM bias of shape '
                          f'{tuple(bias.shape)}, expected ({out},)')
@@ -272,9 +273,11 @@ def _kernel_unsupported(err: RuntimeError) -> bool:
     if accelerator_error is not None and isinstance(err, accelerator_error):
         return False
     message = str(err)
-    return not any(sign in message for sign in (
-        'CUDA error', 'out of memory', 'CUBLAS_STATUS', 'illegal memory',
-        'device-side assert', 'unspecified launch failure'))
+    return not any(
+        sign in message
+        for sign in ('CUDA error', 'out of memory', 'CUBLAS_STATUS',
+                     'illegal memory', 'device-side assert',
+                     'unspecified launch failure'))
 
 
 def _cutlass_linear(x: Tensor, values: Tensor, meta: Tensor,
@@ -296,8 +299,12 @@ def _cusparselt_linear(x: Tensor, values: Tensor, meta: Tensor,
         lambda: torch._cslt_compress(decompress_2to4(values, meta, name)))
     if key not in _ALG_IDS:
         _ALG_IDS[key] = _search_alg_id(compressed, x, bias)
-    return torch._cslt_sparse_mm(compressed, x.t(), bias=bias,
-                                 transpose_result=True, alg_id=_ALG_IDS[key])
+    return torch._cslt_sparse_mm(
+        compressed,
+        x.t(),
+        bias=bias,
+        transpose_result=True,
+        alg_id=_ALG_IDS[key])
 
 
 def _search_alg_id(compressed: Tensor, x: Tensor,
@@ -310,8 +317,8 @@ def _search_alg_id(compressed: Tensor, x: Tensor,
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # deprecated in some releases
         try:
-            return int(search(compressed, x.t(), bias=bias,
-                              transpose_result=True))
+            return int(
+                search(compressed, x.t(), bias=bias, transpose_result=True))
         except RuntimeError as err:
             if not _kernel_unsupported(err):
                 raise

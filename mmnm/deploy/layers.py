@@ -63,8 +63,10 @@ class Sparse24Mixin:
                              torch.zeros(out, k // 2, dtype=dtype))
         self.register_buffer(
             'weight_meta',
-            torch.zeros(out, k // (4 * layout.groups_per_word),
-                        dtype=layout.meta_dtype))
+            torch.zeros(
+                out,
+                k // (4 * layout.groups_per_word),
+                dtype=layout.meta_dtype))
         self.register_buffer('bias',
                              torch.zeros(out, dtype=dtype) if bias else None)
         self._cache = Sparse24Cache()
@@ -125,7 +127,9 @@ class Sparse24Mixin:
         return self._cache.last_backend
 
     @classmethod
-    def empty_like(cls, module: nn.Module, dtype: torch.dtype,
+    def empty_like(cls,
+                   module: nn.Module,
+                   dtype: torch.dtype,
                    name: Optional[str] = None) -> 'Sparse24Mixin':
         """An empty (unloaded) layer of ``dtype`` shaped like the dense
         ``module``, e.g. to load a compressed state_dict into."""
@@ -147,8 +151,8 @@ class Sparse24Mixin:
             if reason is not None:
                 raise ValueError(reason)
             layer = cls.empty_like(module, dtype, name)
-            layer.to(weight.device).load_dense(cls.gemm_matrix(weight),
-                                               module.bias)
+            layer.to(weight.device).load_dense(
+                cls.gemm_matrix(weight), module.bias)
         except ValueError as err:
             raise ValueError(f'{label} cannot be converted to 2:4 inference: '
                              f'{err}') from None
@@ -175,8 +179,8 @@ class Sparse24Linear(Sparse24Mixin, nn.Module):
                    linear: nn.Linear,
                    dtype: torch.dtype,
                    name: Optional[str] = None) -> 'Sparse24Linear':
-        return cls(linear.in_features, linear.out_features,
-                   linear.bias is not None, dtype, name)
+        return cls(linear.in_features, linear.out_features, linear.bias
+                   is not None, dtype, name)
 
     @property
     def weight(self) -> Tensor:
@@ -238,8 +242,8 @@ class Sparse24Conv2d(Sparse24Mixin, nn.Module):
                    dtype: torch.dtype,
                    name: Optional[str] = None) -> 'Sparse24Conv2d':
         return cls(conv.in_channels, conv.out_channels, conv.kernel_size,
-                   conv.stride, conv.padding, conv.dilation,
-                   conv.bias is not None, dtype, name)
+                   conv.stride, conv.padding, conv.dilation, conv.bias
+                   is not None, dtype, name)
 
     @staticmethod
     def gemm_matrix(weight: Tensor) -> Tensor:

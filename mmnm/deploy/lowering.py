@@ -21,8 +21,7 @@ def krsc_matrix(weight: Tensor) -> Tensor:
     return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
 
 
-def kcrs_weight(matrix: Tensor, in_channels: int,
-                kernel_size: Pair) -> Tensor:
+def kcrs_weight(matrix: Tensor, in_channels: int, kernel_size: Pair) -> Tensor:
     """Inverse of :func:`krsc_matrix`."""
     return matrix.reshape(matrix.shape[0], *kernel_size,
                           in_channels).permute(0, 3, 1, 2)
@@ -31,9 +30,8 @@ def kcrs_weight(matrix: Tensor, in_channels: int,
 def conv_output_size(size: Pair, kernel_size: Pair, stride: Pair,
                      padding: Pair, dilation: Pair) -> Pair:
     """Spatial output size of a Conv2d, as PyTorch computes it."""
-    return tuple(
-        (size[i] + 2 * padding[i] - dilation[i] *
-         (kernel_size[i] - 1) - 1) // stride[i] + 1 for i in range(2))
+    return tuple((size[i] + 2 * padding[i] - dilation[i] *
+                  (kernel_size[i] - 1) - 1) // stride[i] + 1 for i in range(2))
 
 
 def im2col_nhwc(x: Tensor,
@@ -60,8 +58,8 @@ def im2col_nhwc(x: Tensor,
     if kernel_size == (1, 1) and stride == (1, 1) and padding == (0, 0):
         return nhwc.reshape(n * h * w, c), (h, w)
     if padding != (0, 0):
-        nhwc = F.pad(nhwc, (0, 0, padding[1], padding[1], padding[0],
-                            padding[0]))
+        nhwc = F.pad(nhwc,
+                     (0, 0, padding[1], padding[1], padding[0], padding[0]))
     nhwc = nhwc.contiguous()
     s_n, s_h, s_w, s_c = nhwc.stride()
     patches = nhwc.as_strided(

@@ -24,7 +24,8 @@ class _StraightThroughMask(torch.autograd.Function):
         return grad, None
 
 
-def ineligibility(module: nn.Module, m: int,
+def ineligibility(module: nn.Module,
+                  m: int,
                   orientation: str = 'channel') -> Optional[str]:
     """Why ``module`` cannot be made N:M sparse with group size ``m``, or
     ``None`` when it can."""
@@ -112,8 +113,8 @@ class NMSparseMixin:
         """Compute the mask of the current weight, or reuse the frozen one."""
         return self._update_mask(return_masked=False)[0]
 
-    def _update_mask(
-            self, return_masked: bool) -> Tuple[Tensor, Optional[Tensor]]:
+    def _update_mask(self,
+                     return_masked: bool) -> Tuple[Tensor, Optional[Tensor]]:
         """The mask and, if asked, the masked weight (both detached).
 
         Recomputed on every call: fused optimizers and writes through

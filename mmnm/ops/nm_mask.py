@@ -103,13 +103,13 @@ def _kth_smallest(wires: Sequence[Tensor], rank: int) -> Tensor:
     return wires[rank]
 
 
-def nm_mask(weight: Tensor,
-            n: int,
-            m: int,
-            orientation: str = 'channel',
-            name: Optional[str] = None,
-            return_masked: bool = False
-            ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+def nm_mask(
+        weight: Tensor,
+        n: int,
+        m: int,
+        orientation: str = 'channel',
+        name: Optional[str] = None,
+        return_masked: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
     """Boolean mask keeping the ``n`` largest-magnitude weights of every
     group of ``m`` (see :func:`group_view` for the groups); with
     ``return_masked`` also ``weight * mask``, computed in the same pass.

@@ -127,7 +127,8 @@ def _check_compressed(values: Tensor, meta: Tensor,
     if rows % layout.row_multiple or half_cols % (layout.col_multiple // 2) \
             or not values.numel():
         raise ValueError(
-            f'{name}: 2:4 values of shape {tuple(values.shape)} do not fit the '
+            f'{name}: 2:4 values of shape {tuple(values.shape)} do not fit '
+            'the '
             f'layout of {values.dtype}, which needs rows % '
             f'{layout.row_multiple} == 0 and cols % '
             f'{layout.col_multiple // 2} == 0 (both > 0)')

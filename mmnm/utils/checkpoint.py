@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 
-
 #: The statistics methods of HistoryBuffer. A fixed set: the class-level
 #: registry of statistics grows from the checkpoints being loaded, so it
 #: cannot decide what a checkpoint may fetch.
@@ -42,8 +41,7 @@ def _numpy_globals() -> List[Any]:
     scalar = np.float64(0).__reduce__()[0]
     dtypes = [
         type(np.dtype(name))
-        for name in ('bool', 'int32', 'int64', 'float16', 'float32',
-                     'float64')
+        for name in ('bool', 'int32', 'int64', 'float16', 'float32', 'float64')
     ]
     return [np.ndarray, np.dtype, reconstruct, scalar] + dtypes
 
@@ -54,5 +52,7 @@ def register_checkpoint_safe_globals() -> None:
     add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
     if add_safe_globals is None:
         return
-    add_safe_globals([HistoryBuffer, *_numpy_globals(),
-                      (_history_buffer_getattr, 'builtins.getattr')])
+    add_safe_globals([
+        HistoryBuffer, *_numpy_globals(),
+        (_history_buffer_getattr, 'builtins.getattr')
+    ])

@@ -18,14 +18,14 @@ def prepare_cpu_distributed(cfg: MutableMapping) -> bool:
     """For a torchrun process (``cfg['launcher'] == 'pytorch'``) on a host
     without CUDA: start a gloo process group and let DDP wrap a CPU model.
     Returns whether it did; elsewhere it changes nothing."""
-    if (cfg.get('launcher', 'none') != 'pytorch'
-            or torch.cuda.is_available() or not torch_dist.is_available()
-            or 'RANK' not in os.environ):
+    if (cfg.get('launcher', 'none') != 'pytorch' or torch.cuda.is_available()
+            or not torch_dist.is_available() or 'RANK' not in os.environ):
         return False
     if not torch_dist.is_initialized():
         torch_dist.init_process_group(backend='gloo')
     wrapper = dict(
-        type='MMDistributedDataParallel', broadcast_buffers=False,
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
         find_unused_parameters=cfg.get('find_unused_parameters', False))
     wrapper.update(cfg.get('model_wrapper_cfg') or {})
     wrapper['device_ids'] = None  # CPU modules take none

@@ -91,20 +91,25 @@ def sparsity_hook_cfgs(cfg: Config) -> Dict[str, dict]:
     """The ``NMSparsityHook`` entries of ``cfg`` by where they stand:
     ``default_hooks.<name>`` (where mmnm's configs put it, so derived
     configs change single keys) or ``custom_hooks.<index>``."""
-    found = {f'default_hooks.{name}': hook
-             for name, hook in (cfg.get('default_hooks') or {}).items()
-             if isinstance(hook, dict)
-             and hook.get('type') == 'NMSparsityHook'}
-    found.update({f'custom_hooks.{index}': hook
-                  for index, hook in enumerate(cfg.get('custom_hooks') or [])
-                  if hook.get('type') == 'NMSparsityHook'})
+    found = {
+        f'default_hooks.{name}': hook
+        for name, hook in (cfg.get('default_hooks') or {}).items()
+        if isinstance(hook, dict) and hook.get('type') == 'NMSparsityHook'
+    }
+    found.update({
+        f'custom_hooks.{index}': hook
+        for index, hook in enumerate(cfg.get('custom_hooks') or [])
+        if hook.get('type') == 'NMSparsityHook'
+    })
     return found
 
 
 def config_sparsity(cfg: Config) -> Optional[dict]:
     """The ``sparsity`` of the config's ``NMSparsityHook``, or ``None``."""
-    hooks = [hook for hook in sparsity_hook_cfgs(cfg).values()
-             if hook.get('sparsity')]
+    hooks = [
+        hook for hook in sparsity_hook_cfgs(cfg).values()
+        if hook.get('sparsity')
+    ]
     return hooks[0]['sparsity'] if hooks else None
 
 
@@ -115,10 +120,14 @@ def without_sparsity(cfg: Config) -> Config:
     for where in sparsity_hook_cfgs(cfg):
         group, key = where.split('.')
         if group == 'default_hooks':
-            dense.default_hooks = {k: v for k, v in dense.default_hooks.items()
-                                   if k != key}
-    dense.custom_hooks = [hook for hook in dense.get('custom_hooks') or []
-                          if hook.get('type') != 'NMSparsityHook']
+            dense.default_hooks = {
+                k: v
+                for k, v in dense.default_hooks.items() if k != key
+            }
+    dense.custom_hooks = [
+        hook for hook in dense.get('custom_hooks') or []
+        if hook.get('type') != 'NMSparsityHook'
+    ]
     return dense
 
 

@@ -43,8 +43,11 @@ def expected_pattern(name: str):
 def det_batch(with_mask: bool, num_classes: int):
     from mmdet.testing import demo_mm_inputs
     return demo_mm_inputs(
-        batch_size=1, image_shapes=(3, SIZE, SIZE), num_items=[2],
-        num_classes=num_classes, with_mask=with_mask)
+        batch_size=1,
+        image_shapes=(3, SIZE, SIZE),
+        num_items=[2],
+        num_classes=num_classes,
+        with_mask=with_mask)
 
 
 def seg_batch(num_classes: int, batch_size: int = 2):
@@ -55,14 +58,17 @@ def seg_batch(num_classes: int, batch_size: int = 2):
     images, samples = [], []
     for _ in range(batch_size):
         sample = SegDataSample()
-        sample.gt_sem_seg = PixelData(data=torch.randint(
-            0, num_classes, (1, SIZE, SIZE), generator=gen))
-        sample.set_metainfo(dict(img_shape=(SIZE, SIZE),
-                                 ori_shape=(SIZE, SIZE),
-                                 pad_shape=(SIZE, SIZE)))
+        sample.gt_sem_seg = PixelData(
+            data=torch.randint(0, num_classes, (1, SIZE, SIZE), generator=gen))
+        sample.set_metainfo(
+            dict(
+                img_shape=(SIZE, SIZE),
+                ori_shape=(SIZE, SIZE),
+                pad_shape=(SIZE, SIZE)))
         samples.append(sample)
-        images.append(torch.randint(0, 256, (3, SIZE, SIZE), generator=gen,
-                                    dtype=torch.uint8))
+        images.append(
+            torch.randint(
+                0, 256, (3, SIZE, SIZE), generator=gen, dtype=torch.uint8))
     return dict(inputs=images, data_samples=samples)
 
 
@@ -93,8 +99,7 @@ def test_config_builds_and_trains_one_iteration(name):
         assert cfg.optim_wrapper.type == 'SRSTEOptimWrapper'
         report = sparsify_model(model, **sparsity)
         decisions = {layer.name: layer for layer in report.layers}
-        backbone = [d for d in report.layers
-                    if d.name.startswith('backbone.')]
+        backbone = [d for d in report.layers if d.name.startswith('backbone.')]
         assert backbone[0].shape[1] == 3 and backbone[0].pattern is None
         assert sum(d.pattern == pattern for d in backbone) > \
             len(backbone) // 2
@@ -109,8 +114,8 @@ def test_config_builds_and_trains_one_iteration(name):
     else:
         head = cfg.model.roi_head.bbox_head if 'roi_head' in cfg.model \
             else cfg.model.bbox_head
-        data = det_batch(with_mask='mask' in name,
-                         num_classes=head.num_classes)
+        data = det_batch(
+            with_mask='mask' in name, num_classes=head.num_classes)
     model.train()
     log_vars = model.train_step(data, wrapper)
     assert torch.isfinite(log_vars['loss'])

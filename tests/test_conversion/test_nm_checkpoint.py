@@ -20,10 +20,11 @@ def brute_force_mask(weight: torch.Tensor, n: int = 2, m: int = 4):
     w4 = weight[:, :, None, None] if weight.dim() == 2 else weight
     mask = torch.zeros(w4.shape, dtype=torch.bool)
     out_ch, in_ch, kh, kw = w4.shape
-    for k, r, s, g in itertools.product(range(out_ch), range(kh), range(kw),
-                                        range(in_ch // m)):
-        chans = sorted(range(g * m, (g + 1) * m),
-                       key=lambda c: (-abs(float(w4[k, c, r, s])), c))
+    for k, r, s, g in itertools.product(
+            range(out_ch), range(kh), range(kw), range(in_ch // m)):
+        chans = sorted(
+            range(g * m, (g + 1) * m),
+            key=lambda c: (-abs(float(w4[k, c, r, s])), c))
         for c in chans[:n]:
             mask[k, c, r, s] = True
     return mask.view(weight.shape)
@@ -76,7 +77,9 @@ def test_weights_stored_masked_and_restored_bit_for_bit():
     record = checkpoint['nm_sparsity']
     assert record['format'] == NM_CHECKPOINT_FORMAT
     assert record['layers']['conv'] == dict(
-        pattern='2:4', orientation='channel', shape=[8, 8, 3, 3],
+        pattern='2:4',
+        orientation='channel',
+        shape=[8, 8, 3, 3],
         state='sparse')
 
     assert decode_nm_checkpoint(checkpoint, 'ckpt.pth') == 1
@@ -107,8 +110,10 @@ def test_a_shared_layer_is_masked_under_every_name():
 
 def test_ema_weight_set_masked_by_its_own_weights():
     net, layers = make()
-    ema = {f'module.{k}': v + 0.3 * torch.randn_like(v)
-           for k, v in net.state_dict().items()}
+    ema = {
+        f'module.{k}': v + 0.3 * torch.randn_like(v)
+        for k, v in net.state_dict().items()
+    }
     ema['steps'] = torch.tensor(5)
     ema_before = {k: v.clone() for k, v in ema.items()}
     checkpoint = dict(state_dict=net.state_dict(), ema_state_dict=ema)
@@ -116,8 +121,8 @@ def test_ema_weight_set_masked_by_its_own_weights():
     for name in ('conv', 'fc'):
         key = f'module.{name}.weight'
         own = brute_force_mask(ema_before[key])
-        assert not torch.equal(own, brute_force_mask(
-            net.state_dict()[f'{name}.weight']))
+        assert not torch.equal(
+            own, brute_force_mask(net.state_dict()[f'{name}.weight']))
         assert torch.equal(checkpoint['ema_state_dict'][key],
                            ema_before[key] * own)
     decode_nm_checkpoint(checkpoint, 'ckpt.pth')
@@ -155,8 +160,9 @@ def test_changed_weights_are_an_error_naming_file_and_key():
     encode_nm_checkpoint(checkpoint, layers)
     weight = checkpoint['state_dict']['fc.weight'].clone()
     weight[weight == 0] = 1.0  # a value where the mask prunes
-    bad = dict(checkpoint, state_dict=dict(checkpoint['state_dict'],
-                                           **{'fc.weight': weight}))
+    bad = dict(
+        checkpoint,
+        state_dict=dict(checkpoint['state_dict'], **{'fc.weight': weight}))
     with pytest.raises(ValueError, match=r"a\.pth: state_dict\['fc\.weight'"):
         decode_nm_checkpoint(bad, 'a.pth')
 

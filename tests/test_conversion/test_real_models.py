@@ -66,7 +66,8 @@ def expected_sparse(model: nn.Module, exclude=(), m: int = 4):
 
 def weighted_names(model: nn.Module):
     return {
-        name for name, mod in model.named_modules()
+        name
+        for name, mod in model.named_modules()
         if isinstance(mod, (nn.modules.conv._ConvNd, nn.Linear))
     }
 
@@ -82,8 +83,11 @@ def assert_exact_nm(layer: NMSparseMixin) -> None:
 
 
 def check_report(model, report, expected, dense_notes):
-    sparse = {name for name, mod in model.named_modules()
-              if isinstance(mod, NMSparseMixin)}
+    sparse = {
+        name
+        for name, mod in model.named_modules()
+        if isinstance(mod, NMSparseMixin)
+    }
     assert sparse == expected
     assert {layer.name for layer in report.sparse_layers} == expected
     for name in expected:
@@ -132,13 +136,17 @@ def test_frcnn_layer_decisions(frcnn):
     model, report, expected = \
         frcnn['model'], frcnn['report'], frcnn['expected']
     # the rule above, spelled out for the layers the brief names
-    listed = {'rpn_head.rpn_conv', 'rpn_head.rpn_cls', 'rpn_head.rpn_reg',
-              'roi_head.bbox_head.shared_fcs.0',
-              'roi_head.bbox_head.shared_fcs.1'}
+    listed = {
+        'rpn_head.rpn_conv', 'rpn_head.rpn_cls', 'rpn_head.rpn_reg',
+        'roi_head.bbox_head.shared_fcs.0', 'roi_head.bbox_head.shared_fcs.1'
+    }
     listed |= {f'neck.lateral_convs.{i}.conv' for i in range(4)}
     listed |= {f'neck.fpn_convs.{i}.conv' for i in range(4)}
-    backbone = {name for name in frcnn['names_before']
-                if name.startswith('backbone.') and name != 'backbone.conv1'}
+    backbone = {
+        name
+        for name in frcnn['names_before']
+        if name.startswith('backbone.') and name != 'backbone.conv1'
+    }
     assert len(backbone) == 52  # 16 bottlenecks x 3 + 4 downsample convs
     assert expected == listed | backbone
     check_report(
@@ -169,8 +177,10 @@ def test_frcnn_parameters_and_state_dict(frcnn):
     assert list(model.state_dict()) == list(dense_state)
     # a dense Faster R-CNN checkpoint loads strict into the sparse model
     saved = {k: v.clone() for k, v in model.state_dict().items()}
-    perturbed = {k: v + 1 if v.is_floating_point() else v
-                 for k, v in dense_state.items()}
+    perturbed = {
+        k: v + 1 if v.is_floating_point() else v
+        for k, v in dense_state.items()
+    }
     result = model.load_state_dict(perturbed, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
     torch.testing.assert_close(model.rpn_head.rpn_conv.weight,
@@ -193,8 +203,7 @@ def test_frcnn_train_step(frcnn):
     model = frcnn['model']
     model.train()
     packed = demo_mm_inputs(
-        batch_size=1, image_shapes=(3, 64, 64), num_items=[2],
-        num_classes=80)
+        batch_size=1, image_shapes=(3, 64, 64), num_items=[2], num_classes=80)
     data = model.data_preprocessor(packed, True)
     losses = model(**data, mode='loss')
     assert {'loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls', 'loss_bbox'} <= \
@@ -202,8 +211,7 @@ def test_frcnn_train_step(frcnn):
     loss, _ = model.parse_losses(losses)
     assert torch.isfinite(loss)
     loss.backward()
-    layers = [mod for mod in model.modules()
-              if isinstance(mod, NMSparseMixin)]
+    layers = [mod for mod in model.modules() if isinstance(mod, NMSparseMixin)]
     assert len(layers) == len(frcnn['expected'])
     trainable = 0
     for layer in layers:
@@ -225,8 +233,10 @@ def test_frcnn_train_step(frcnn):
 # FCN R18-D8 and DeepLabV3+ R18 (mmseg)
 # --------------------------------------------------------------------------
 SEG_CONFIGS = {
-    'fcn': 'mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py',
-    'deeplabv3plus': 'mmseg::deeplabv3plus/'
+    'fcn':
+    'mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py',
+    'deeplabv3plus':
+    'mmseg::deeplabv3plus/'
     'deeplabv3plus_r18-d8_4xb2-80k_cityscapes-512x1024.py',
 }
 
@@ -259,14 +269,16 @@ def seg_batch(batch_size=2, size=64, num_classes=4):
     inputs, samples = [], []
     for _ in range(batch_size):
         inputs.append(
-            torch.randint(0, 256, (3, size, size), generator=gen,
-                          dtype=torch.uint8))
+            torch.randint(
+                0, 256, (3, size, size), generator=gen, dtype=torch.uint8))
         sample = SegDataSample()
-        sample.gt_sem_seg = PixelData(data=torch.randint(
-            0, num_classes, (1, size, size), generator=gen))
+        sample.gt_sem_seg = PixelData(
+            data=torch.randint(0, num_classes, (1, size, size), generator=gen))
         sample.set_metainfo(
-            dict(img_shape=(size, size), ori_shape=(size, size),
-                 pad_shape=(size, size)))
+            dict(
+                img_shape=(size, size),
+                ori_shape=(size, size),
+                pad_shape=(size, size)))
         samples.append(sample)
     return dict(inputs=inputs, data_samples=samples)
 
@@ -296,7 +308,8 @@ def test_seg_model_sparsify_and_train_step(tmp_path, kind):
     dense_notes = {'backbone.stem.0': '3 not divisible'}
     if kind == 'deeplabv3plus':
         depthwise = {
-            name for name in names if name.endswith('depthwise_conv.conv')
+            name
+            for name in names if name.endswith('depthwise_conv.conv')
         }
         # 3 ASPP branches with dilation > 1 and 2 separable bottlenecks
         assert len(depthwise) == 5
@@ -319,10 +332,9 @@ def test_seg_conv_seg_excluded(tmp_path):
     exclude = ['decode_head.conv_seg', 'auxiliary_head.conv_seg']
     expected = expected_sparse(model, exclude)
     report = sparsify_model(model, '2:4', exclude=exclude)
-    check_report(
-        model, report, expected, {
-            name: f'excluded by {name!r}' for name in exclude
-        })
+    check_report(model, report, expected,
+                 {name: f'excluded by {name!r}'
+                  for name in exclude})
     assert type(model.decode_head.conv_seg) is nn.Conv2d
 
 
@@ -340,15 +352,21 @@ def run_tool(args, cwd):
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     env.pop('RANK', None)
     env.pop('WORLD_SIZE', None)
-    return subprocess.run([sys.executable] + args, cwd=cwd, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable] + args,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300)
 
 
 def data_root_options(data_root):
-    return [f'{loader}.dataset.data_root={data_root}'
-            for loader in ('train_dataloader', 'val_dataloader',
-                           'test_dataloader')]
+    return [
+        f'{loader}.dataset.data_root={data_root}'
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    ]
 
 
 @pytest.fixture(scope='module')
@@ -358,15 +376,16 @@ def trained(tmp_path_factory):
     data_root = str(root / 'data')
     generate_shapes_dataset(data_root, splits={'train': 4, 'val': 2})
     work_dir = str(root / 'work_dir')
-    proc = run_tool([
-        mmseg_tool('train.py'), DEMO_CFG, '--work-dir', work_dir,
-        '--cfg-options', 'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
-        'default_hooks.logger.interval=1',
-        'default_hooks.nm_sparsity.interval=1',
-        'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2'
-    ] + data_root_options(data_root), cwd=str(root))
-    return dict(proc=proc, root=root, data_root=data_root,
-                work_dir=work_dir)
+    proc = run_tool(
+        [
+            mmseg_tool('train.py'), DEMO_CFG, '--work-dir', work_dir,
+            '--cfg-options', 'train_cfg.max_iters=2',
+            'train_cfg.val_interval=2', 'default_hooks.logger.interval=1',
+            'default_hooks.nm_sparsity.interval=1',
+            'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2'
+        ] + data_root_options(data_root),
+        cwd=str(root))
+    return dict(proc=proc, root=root, data_root=data_root, work_dir=work_dir)
 
 
 def test_stock_mmseg_train_py(trained):
@@ -385,20 +404,24 @@ def test_stock_mmseg_train_py(trained):
     # the 1x1 classifiers stay dense, the rest of FCN is 2:4
     assert "excluded by 'decode_head.conv_seg'" in log
     assert osp.isfile(osp.join(trained['work_dir'], 'iter_2.pth'))
-    ckpt = torch.load(osp.join(trained['work_dir'], 'iter_2.pth'),
-                      map_location='cpu', weights_only=True)
+    ckpt = torch.load(
+        osp.join(trained['work_dir'], 'iter_2.pth'),
+        map_location='cpu',
+        weights_only=True)
     assert 'nm_sparsity' in ckpt
 
 
 def test_stock_mmseg_test_py(trained):
     assert trained['proc'].returncode == 0, 'training failed'
     work_dir = trained['work_dir']
-    proc = run_tool([
-        mmseg_tool('test.py'), DEMO_CFG,
-        osp.join(work_dir, 'iter_2.pth'), '--work-dir',
-        str(trained['root'] / 'test_dir'), '--cfg-options',
-        'test_dataloader.batch_size=2'
-    ] + data_root_options(trained['data_root']), cwd=str(trained['root']))
+    proc = run_tool(
+        [
+            mmseg_tool('test.py'), DEMO_CFG,
+            osp.join(work_dir, 'iter_2.pth'), '--work-dir',
+            str(trained['root'] / 'test_dir'), '--cfg-options',
+            'test_dataloader.batch_size=2'
+        ] + data_root_options(trained['data_root']),
+        cwd=str(trained['root']))
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert 'mIoU' in proc.stdout
     # evaluated sparse, not dense
@@ -415,8 +438,11 @@ def mmdet_tool(name: str) -> str:
 def test_stock_mmseg_amp_flag_on_an_sr_ste_config_stops_at_once(tmp_path):
     """mmseg's --amp accepts only OptimWrapper: on an SR-STE config it stops
     before anything is built, naming the wrapper."""
-    proc = run_tool([mmseg_tool('train.py'), DEMO_CFG, '--amp', '--work-dir',
-                     str(tmp_path)], cwd=str(tmp_path))
+    proc = run_tool([
+        mmseg_tool('train.py'), DEMO_CFG, '--amp', '--work-dir',
+        str(tmp_path)
+    ],
+                    cwd=str(tmp_path))
     assert proc.returncode != 0
     assert 'SRSTEOptimWrapper' in proc.stdout
     assert not glob.glob(osp.join(str(tmp_path), '*.pth'))
@@ -431,8 +457,11 @@ def test_stock_mmdet_amp_flag_on_an_sr_ste_config_stops_the_run(
     import runpy
 
     from mmnm.datasets import generate_shapes_dataset
-    generate_shapes_dataset(str(tmp_path / 'data'),
-                            splits={'train': 2, 'val': 1})
+    generate_shapes_dataset(
+        str(tmp_path / 'data'), splits={
+            'train': 2,
+            'val': 1
+        })
     monkeypatch.setattr(
         'mmengine.optim.optimizer.amp_optimizer_wrapper.is_cuda_available',
         lambda: True)
@@ -440,10 +469,13 @@ def test_stock_mmdet_amp_flag_on_an_sr_ste_config_stops_the_run(
                       'faster-rcnn_r18_fpn_2-4_shapes-64x64.py')
     ann = str(tmp_path / 'data' / 'annotations' / 'instances_val.json')
     monkeypatch.setattr(sys, 'argv', [
-        'train.py', config, '--amp', '--work-dir', str(tmp_path / 'work'),
-        '--cfg-options', f'val_evaluator.ann_file={ann}'
+        'train.py', config, '--amp', '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options',
+        f'val_evaluator.ann_file={ann}'
     ] + data_root_options(str(tmp_path / 'data')))
-    with pytest.raises(RuntimeError, match=r'optim_wrapper \(AmpOptimWrapper'
-                       r"\) adds no SR-STE term.*type='AmpSRSTEOptimWrapper'"):
+    with pytest.raises(
+            RuntimeError,
+            match=r'optim_wrapper \(AmpOptimWrapper'
+            r"\) adds no SR-STE term.*type='AmpSRSTEOptimWrapper'"):
         runpy.run_path(mmdet_tool('train.py'), run_name='__main__')
     assert not glob.glob(str(tmp_path / 'work' / '*.pth'))

@@ -17,7 +17,9 @@ from mmnm.pattern import NMPattern
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-def brute_force_mask(weight: torch.Tensor, n: int, m: int,
+def brute_force_mask(weight: torch.Tensor,
+                     n: int,
+                     m: int,
                      orientation: str = 'channel') -> torch.Tensor:
     """Keep the ``n`` largest |w| of every group of ``m``; ties keep the
     lowest index. Written with plain Python loops on purpose.
@@ -226,12 +228,12 @@ def test_grouped_conv_stays_dense():
 
 
 def test_hardware_shapes_only():
-    model = nn.Sequential(nn.Linear(32, 16), nn.Linear(20, 8),
-                          nn.Linear(16, 4))
+    model = nn.Sequential(
+        nn.Linear(32, 16), nn.Linear(20, 8), nn.Linear(16, 4))
     report = sparsify_model(model)
     assert all(isinstance(layer, SparseLinear) for layer in model)
-    model = nn.Sequential(nn.Linear(32, 16), nn.Linear(20, 8),
-                          nn.Linear(16, 4))
+    model = nn.Sequential(
+        nn.Linear(32, 16), nn.Linear(20, 8), nn.Linear(16, 4))
     report = sparsify_model(model, hardware_shapes_only=True)
     assert isinstance(model[0], SparseLinear)
     assert not isinstance(model[1], NMSparseMixin)
@@ -337,8 +339,10 @@ def test_report_table_and_zero_ratio():
             fc=nn.Linear(16, 8),
             head=nn.Linear(8, 4),
             norm=nn.BatchNorm1d(4)))
-    weighted = [mod for mod in model.modules()
-                if isinstance(mod, (nn.modules.conv._ConvNd, nn.Linear))]
+    weighted = [
+        mod for mod in model.modules()
+        if isinstance(mod, (nn.modules.conv._ConvNd, nn.Linear))
+    ]
     total_weights = sum(mod.weight.numel() for mod in weighted)
     total_params = sum(p.numel() for p in model.parameters())
     report = sparsify_model(
@@ -388,8 +392,7 @@ def test_output_equals_brute_force_masked_dense(orientation, pattern):
     x = torch.randn(2, 8, 4, 4)
     masks = {}
     for index in (0, 2, 5, 7):
-        masks[index] = brute_force_mask(dense[index].weight, n, m,
-                                        orientation)
+        masks[index] = brute_force_mask(dense[index].weight, n, m, orientation)
         per_group = masks[index].sum() / masks[index].numel()
         assert per_group == pytest.approx(n / m)
 
@@ -463,10 +466,10 @@ def test_override_on_built_sparse_layer_is_not_silently_ignored():
 def test_mmcv_wrapper_layers_are_converted():
     """mmdet heads build mmcv's Conv2d/Linear wrappers (e.g. mask heads)."""
     from mmcv.cnn.bricks import wrappers
-    model = nn.Sequential(wrappers.Conv2d(8, 8, 3), nn.Flatten(),
-                          wrappers.Linear(8, 4))
+    model = nn.Sequential(
+        wrappers.Conv2d(8, 8, 3), nn.Flatten(), wrappers.Linear(8, 4))
     report = sparsify_model(model, '2:4')
     assert isinstance(model[0], SparseConv)
     assert isinstance(model[2], NMSparseMixin)
-    assert [layer.pattern is not None for layer in report.layers] == [True,
-                                                                       True]
+    assert [layer.pattern is not None
+            for layer in report.layers] == [True, True]

@@ -5,13 +5,13 @@ import logging
 
 import pytest
 import torch
+from deploy_helpers import random_24_weight, relative_error
 from mmengine.logging import MMLogger
 from torch import nn
 
 from mmnm.conversion import sparsify_model
 from mmnm.deploy import Sparse24Conv2d, Sparse24Linear, convert_to_sparse24
 from mmnm.layers import NMSparseMixin, SparseConv
-from deploy_helpers import random_24_weight, relative_error
 
 
 def with_24(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -94,16 +94,16 @@ def test_table_is_logged():
 
 
 def test_threshold_exclude_and_force():
-    report = convert_to_sparse24(Net(), min_weight_numel=4096,
-                                 exclude=['head'], logger=None)
+    report = convert_to_sparse24(
+        Net(), min_weight_numel=4096, exclude=['head'], logger=None)
     by_name = decisions(report)
     assert 'min_weight_numel=4096' in by_name['small'].note  # 2048 weights
     assert by_name['head'].note == "excluded by 'head'"
     assert {layer.name for layer in report.sparse_layers} == {'body'}
 
     net = Net()
-    report = convert_to_sparse24(net, min_weight_numel=4096,
-                                 force=['small'], logger=None)
+    report = convert_to_sparse24(
+        net, min_weight_numel=4096, force=['small'], logger=None)
     assert isinstance(net.small, Sparse24Conv2d)
     assert decisions(report)['small'].note == "forced by 'small'"
 
@@ -123,8 +123,10 @@ def test_errors_for_bad_globs_bare_layers_and_nothing_to_convert():
         convert_to_sparse24(Net(), force=['nope'], logger=None)
     with pytest.raises(ValueError, match='bare Conv2d'):
         convert_to_sparse24(nn.Conv2d(64, 64, 1))
-    with pytest.raises(ValueError, match='no Conv/Linear layer of Sequential '
-                       'can run 2:4 kernels') as err:
+    with pytest.raises(
+            ValueError,
+            match='no Conv/Linear layer of Sequential '
+            'can run 2:4 kernels') as err:
         convert_to_sparse24(nn.Sequential(nn.Conv2d(64, 64, 1)), logger=None)
     assert 'not 2:4' in str(err.value)  # the table comes with it
 
@@ -135,10 +137,9 @@ def test_nm_layers_are_judged_by_their_masks():
     masked weight; a 4:8 layer converts only where its mask happens to be
     2:4 (never, for random weights)."""
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1),
-                        nn.Conv2d(64, 32, 3, padding=1),
-                        nn.Conv2d(32, 64, 3, padding=1),
-                        nn.Conv2d(64, 64, 1)).eval()
+    net = nn.Sequential(
+        nn.Conv2d(64, 64, 3, padding=1), nn.Conv2d(64, 32, 3, padding=1),
+        nn.Conv2d(32, 64, 3, padding=1), nn.Conv2d(64, 64, 1)).eval()
     sparsify_model(net, '2:4', overrides={'3': '4:8'})
     x = torch.randn(1, 64, 6, 6)
     with torch.no_grad():

@@ -10,16 +10,15 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from deploy_helpers import random_24_weight, relative_error
 from torch import nn
 from torch.sparse._semi_structured_conversions import \
     sparse_semi_structured_from_dense_cutlass as reference_compress
 
-from mmnm.deploy import (Sparse24Conv2d, Sparse24Linear, gemm,
-                         kernel_backends, krsc_matrix, set_sparse24_backend,
-                         sparse24_backend)
+from mmnm.deploy import (Sparse24Conv2d, Sparse24Linear, gemm, kernel_backends,
+                         krsc_matrix, set_sparse24_backend, sparse24_backend)
 from mmnm.deploy.layers import sparse24_layer_type
 from mmnm.ops import decompress_2to4
-from deploy_helpers import random_24_weight, relative_error
 
 DTYPES = [torch.float16, torch.bfloat16]
 #: fp16 keeps 11 significant bits, bf16 8: relative error of one GEMM
@@ -53,8 +52,9 @@ def test_linear_matches_f_linear(dtype, bias):
     x = torch.randn(3, 5, 128)
     y = layer(x)
     assert y.shape == (3, 5, 64) and y.dtype == torch.float32
-    expected = F.linear(rounded(x, dtype), rounded(linear.weight, dtype),
-                        rounded(linear.bias, dtype))
+    expected = F.linear(
+        rounded(x, dtype), rounded(linear.weight, dtype),
+        rounded(linear.bias, dtype))
     assert relative_error(y, expected) < TOLERANCE[dtype]
     assert layer(x.to(dtype)).dtype == dtype  # no cast in a half model
     with torch.autocast('cpu', dtype=dtype):  # like an autocast F.linear
@@ -74,9 +74,9 @@ def test_conv_matches_f_conv2d(dtype, kwargs):
     layer = Sparse24Conv2d.from_dense(conv, dtype)
     x = torch.randn(2, 64, 9, 7)
     y = layer(x)
-    expected = F.conv2d(rounded(x, dtype), rounded(conv.weight, dtype),
-                        rounded(conv.bias, dtype), conv.stride, conv.padding,
-                        conv.dilation)
+    expected = F.conv2d(
+        rounded(x, dtype), rounded(conv.weight, dtype),
+        rounded(conv.bias, dtype), conv.stride, conv.padding, conv.dilation)
     assert y.shape == expected.shape and y.dtype == torch.float32
     assert relative_error(y, expected) < TOLERANCE[dtype]
 
@@ -138,21 +138,23 @@ def conv_with(weight_shape, **kwargs):
     return conv
 
 
-@pytest.mark.parametrize('module, message', [
-    (nn.Conv2d(64, 32, 3), 'not 2:4'),  # dense random weight
-    (conv_with((48, 64, 1, 1)), '48 output channels/features, not a '
-     'multiple of 32'),
-    (conv_with((32, 16, 3, 3)), 'GEMM reduction size 144, not a multiple '
-     'of 64'),
-    (conv_with((64, 32, 3, 3), groups=2), 'grouped conv'),
-    (conv_with((32, 64, 3, 3), padding=1, padding_mode='reflect'),
-     'padding_mode'),
-    (nn.Conv2d(64, 32, 3, padding='same'), 'padding=.same.'),
-    (nn.ConvTranspose2d(64, 32, 3), 'transposed conv'),
-    (nn.Conv1d(64, 32, 3), 'Conv1d: no 2:4 inference counterpart'),
-    (nn.Linear(64, 32), 'not 2:4'),
-    (nn.Linear(6, 32), 'reduction size 6 not divisible by M=4'),
-])
+@pytest.mark.parametrize(
+    'module, message',
+    [
+        (nn.Conv2d(64, 32, 3), 'not 2:4'),  # dense random weight
+        (conv_with((48, 64, 1, 1)), '48 output channels/features, not a '
+         'multiple of 32'),
+        (conv_with((32, 16, 3, 3)), 'GEMM reduction size 144, not a multiple '
+         'of 64'),
+        (conv_with((64, 32, 3, 3), groups=2), 'grouped conv'),
+        (conv_with((32, 64, 3, 3), padding=1,
+                   padding_mode='reflect'), 'padding_mode'),
+        (nn.Conv2d(64, 32, 3, padding='same'), 'padding=.same.'),
+        (nn.ConvTranspose2d(64, 32, 3), 'transposed conv'),
+        (nn.Conv1d(64, 32, 3), 'Conv1d: no 2:4 inference counterpart'),
+        (nn.Linear(64, 32), 'not 2:4'),
+        (nn.Linear(6, 32), 'reduction size 6 not divisible by M=4'),
+    ])
 def test_unconvertible_layers_are_refused(module, message):
     cls = Sparse24Linear if isinstance(module, nn.Linear) else Sparse24Conv2d
     with pytest.raises(ValueError, match=message) as err:
@@ -195,11 +197,11 @@ def test_cuda_sparse_kernels_match_the_dense_path(backend, dtype):
         pytest.skip(f'{backend} not available on '
                     f'sm{"%d%d" % torch.cuda.get_device_capability()}')
     for dense, x in (
-            (make_linear(cin=256, cout=128), torch.randn(13, 256)),
-            (make_linear(cin=256, cout=128, bias=False), torch.randn(8, 256)),
-            (make_conv(cin=64, cout=64, kernel=3, stride=2, padding=1),
-             torch.randn(2, 64, 15, 15)),
-            (make_conv(cin=128, cout=64, kernel=1), torch.randn(1, 128, 7, 7)),
+        (make_linear(cin=256, cout=128), torch.randn(13, 256)),
+        (make_linear(cin=256, cout=128, bias=False), torch.randn(8, 256)),
+        (make_conv(cin=64, cout=64, kernel=3, stride=2,
+                   padding=1), torch.randn(2, 64, 15, 15)),
+        (make_conv(cin=128, cout=64, kernel=1), torch.randn(1, 128, 7, 7)),
     ):
         cls = Sparse24Linear if isinstance(dense, nn.Linear) \
             else Sparse24Conv2d
@@ -226,19 +228,21 @@ def test_cuda_sparse_kernels_match_the_dense_path(backend, dtype):
 # --------------------------------------------------------------------------
 # backend choice, kernel failures, caches, errors (CPU, kernels mocked)
 # --------------------------------------------------------------------------
-@pytest.mark.parametrize('capability, hip, expected', [
-    ((8, 0), None, ('cusparselt', 'cutlass')),
-    ((8, 9), None, ('cusparselt', 'cutlass')),
-    ((9, 0), None, ('cusparselt', )),  # CUTLASS 2:4 ops: sm8x only
-    ((8, 0), '6.0', ('cusparselt', )),  # ROCm
-    ((7, 5), None, ()),
-])
+@pytest.mark.parametrize(
+    'capability, hip, expected',
+    [
+        ((8, 0), None, ('cusparselt', 'cutlass')),
+        ((8, 9), None, ('cusparselt', 'cutlass')),
+        ((9, 0), None, ('cusparselt', )),  # CUTLASS 2:4 ops: sm8x only
+        ((8, 0), '6.0', ('cusparselt', )),  # ROCm
+        ((7, 5), None, ()),
+    ])
 def test_cutlass_is_offered_on_sm8x_only(monkeypatch, capability, hip,
                                          expected):
     monkeypatch.setattr(gemm, '_capability', lambda device: capability)
     monkeypatch.setattr(gemm, '_cusparselt_available', lambda: True)
-    monkeypatch.setattr(torch, '_sparse_semi_structured_addmm', None,
-                        raising=False)
+    monkeypatch.setattr(
+        torch, '_sparse_semi_structured_addmm', None, raising=False)
     monkeypatch.setattr(torch.version, 'hip', hip)
     assert kernel_backends(torch.device('cuda'), torch.float16, 64,
                            128) == expected
@@ -337,17 +341,18 @@ def test_wrong_inputs_are_errors_naming_the_layer(mocked_cutlass):
     values, meta, bias = layer.weight_values, layer.weight_meta, layer.bias
     cache = gemm.Sparse24Cache()
     for x, message in (
-            (torch.randn(4, 128), r'head.fc: .*input is torch.float32'),
-            (torch.randn(4, 128, dtype=torch.float16, device='meta'),
-             'head.fc: .*on meta'),
-            (torch.randn(4, 64, dtype=torch.float16),
-             r'head.fc: .*input of shape \(4, 64\)'),
+        (torch.randn(4, 128), r'head.fc: .*input is torch.float32'),
+        (torch.randn(4, 128, dtype=torch.float16,
+                     device='meta'), 'head.fc: .*on meta'),
+        (torch.randn(4, 64, dtype=torch.float16),
+         r'head.fc: .*input of shape \(4, 64\)'),
     ):
         with pytest.raises(ValueError, match=message):
             gemm.sparse24_linear(x, values, meta, bias, cache, 'head.fc')
     with pytest.raises(ValueError, match='head.fc: .*bias is torch.float32'):
-        gemm.sparse24_linear(torch.randn(4, 128, dtype=torch.float16),
-                             values, meta, bias.float(), cache, 'head.fc')
+        gemm.sparse24_linear(
+            torch.randn(4, 128, dtype=torch.float16), values, meta,
+            bias.float(), cache, 'head.fc')
     assert not calls and not logged and not gemm._FAILED
 
 
@@ -368,8 +373,10 @@ def test_cache_follows_apply_and_reload():
 def test_float_cast_is_refused_naming_the_layer():
     layer = Sparse24Linear.from_dense(make_linear(), name='head.fc')
     model = nn.Sequential(nn.Linear(128, 128), layer)
-    with pytest.raises(TypeError, match=r'head.fc: .*not torch.float32.*'
-                       r'\.half\(\) or \.bfloat16\(\).*fp32'):
+    with pytest.raises(
+            TypeError,
+            match=r'head.fc: .*not torch.float32.*'
+            r'\.half\(\) or \.bfloat16\(\).*fp32'):
         model.float()
     assert layer.weight_values.dtype == torch.float16  # left as it was
     assert layer(torch.randn(2, 128)).dtype == torch.float32
@@ -380,8 +387,10 @@ def test_float_cast_is_refused_naming_the_layer():
 def test_constructor_errors_name_the_layer():
     with pytest.raises(ValueError, match='head.fc: .*fp16 or bf16'):
         Sparse24Linear(128, 64, dtype=torch.float32, name='head.fc')
-    with pytest.raises(ValueError, match=r'head.fc: shape \(48, 128\) does '
-                       r'not fit the 2:4 layout .*rows % 32 == 0'):
+    with pytest.raises(
+            ValueError,
+            match=r'head.fc: shape \(48, 128\) does '
+            r'not fit the 2:4 layout .*rows % 32 == 0'):
         Sparse24Linear(128, 48, name='head.fc')
 
 
@@ -389,8 +398,9 @@ def test_conv_lowering_errors_name_the_layer():
     layer = Sparse24Conv2d.from_dense(make_conv(), name='neck.conv')
     with pytest.raises(ValueError, match='neck.conv: .*NCHW input'):
         layer(torch.randn(64, 5, 5))
-    with pytest.raises(ValueError, match='neck.conv: conv input 2x2 is too '
-                       'small'):
+    with pytest.raises(
+            ValueError, match='neck.conv: conv input 2x2 is too '
+            'small'):
         layer(torch.randn(1, 64, 2, 2))
 
 
@@ -407,19 +417,21 @@ def test_empty_like_loads_the_converted_state(make):
 
 
 def test_bad_backend_variable_fails_at_the_gemm_not_at_import():
-    code = (
-        'import mmnm, mmnm.deploy, torch\n'
-        'from torch import nn\n'
-        'layer = nn.Linear(128, 64)\n'
-        'layer.weight.data[:, 1::2] = 0\n'
-        'layer = mmnm.deploy.Sparse24Linear.from_dense(layer)\n'
-        'try:\n'
-        '    layer(torch.randn(2, 128))\n'
-        'except ValueError as err:\n'
-        '    print("ERROR", err)\n')
+    code = ('import mmnm, mmnm.deploy, torch\n'
+            'from torch import nn\n'
+            'layer = nn.Linear(128, 64)\n'
+            'layer.weight.data[:, 1::2] = 0\n'
+            'layer = mmnm.deploy.Sparse24Linear.from_dense(layer)\n'
+            'try:\n'
+            '    layer(torch.randn(2, 128))\n'
+            'except ValueError as err:\n'
+            '    print("ERROR", err)\n')
     env = dict(os.environ, MMNM_SPARSE24_BACKEND='cutlas')
-    proc = subprocess.run([sys.executable, '-c', code], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, '-c', code],
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "ERROR MMNM_SPARSE24_BACKEND='cutlas' is not a 2:4 GEMM backend" \
         in proc.stdout

@@ -4,9 +4,9 @@ channels stay contiguous."""
 import pytest
 import torch
 import torch.nn.functional as F
+from deploy_helpers import random_24_weight
 
 from mmnm.deploy import conv2d_as_gemm, im2col_nhwc, kcrs_weight, krsc_matrix
-from deploy_helpers import random_24_weight
 
 # (in, out, kernel, stride, padding, dilation, input HxW)
 CASES = {
@@ -32,8 +32,8 @@ def test_im2col_orders_the_reduction_r_s_c(case):
     (c, r, s) to (r, s, c)."""
     x, weight, kw = conv_args(case)
     kernel = tuple(weight.shape[2:])
-    cols, (out_h, out_w) = im2col_nhwc(x, kernel, kw['stride'],
-                                       kw['padding'], kw['dilation'])
+    cols, (out_h, out_w) = im2col_nhwc(x, kernel, kw['stride'], kw['padding'],
+                                       kw['dilation'])
     unfolded = F.unfold(x, kernel, kw['dilation'], kw['padding'],
                         kw['stride'])  # (N, C*R*S, L), (c, r, s) order
     n, c = x.shape[:2]
@@ -82,8 +82,7 @@ def test_pointwise_conv_needs_no_copy():
     y = conv2d_as_gemm(x, lambda c: c @ matrix.t(), (1, 1), (1, 1), (0, 0),
                        (1, 1))
     assert y.is_contiguous(memory_format=torch.channels_last)
-    assert torch.allclose(y, F.conv2d(x, matrix[:, :, None, None]),
-                          atol=1e-4)
+    assert torch.allclose(y, F.conv2d(x, matrix[:, :, None, None]), atol=1e-4)
 
 
 def test_too_small_input_is_an_error():

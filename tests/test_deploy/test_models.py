@@ -7,6 +7,7 @@ import os.path as osp
 
 import pytest
 import torch
+from deploy_helpers import kernel_eligible, relative_error
 from mmengine.config import Config
 from torch import nn
 
@@ -15,7 +16,6 @@ from mmnm.conversion import sparsify_model
 from mmnm.deploy import Sparse24Conv2d, Sparse24Linear, convert_to_sparse24
 from mmnm.layers import NMSparseMixin
 from mmnm.utils.launch import build_model, config_sparsity
-from deploy_helpers import kernel_eligible, relative_error
 
 mmdet = pytest.importorskip('mmdet')
 
@@ -35,8 +35,11 @@ def _one_thread():
 
 
 def sparse24_names(model: nn.Module):
-    return {name for name, m in model.named_modules()
-            if isinstance(m, (Sparse24Conv2d, Sparse24Linear))}
+    return {
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, (Sparse24Conv2d, Sparse24Linear))
+    }
 
 
 @torch.no_grad()
@@ -57,8 +60,10 @@ def resnet50():
     from mmdet.models.backbones import ResNet
     torch.manual_seed(0)
     model = ResNet(depth=50, init_cfg=None)
-    expected = {name for name, m in model.named_modules()
-                if kernel_eligible(m)}
+    expected = {
+        name
+        for name, m in model.named_modules() if kernel_eligible(m)
+    }
     sparsify_model(model, '2:4')
     calibrate_batchnorm(model, torch.randn(4, 3, 64, 64))
     return model, expected
@@ -76,7 +81,7 @@ def test_resnet50_backbone(resnet50, dtype):
     assert {layer.name for layer in report.sparse_layers} == expected
     assert len(expected) == 52  # every conv but the 3-channel stem
     assert 'reduction size 3' in \
-        {l.name: l for l in report.layers}['conv1'].note
+        {d.name: d for d in report.layers}['conv1'].note
     with torch.no_grad():
         outputs = model(x)
     assert len(outputs) == len(reference) == 4
@@ -97,14 +102,17 @@ def faster_rcnn():
     torch.manual_seed(0)
     dense = build_model(cfg).eval()
     sparsity = config_sparsity(cfg)
-    expected = {name for name, m in dense.named_modules()
-                if kernel_eligible(m) and name not in sparsity['exclude']}
+    expected = {
+        name
+        for name, m in dense.named_modules()
+        if kernel_eligible(m) and name not in sparsity['exclude']
+    }
     masked = dense
     sparsify_model(masked, **sparsity)
     converted = copy.deepcopy(masked)
     report = convert_to_sparse24(converted, torch.float16, logger=None)
-    data = demo_mm_inputs(batch_size=1, image_shapes=(3, 64, 64),
-                          num_items=[2], num_classes=80)
+    data = demo_mm_inputs(
+        batch_size=1, image_shapes=(3, 64, 64), num_items=[2], num_classes=80)
     data = masked.data_preprocessor(data, False)
     return masked, converted, report, expected, data
 
@@ -113,13 +121,15 @@ def test_faster_rcnn_layers(faster_rcnn):
     masked, converted, report, expected, _ = faster_rcnn
     assert sparse24_names(converted) == expected
     assert len(expected) == 66
-    assert not any(isinstance(m, NMSparseMixin)
-                   for m in converted.modules())
-    notes = {layer.name: layer.note for layer in report.layers
-             if layer.pattern is None}
-    assert set(notes) == {'backbone.conv1', 'rpn_head.rpn_cls',
-                          'rpn_head.rpn_reg', 'roi_head.bbox_head.fc_cls',
-                          'roi_head.bbox_head.fc_reg'}
+    assert not any(isinstance(m, NMSparseMixin) for m in converted.modules())
+    notes = {
+        layer.name: layer.note
+        for layer in report.layers if layer.pattern is None
+    }
+    assert set(notes) == {
+        'backbone.conv1', 'rpn_head.rpn_cls', 'rpn_head.rpn_reg',
+        'roi_head.bbox_head.fc_cls', 'roi_head.bbox_head.fc_reg'
+    }
     assert 'reduction size 3' in notes['backbone.conv1']
     assert 'not a multiple of 32' in notes['rpn_head.rpn_cls']
     assert 'not a multiple of 32' in notes['roi_head.bbox_head.fc_cls']
@@ -142,8 +152,10 @@ def test_faster_rcnn_outputs(faster_rcnn):
         # each head on its own model's features: the RoI extractor reads
         # what the converted convs return
         feats_got = converted.extract_feat(inputs)
-        rois = bbox2roi([torch.tensor([[0., 0., 32., 32.], [10., 5., 60., 40.],
-                                       [20., 20., 63., 63.]])])
+        rois = bbox2roi([
+            torch.tensor([[0., 0., 32., 32.], [10., 5., 60., 40.],
+                          [20., 20., 63., 63.]])
+        ])
         want = masked.roi_head._bbox_forward(feats, rois)
         got = converted.roi_head._bbox_forward(feats_got, rois)
         for key in ('cls_score', 'bbox_pred'):
@@ -153,10 +165,10 @@ def test_faster_rcnn_outputs(faster_rcnn):
         # detections from the same proposals (random weights score all
         # classes alike, so proposals picked anew could differ)
         proposals = masked.rpn_head.predict(feats, samples, rescale=False)
-        want = masked.roi_head.predict(feats, copy.deepcopy(proposals),
-                                       samples, rescale=False)[0]
-        got = converted.roi_head.predict(feats_got, copy.deepcopy(proposals),
-                                         samples, rescale=False)[0]
+        want = masked.roi_head.predict(
+            feats, copy.deepcopy(proposals), samples, rescale=False)[0]
+        got = converted.roi_head.predict(
+            feats_got, copy.deepcopy(proposals), samples, rescale=False)[0]
         assert len(got) == len(want) == 20
         assert torch.allclose(got.scores, want.scores, rtol=1e-2)
         assert int(got.labels[0]) == int(want.labels[0])

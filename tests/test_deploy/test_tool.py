@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from deploy_helpers import relative_error
 from mmengine.model import revert_sync_batchnorm
 
 import mmnm
@@ -16,7 +17,6 @@ from mmnm.conversion import export_state_dict
 from mmnm.deploy import (Sparse24Conv2d, load_sparse24_model,
                          sparse24_layer_names)
 from mmnm.utils.launch import build_sparse_model
-from deploy_helpers import relative_error
 
 pytest.importorskip('mmseg')
 
@@ -52,27 +52,37 @@ def trained(tmp_path_factory):
     model = revert_sync_batchnorm(build_sparse_model(CONFIG)).eval()
     folder = tmp_path_factory.mktemp('deploy')
     path = folder / 'iter_300.pth'
-    torch.save(dict(meta=dict(iter=300), state_dict=model.state_dict(),
-                    optimizer=dict(state={})), path)
+    torch.save(
+        dict(
+            meta=dict(iter=300),
+            state_dict=model.state_dict(),
+            optimizer=dict(state={})), path)
     x = torch.randn(1, 3, 64, 64)
     out = folder / 'sparse24.pth'
     proc = subprocess.run(
-        [sys.executable, TOOL, CONFIG, str(path), str(out)], cwd=REPO,
-        capture_output=True, text=True, timeout=300)
-    return dict(model=model, path=path, x=x, ref=outputs(model, x), out=out,
-                proc=proc)
+        [sys.executable, TOOL, CONFIG,
+         str(path), str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300)
+    return dict(
+        model=model, path=path, x=x, ref=outputs(model, x), out=out, proc=proc)
 
 
 def test_tool_end_to_end(trained):
     proc, out = trained['proc'], trained['out']
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert any(l.split()[:4] == ['backbone.layer1.0.conv1', 'Sparse24Conv2d',
-                                 '64x64x3x3', '2:4'] for l in lines)
-    assert any(l.startswith('backbone.stem.3') and
-               'GEMM reduction size 288' in l for l in lines)
+    assert any(
+        line.split()[:4] ==
+        ['backbone.layer1.0.conv1', 'Sparse24Conv2d', '64x64x3x3', '2:4']
+        for line in lines)
+    assert any(
+        line.startswith('backbone.stem.3')
+        and 'GEMM reduction size 288' in line for line in lines)
     assert f'{NUM_SPARSE24}/28 Conv/Linear layers run 2:4' in proc.stdout
-    file_row = next(l for l in lines if l.startswith('file'))
+    file_row = next(line for line in lines if line.startswith('file'))
     before, after = (int(v.replace(',', '')) for v in file_row.split()[1:3])
     assert before == osp.getsize(trained['path'])
     assert after == osp.getsize(out) < 0.3 * before  # fp32 -> fp16 2:4
@@ -98,16 +108,16 @@ def test_tool_end_to_end(trained):
             torch.equal(value, state[key]), key
 
 
-def test_exported_checkpoint_with_the_dense_config(trained, tmp_path,
-                                                    capsys):
+def test_exported_checkpoint_with_the_dense_config(trained, tmp_path, capsys):
     """An export (masks applied) needs no sparse config: each layer is
     checked for the 2:4 pattern and the same layers convert."""
     exported = tmp_path / 'exported.pth'
-    torch.save(dict(state_dict=export_state_dict(trained['model'])),
-               exported)
+    torch.save(dict(state_dict=export_state_dict(trained['model'])), exported)
     out = tmp_path / 'bf16.pth'
-    assert load_tool().main([DENSE_CONFIG, str(exported), str(out),
-                             '--dtype', 'bf16']) == 0
+    assert load_tool().main(
+        [DENSE_CONFIG,
+         str(exported),
+         str(out), '--dtype', 'bf16']) == 0
     assert 'dense model of' in capsys.readouterr().out
     state = torch.load(out)['state_dict']
     assert sparse24_layer_names(state) == \
@@ -115,14 +125,18 @@ def test_exported_checkpoint_with_the_dense_config(trained, tmp_path,
     assert state['backbone.layer1.0.conv1.weight_values'].dtype == \
         torch.bfloat16
     conv = load_sparse24_model(DENSE_CONFIG, str(out)).backbone.layer1[0]
-    assert torch.equal(conv.conv1.weight, trained['model'].backbone.layer1[0]
-                       .conv1.effective_weight().bfloat16())
+    assert torch.equal(
+        conv.conv1.weight,
+        trained['model'].backbone.layer1[0].conv1.effective_weight().bfloat16(
+        ))
 
 
 def test_dense_weights_are_not_converted(trained, tmp_path, capsys):
     """The training checkpoint with the dense config: no mask, no 2:4."""
-    code = load_tool().main([DENSE_CONFIG, str(trained['path']),
-                             str(tmp_path / 'out.pth')])
+    code = load_tool().main(
+        [DENSE_CONFIG,
+         str(trained['path']),
+         str(tmp_path / 'out.pth')])
     err = capsys.readouterr().err
     assert code == 1
     assert str(trained['path']) in err
@@ -135,8 +149,11 @@ def test_missing_files_and_foreign_checkpoints(trained, tmp_path, capsys):
     missing = tmp_path / 'missing.pth'
     assert tool.main([CONFIG, str(missing), str(tmp_path / 'o.pth')]) == 1
     assert f'checkpoint not found: {missing}' in capsys.readouterr().err
-    assert tool.main([str(tmp_path / 'nope.py'), str(trained['path']),
-                      str(tmp_path / 'o.pth')]) == 1
+    assert tool.main([
+        str(tmp_path / 'nope.py'),
+        str(trained['path']),
+        str(tmp_path / 'o.pth')
+    ]) == 1
     assert 'config not found' in capsys.readouterr().err
 
     state = dict(trained['model'].state_dict())
@@ -155,8 +172,8 @@ def test_loader_errors(trained, tmp_path):
     del saved['state_dict']['decode_head.conv_seg.bias']
     broken = tmp_path / 'broken.pth'
     torch.save(saved, broken)
-    with pytest.raises(ValueError,
-                       match=r'(?s)broken.pth: .*decode_head.conv_seg.bias'):
+    with pytest.raises(
+            ValueError, match=r'(?s)broken.pth: .*decode_head.conv_seg.bias'):
         load_sparse24_model(CONFIG, str(broken))
     with pytest.raises(FileNotFoundError):
         load_sparse24_model(CONFIG, str(tmp_path / 'missing.pth'))
@@ -167,7 +184,8 @@ def test_unreadable_checkpoint_is_named(tmp_path, capsys):
     file, not only RuntimeError/KeyError."""
     garbage = tmp_path / 'garbage.pth'
     garbage.write_text('not a checkpoint')
-    assert load_tool().main([CONFIG, str(garbage),
+    assert load_tool().main([CONFIG,
+                             str(garbage),
                              str(tmp_path / 'o.pth')]) == 1
     err = capsys.readouterr().err
     assert f'{garbage}: does not load into the model of {CONFIG}' in err
@@ -182,8 +200,8 @@ def test_output_folder_is_created(trained, tmp_path, capsys):
 
 
 @pytest.mark.parametrize('how', ['resume', 'load_from'])
-def test_training_from_a_2to4_checkpoint_stops_naming_it(trained, tmp_path,
-                                                         how):
+def test_training_from_a_2to4_checkpoint_stops_naming_it(
+        trained, tmp_path, how):
     """A 2:4 inference checkpoint holds no weight an N:M model can load:
     nothing may silently train from the layers' initial weights."""
     from mmnm.datasets import generate_shapes_dataset
@@ -192,13 +210,19 @@ def test_training_from_a_2to4_checkpoint_stops_naming_it(trained, tmp_path,
     out = str(trained['out'])
     args = ['--resume', out] if how == 'resume' else \
         ['--cfg-options', f'load_from={out}']
-    options = [f'{loader}_dataloader.dataset.data_root={data}'
-               for loader in ('train', 'val', 'test')]
+    options = [
+        f'{loader}_dataloader.dataset.data_root={data}'
+        for loader in ('train', 'val', 'test')
+    ]
     proc = subprocess.run(
-        [sys.executable, 'tools/train.py', CONFIG, '--work-dir',
-         str(tmp_path / 'work')] + args + (
-             ['--cfg-options'] if how == 'resume' else []) + options,
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable, 'tools/train.py', CONFIG, '--work-dir',
+            str(tmp_path / 'work')
+        ] + args + (['--cfg-options'] if how == 'resume' else []) + options,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300)
     assert proc.returncode != 0
     assert f'{out} is a 2:4 inference checkpoint' in proc.stderr
     assert not list((tmp_path / 'work').glob('iter_*.pth'))

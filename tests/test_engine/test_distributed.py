@@ -21,7 +21,9 @@ def free_port() -> int:
 def train(launcher: list, work_dir, batch_size: int) -> None:
     env = dict(os.environ, PYTHONPATH=TESTS, OMP_NUM_THREADS='1')
     proc = subprocess.run(
-        [sys.executable, *launcher, WORKER, str(work_dir), str(batch_size)],
+        [sys.executable, *launcher, WORKER,
+         str(work_dir),
+         str(batch_size)],
         env=env,
         capture_output=True,
         text=True,
@@ -38,9 +40,10 @@ def test_two_gloo_ranks_match_each_other_and_single_process(tmp_path):
     train(torchrun, tmp_path / 'dist', batch_size=2)
     train([], tmp_path / 'single', batch_size=4)
 
-    rank0, rank1, single = (
-        torch.load(tmp_path / sub / f'result_rank{rank}.pth')
-        for sub, rank in (('dist', 0), ('dist', 1), ('single', 0)))
+    rank0, rank1, single = (torch.load(tmp_path / sub /
+                                       f'result_rank{rank}.pth')
+                            for sub, rank in (('dist', 0), ('dist', 1),
+                                              ('single', 0)))
     assert set(rank0['masks']) == {'conv', 'head'}
     for name, mask in rank0['masks'].items():
         assert torch.equal(mask, rank1['masks'][name]), name

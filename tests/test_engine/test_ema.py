@@ -50,13 +50,12 @@ def ema_hook(runner) -> EMAHook:
     return next(h for h in runner.hooks if isinstance(h, EMAHook))
 
 
-def test_ema_weights_are_nm_everywhere_and_resume_exactly(tmp_path,
-                                                          data_root):
+def test_ema_weights_are_nm_everywhere_and_resume_exactly(tmp_path, data_root):
     cfg = rtmdet_cfg(tmp_path / 'full', data_root, iters=3)
     runner = Runner.from_cfg(copy.deepcopy(cfg))
     runner.train()
-    sparsity = next(h for h in runner.hooks
-                    if type(h).__name__ == 'NMSparsityHook')
+    sparsity = next(
+        h for h in runner.hooks if type(h).__name__ == 'NMSparsityHook')
     assert len(sparsity.layers) > 40
     # every key of RTMDet's shared head convs included
     patterns = sparse_weight_patterns(runner.model)
@@ -65,9 +64,11 @@ def test_ema_weights_are_nm_everywhere_and_resume_exactly(tmp_path,
     path = osp.join(cfg.work_dir, 'iter_3.pth')
     checkpoint = torch.load(path)
     check_nm_state_dict(checkpoint['state_dict'], patterns)  # raises if not
-    raw = {k[len('module.'):]: v
-           for k, v in checkpoint['ema_state_dict'].items()
-           if k.startswith('module.')}
+    raw = {
+        k[len('module.'):]: v
+        for k, v in checkpoint['ema_state_dict'].items()
+        if k.startswith('module.')
+    }
     check_nm_state_dict(raw, patterns)
     assert any(not torch.equal(checkpoint['state_dict'][key], raw[key])
                for key in patterns), 'EMA and raw weights should differ'
@@ -75,26 +76,32 @@ def test_ema_weights_are_nm_everywhere_and_resume_exactly(tmp_path,
     # what validation runs: the model with the EMA weights swapped in
     from mmdet.apis import init_detector
     stock = init_detector(cfg, path, device='cpu')
-    assert not any(type(m).__name__.startswith('Sparse')
-                   for m in stock.modules())
+    assert not any(
+        type(m).__name__.startswith('Sparse') for m in stock.modules())
     model = runner.model.eval()
     batch = model.data_preprocessor(
-        dict(inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)
-                     for _ in range(2)]), False)
+        dict(inputs=[
+            torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)
+            for _ in range(2)
+        ]), False)
     ema_hook(runner).before_val_epoch(runner)
     validated = model(batch['inputs'], mode='tensor')
     ema_hook(runner).after_val_epoch(runner)
     served = stock(batch['inputs'], mode='tensor')
-    for ours, theirs in zip(sum(map(list, validated), []),
-                            sum(map(list, served), [])):
+    for ours, theirs in zip(
+            sum(map(list, validated), []), sum(map(list, served), [])):
         assert torch.equal(ours, theirs)
 
     # resume from iteration 2: both weight sets come back dense and exact
     part = rtmdet_cfg(tmp_path / 'part', data_root, iters=2)
     Runner.from_cfg(copy.deepcopy(part)).train()
-    resumed = Runner.from_cfg(rtmdet_cfg(
-        tmp_path / 'part', data_root, iters=3, resume=True,
-        load_from=osp.join(part.work_dir, 'iter_2.pth')))
+    resumed = Runner.from_cfg(
+        rtmdet_cfg(
+            tmp_path / 'part',
+            data_root,
+            iters=3,
+            resume=True,
+            load_from=osp.join(part.work_dir, 'iter_2.pth')))
     resumed.train()
     full_ema = ema_hook(runner).ema_model.state_dict()
     for key, value in ema_hook(resumed).ema_model.state_dict().items():

@@ -42,13 +42,14 @@ class ParamRecorder(Hook):
     priority = 'LOWEST'
 
     def before_train(self, runner) -> None:
-        self.params = {k: v.detach().clone()
-                       for k, v in runner.model.named_parameters()}
+        self.params = {
+            k: v.detach().clone()
+            for k, v in runner.model.named_parameters()
+        }
 
 
 def trained(tmp_path, iters=2, **overrides):
-    runner = build(toy_runner_cfg(str(tmp_path), max_iters=iters,
-                                  **overrides))
+    runner = build(toy_runner_cfg(str(tmp_path), max_iters=iters, **overrides))
     runner.train()
     return runner
 
@@ -69,17 +70,19 @@ def test_checkpoint_is_the_trained_sparse_model_for_the_stock_model(tmp_path):
     stock.load_state_dict(state, strict=True)
     inputs = torch.randn(5, 3, 6, 6)
     model.eval()
-    assert torch.equal(stock(inputs, mode='tensor'),
-                       model(inputs, mode='tensor'))
+    assert torch.equal(
+        stock(inputs, mode='tensor'), model(inputs, mode='tensor'))
 
 
 def test_load_from_restores_the_dense_weights(tmp_path):
     first = trained(tmp_path / 'a')
     dense = {k: v.detach().clone() for k, v in first.model.named_parameters()}
     recorder = ParamRecorder()
-    second = build(toy_runner_cfg(
-        str(tmp_path / 'b'), max_iters=1,
-        load_from=str(tmp_path / 'a' / 'iter_2.pth')), recorder)
+    second = build(
+        toy_runner_cfg(
+            str(tmp_path / 'b'),
+            max_iters=1,
+            load_from=str(tmp_path / 'a' / 'iter_2.pth')), recorder)
     second.train()
     for key, value in dense.items():
         assert torch.equal(recorder.params[key], value), key
@@ -119,8 +122,10 @@ def test_legacy_checkpoint_resumes_as_the_uninterrupted_run(tmp_path):
     legacy = str(tmp_path / 'old' / 'legacy.pth')
     torch.save(old, legacy)
 
-    resumed = build(toy_runner_cfg(str(tmp_path / 'old'), max_iters=3,
-                                   resume=True, load_from=legacy), recorder)
+    resumed = build(
+        toy_runner_cfg(
+            str(tmp_path / 'old'), max_iters=3, resume=True, load_from=legacy),
+        recorder)
     resumed.train()
     log = open(osp.join(resumed.log_dir, f'{resumed.timestamp}.log')).read()
     assert 'before checkpoint format 1' in log and 'legacy.pth' in log
@@ -131,18 +136,22 @@ def test_legacy_checkpoint_resumes_as_the_uninterrupted_run(tmp_path):
 def test_export_cannot_be_resumed_but_fine_tunes(tmp_path):
     runner = trained(tmp_path)
     export = str(tmp_path / 'export.pth')
-    save_nm_checkpoint(export_state_dict(runner.model),
-                       sparse_weight_patterns(runner.model), export)
-    resumed = build(toy_runner_cfg(str(tmp_path), max_iters=3, resume=True,
-                                   load_from=export))
-    with pytest.raises(ValueError, match=f'{export} is an N:M export.*'
-                       'cannot be resumed'):
+    save_nm_checkpoint(
+        export_state_dict(runner.model), sparse_weight_patterns(runner.model),
+        export)
+    resumed = build(
+        toy_runner_cfg(
+            str(tmp_path), max_iters=3, resume=True, load_from=export))
+    with pytest.raises(
+            ValueError, match=f'{export} is an N:M export.*'
+            'cannot be resumed'):
         resumed.train()
     assert not osp.exists(tmp_path / 'iter_3.pth')
     # fine-tuning from it (load_from without resume) is what it is for
     recorder = MaskRecorder()
-    build(toy_runner_cfg(str(tmp_path / 'ft'), max_iters=1,
-                         load_from=export), recorder).train()
+    build(
+        toy_runner_cfg(str(tmp_path / 'ft'), max_iters=1, load_from=export),
+        recorder).train()
     conv = torch.load(export)['state_dict']['conv.weight']
     assert torch.equal(recorder.masks[0]['conv'], brute_force_mask(conv))
 
@@ -151,18 +160,25 @@ def test_flexible_runner_writes_and_resumes_nm_checkpoints(tmp_path):
     """FlexibleRunner loads a checkpoint before before_run, i.e. before the
     hook converts the model: resuming must still get the dense weights."""
     full = MaskRecorder()
-    build(toy_runner_cfg(str(tmp_path / 'full'), max_iters=3), full,
-          runner_type=FlexibleRunner).train()
-    part = build(toy_runner_cfg(str(tmp_path / 'part'), max_iters=2),
-                 runner_type=FlexibleRunner)
+    build(
+        toy_runner_cfg(str(tmp_path / 'full'), max_iters=3),
+        full,
+        runner_type=FlexibleRunner).train()
+    part = build(
+        toy_runner_cfg(str(tmp_path / 'part'), max_iters=2),
+        runner_type=FlexibleRunner)
     part.train()
     state = torch.load(tmp_path / 'part' / 'iter_2.pth')['state_dict']
     conv = part.model.conv.weight.detach()
     assert torch.equal(state['conv.weight'], conv * brute_force_mask(conv))
     recorder = MaskRecorder()
-    build(toy_runner_cfg(str(tmp_path / 'part'), max_iters=3,
-                         resume=str(tmp_path / 'part' / 'iter_2.pth')),
-          recorder, runner_type=FlexibleRunner).train()
+    build(
+        toy_runner_cfg(
+            str(tmp_path / 'part'),
+            max_iters=3,
+            resume=str(tmp_path / 'part' / 'iter_2.pth')),
+        recorder,
+        runner_type=FlexibleRunner).train()
     for name, mask in full.masks[-1].items():
         assert torch.equal(recorder.masks[-1][name], mask), name
 
@@ -181,10 +197,12 @@ def with_hook(tmp_path, max_iters=2, optim_type=None, **hook):
 
 def test_plain_optim_wrapper_stops_the_run(tmp_path):
     runner = build(with_hook(tmp_path, optim_type='OptimWrapper'))
-    with pytest.raises(RuntimeError, match=r"SR-STE \(lambda_w=0.0002\), "
-                       r"but optim_wrapper \(OptimWrapper\) adds no SR-STE "
-                       r"term.*'conv'.*optim_wrapper.type='SRSTEOptimWrapper'"
-                       r'.*lambda_w=0'):
+    with pytest.raises(
+            RuntimeError,
+            match=r"SR-STE \(lambda_w=0.0002\), "
+            r"but optim_wrapper \(OptimWrapper\) adds no SR-STE "
+            r"term.*'conv'.*optim_wrapper.type='SRSTEOptimWrapper'"
+            r'.*lambda_w=0'):
         runner.train()
     assert not osp.exists(tmp_path / 'iter_1.pth')
 
@@ -197,8 +215,10 @@ def test_amp_optim_wrapper_stops_the_run_naming_the_amp_sr_ste_one(
         'mmengine.optim.optimizer.amp_optimizer_wrapper.is_cuda_available',
         lambda: True)
     runner = build(with_hook(tmp_path, optim_type='AmpOptimWrapper'))
-    with pytest.raises(RuntimeError, match=r"\(AmpOptimWrapper\) adds no "
-                       r"SR-STE term.*type='AmpSRSTEOptimWrapper'"):
+    with pytest.raises(
+            RuntimeError,
+            match=r"\(AmpOptimWrapper\) adds no "
+            r"SR-STE term.*type='AmpSRSTEOptimWrapper'"):
         runner.train()
 
 
@@ -210,15 +230,22 @@ def test_plain_ste_asked_for_explicitly_trains(tmp_path):
 
 
 def test_schedule_without_sr_ste_wrapper_stops_the_run(tmp_path):
-    runner = build(with_hook(tmp_path, optim_type='OptimWrapper', lambda_w=0,
-                             sparse_start_iter=1))
+    runner = build(
+        with_hook(
+            tmp_path,
+            optim_type='OptimWrapper',
+            lambda_w=0,
+            sparse_start_iter=1))
     with pytest.raises(RuntimeError, match='plain STE, sparse_start_iter=1'):
         runner.train()
 
 
 def test_hook_settings_reach_the_wrapper(tmp_path):
-    cfg = with_hook(tmp_path, optim_type='SRSTEOptimWrapper', lambda_w=1e-3,
-                    freeze_mask_iter=1)
+    cfg = with_hook(
+        tmp_path,
+        optim_type='SRSTEOptimWrapper',
+        lambda_w=1e-3,
+        freeze_mask_iter=1)
     runner = build(cfg)
     runner.train()
     wrapper = runner.optim_wrapper
@@ -228,15 +255,19 @@ def test_hook_settings_reach_the_wrapper(tmp_path):
 
 def test_setting_given_twice_differently_stops_the_run(tmp_path):
     cfg = with_hook(tmp_path, lambda_w=1e-3)  # the wrapper sets 2e-4
-    with pytest.raises(ValueError, match=r'lambda_w is set twice: 0.001 by '
-                       r'NMSparsityHook and 0.0002 by optim_wrapper'):
+    with pytest.raises(
+            ValueError,
+            match=r'lambda_w is set twice: 0.001 by '
+            r'NMSparsityHook and 0.0002 by optim_wrapper'):
         build(cfg).train()
 
 
 def test_schedule_past_the_end_of_the_run_stops_it(tmp_path):
     cfg = with_hook(tmp_path, max_iters=3, sparse_start_iter=3)
-    with pytest.raises(ValueError, match='ends after 3 iterations, before '
-                       'its schedule acts'):
+    with pytest.raises(
+            ValueError,
+            match='ends after 3 iterations, before '
+            'its schedule acts'):
         build(cfg).train()
 
 

@@ -24,8 +24,8 @@ def build_runner(cfg: dict, *hooks: Hook):
 
 
 def history(runner, key: str) -> list:
-    return list(runner.message_hub.get_scalar(
-        f'train/sparsity/{key}')._log_history)
+    return list(
+        runner.message_hub.get_scalar(f'train/sparsity/{key}')._log_history)
 
 
 def test_logged_sad_matches_recorded_masks(tmp_path):
@@ -37,8 +37,11 @@ def test_logged_sad_matches_recorded_masks(tmp_path):
 
     masks = recorder.masks  # masks[i]: after iteration i + 1
     entries = sum(mask.numel() for mask in masks[0].values())
-    expected_sad = [flips(masks[1], masks[0]), flips(masks[3], masks[1]),
-                    flips(masks[5], masks[3])]
+    expected_sad = [
+        flips(masks[1], masks[0]),
+        flips(masks[3], masks[1]),
+        flips(masks[5], masks[3])
+    ]
     expected_total = [flips(masks[i], masks[0]) for i in (1, 3, 5)]
     assert expected_total[-1] > 0, 'the run should flip some mask entries'
     assert history(runner, 'sad') == expected_sad
@@ -56,10 +59,14 @@ def test_logged_sad_matches_recorded_masks(tmp_path):
     log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
     assert 'sparsity/sad_total' in log and 'sparsity/zero_ratio' in log
     # ... and the visualizer backends (LocalVisBackend: scalars.json)
-    scalars = [json.loads(line) for line in open(
-        osp.join(runner.log_dir, 'vis_data', 'scalars.json'))]
-    logged = [row['sparsity/sad_total'] for row in scalars
-              if 'sparsity/sad_total' in row]
+    scalars = [
+        json.loads(line)
+        for line in open(osp.join(runner.log_dir, 'vis_data', 'scalars.json'))
+    ]
+    logged = [
+        row['sparsity/sad_total'] for row in scalars
+        if 'sparsity/sad_total' in row
+    ]
     assert logged == expected_total
 
 
@@ -100,6 +107,5 @@ def test_resume_continues_sad_and_reproduces_masks(tmp_path):
     assert len(resumed_recorder.masks) == 2  # iterations 5 and 6
     for name, mask in full_recorder.masks[-1].items():
         assert torch.equal(resumed_recorder.masks[-1][name], mask), name
-    assert history(resumed, 'sad_total')[-1] == history(full,
-                                                        'sad_total')[-1]
+    assert history(resumed, 'sad_total')[-1] == history(full, 'sad_total')[-1]
     assert history(resumed, 'sad')[-1] == history(full, 'sad')[-1]

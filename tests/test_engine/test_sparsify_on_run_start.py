@@ -7,8 +7,8 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
-from toy_models import ToyConvNet, toy_runner_cfg
 from torch import nn
+from toy_models import ToyConvNet, toy_runner_cfg
 
 from mmnm.layers import SparseConv, SparseLinear
 
@@ -31,8 +31,11 @@ def test_model_is_sparsified_and_table_logged(tmp_path):
     assert isinstance(model.conv, SparseConv)
     assert isinstance(model.head, SparseLinear)
     # the optimizer built before the conversion holds the same parameters
-    params = {id(p) for group in runner.optim_wrapper.optimizer.param_groups
-              for p in group['params']}
+    params = {
+        id(p)
+        for group in runner.optim_wrapper.optimizer.param_groups
+        for p in group['params']
+    }
     assert id(model.conv.weight) in params and id(model.head.bias) in params
     log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
     assert 'N:M sparsity of the model' in log
@@ -48,8 +51,9 @@ def test_test_run_is_sparse_too(tmp_path):
 
 
 def test_pattern_and_overrides_from_config(tmp_path):
-    runner = build(with_sparsity(
-        tmp_path, dict(pattern='1:4', overrides={'head': '2:8'})))
+    runner = build(
+        with_sparsity(tmp_path, dict(pattern='1:4', overrides={'head':
+                                                               '2:8'})))
     runner.call_hook('before_run')
     model = runner.model
     assert (model.conv.nm.n, model.conv.nm.m) == (1, 4)
@@ -57,8 +61,8 @@ def test_pattern_and_overrides_from_config(tmp_path):
 
 
 def test_glob_matching_no_layer_is_an_error(tmp_path):
-    runner = build(with_sparsity(tmp_path,
-                                 dict(pattern='2:4', exclude=['neck.*'])))
+    runner = build(
+        with_sparsity(tmp_path, dict(pattern='2:4', exclude=['neck.*'])))
     with pytest.raises(ValueError, match=r"exclude pattern 'neck\.\*'"):
         runner.train()
 
@@ -81,8 +85,8 @@ def test_dense_checkpoint_loads_into_sparse_run(tmp_path):
     dense = ToyConvNet()
     path = str(tmp_path / 'dense.pth')
     torch.save(dict(state_dict=dense.state_dict()), path)
-    runner = build(toy_runner_cfg(str(tmp_path / 'run'), load_from=path,
-                                  max_iters=1))
+    runner = build(
+        toy_runner_cfg(str(tmp_path / 'run'), load_from=path, max_iters=1))
     runner.train()  # converts, loads, then trains one iteration
     assert isinstance(runner.model.conv, SparseConv)
     runner2 = build(toy_runner_cfg(str(tmp_path / 'run2')))

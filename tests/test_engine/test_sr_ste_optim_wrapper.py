@@ -137,8 +137,8 @@ def spy_grads(wrapper, model):
     def step(*args, **kwargs):
         seen.append({
             names[id(p)]: p.grad.detach().clone()
-            for g in wrapper.optimizer.param_groups for p in g['params']
-            if p.grad is not None
+            for g in wrapper.optimizer.param_groups
+            for p in g['params'] if p.grad is not None
         })
         return inner(*args, **kwargs)
 
@@ -173,8 +173,8 @@ def test_reference_mask_and_model_agree():
     masks = {k: ref_mask(P[k]) for k in SPARSE}
     assert torch.equal(model.conv.mask, masks['conv.weight'])
     assert torch.equal(model.fc.mask, masks['fc.weight'])
-    assert torch.allclose(out, ref_forward(P, data['inputs'], masks),
-                          rtol=1e-13, atol=1e-14)
+    assert torch.allclose(
+        out, ref_forward(P, data['inputs'], masks), rtol=1e-13, atol=1e-14)
     # exactly N kept per group of M along the input channels
     assert (masks['fc.weight'].view(4, 2, M).sum(-1) == N).all()
     conv = masks['conv.weight'].permute(0, 2, 3, 1).reshape(-1, M)
@@ -201,8 +201,7 @@ def test_two_sgd_steps_match_hand_computation(lam):
 
     for i, data in enumerate(batches):
         model.train_step(data, wrapper)
-        for k, layer in (('conv.weight', model.conv), ('fc.weight',
-                                                       model.fc)):
+        for k, layer in (('conv.weight', model.conv), ('fc.weight', model.fc)):
             assert torch.equal(layer.mask, masks_seen[i][k])
     assert_params_close(model, P)
 
@@ -255,11 +254,13 @@ def test_sr_term_only_touches_pruned_positions():
     for k in SPARSE:
         keep = masks[k]
         # kept positions: the STE gradient, untouched
-        assert torch.allclose(g[k][keep], ste[k][keep], rtol=1e-12,
-                              atol=1e-14)
+        assert torch.allclose(g[k][keep], ste[k][keep], rtol=1e-12, atol=1e-14)
         # pruned positions: STE gradient + lambda * W
-        assert torch.allclose(g[k][~keep], ste[k][~keep] + lam * P[k][~keep],
-                              rtol=1e-12, atol=1e-14)
+        assert torch.allclose(
+            g[k][~keep],
+            ste[k][~keep] + lam * P[k][~keep],
+            rtol=1e-12,
+            atol=1e-14)
         assert not torch.allclose(g[k][~keep], ste[k][~keep], atol=1e-6)
     for k in ('conv.bias', 'fc.bias'):  # biases: never an SR term
         assert torch.allclose(g[k], ste[k], rtol=1e-12, atol=1e-14)
@@ -271,17 +272,20 @@ def test_sr_term_only_touches_pruned_positions():
 def test_gradient_accumulation_matches_full_batch_and_adds_term_once():
     lr, mu, wd, lam = 0.05, 0.9, 1e-4, 0.1
     full = [make_data(batch=4, seed=s) for s in (1, 2)]
-    halves = [{k: v[sl] for k, v in d.items()} for d in full
-              for sl in (slice(0, 2), slice(2, 4))]
+    halves = [{
+        k: v[sl]
+        for k, v in d.items()
+    } for d in full for sl in (slice(0, 2), slice(2, 4))]
 
     acc_model = TinyNet()
     acc = SRSTEOptimWrapper(
         optimizer=sgd(acc_model, lr=lr, momentum=mu, weight_decay=wd),
-        lambda_w=lam, accumulative_counts=2)
+        lambda_w=lam,
+        accumulative_counts=2)
     calls = []
     inner_add = acc.add_sr_ste_term
-    acc.add_sr_ste_term = lambda: (calls.append(acc._inner_count),
-                                   inner_add())[1]
+    acc.add_sr_ste_term = lambda: (calls.append(acc._inner_count), inner_add()
+                                   )[1]
     before = params_of(acc_model)
     for i, data in enumerate(halves):
         acc_model.train_step(data, acc)
@@ -293,7 +297,8 @@ def test_gradient_accumulation_matches_full_batch_and_adds_term_once():
     full_model = TinyNet()
     one = SRSTEOptimWrapper(
         optimizer=sgd(full_model, lr=lr, momentum=mu, weight_decay=wd),
-        lambda_w=lam, accumulative_counts=1)
+        lambda_w=lam,
+        accumulative_counts=1)
     for data in full:
         full_model.train_step(data, one)
     assert_params_close(acc_model, params_of(full_model))
@@ -303,8 +308,9 @@ def test_gradient_accumulation_matches_full_batch_and_adds_term_once():
     P2, bufs2 = dict(P), {}
     for data in full:
         P = ref_sgd(P, ref_grads(P, data, lam)[0], bufs, lr, mu, wd)
-        P2 = ref_sgd(P2, ref_grads(P2, data, lam, sr_times=2)[0], bufs2, lr,
-                     mu, wd)
+        P2 = ref_sgd(P2,
+                     ref_grads(P2, data, lam, sr_times=2)[0], bufs2, lr, mu,
+                     wd)
     assert_params_close(acc_model, P)
     # ... and adding it per micro-batch (twice) would be visibly different
     assert params_differ(P, P2, atol=1e-5)
@@ -317,32 +323,35 @@ def test_clip_grad_includes_sr_term():
     lr, lam, max_norm = 1.0, 1.0, 1e-3
     model = TinyNet()
     wrapper = SRSTEOptimWrapper(
-        optimizer=sgd(model, lr=lr), lambda_w=lam,
+        optimizer=sgd(model, lr=lr),
+        lambda_w=lam,
         clip_grad=dict(max_norm=max_norm))
     data = make_data()
     P = params_of(model)
-    g_sr, _ = ref_grads(P, data, lam)          # g + SR term
-    g_ste, masks = ref_grads(P, data, 0.)      # g alone
+    g_sr, _ = ref_grads(P, data, lam)  # g + SR term
+    g_ste, masks = ref_grads(P, data, 0.)  # g alone
     model.train_step(data, wrapper)
     update = torch.cat([(P[k] - p.detach()).flatten() / lr
                         for k, p in model.named_parameters()])
-    expected = torch.cat([g_sr[k].flatten() for k, _ in
-                          model.named_parameters()])
+    expected = torch.cat(
+        [g_sr[k].flatten() for k, _ in model.named_parameters()])
     assert expected.norm() > 100 * max_norm  # clipping is active
     # the clipped gradient has norm max_norm ...
-    assert torch.allclose(update.norm(), torch.tensor(max_norm,
-                                                      dtype=update.dtype),
-                          rtol=1e-5)
+    assert torch.allclose(
+        update.norm(), torch.tensor(max_norm, dtype=update.dtype), rtol=1e-5)
     # ... and the direction of g + SR term
-    assert torch.allclose(update / update.norm(), expected / expected.norm(),
-                          rtol=1e-10, atol=1e-12)
+    assert torch.allclose(
+        update / update.norm(),
+        expected / expected.norm(),
+        rtol=1e-10,
+        atol=1e-12)
     # had the term been added after clipping, the update would differ
-    g_flat = torch.cat([g_ste[k].flatten() for k, _ in
-                        model.named_parameters()])
-    late = g_flat * max_norm / g_flat.norm() + torch.cat([
-        (P[k] * (~masks[k]) * lam).flatten() if k in SPARSE else
-        torch.zeros_like(P[k]).flatten() for k, _ in model.named_parameters()
-    ])
+    g_flat = torch.cat(
+        [g_ste[k].flatten() for k, _ in model.named_parameters()])
+    late = g_flat * max_norm / g_flat.norm() + torch.cat(
+        [(P[k] * (~masks[k]) *
+          lam).flatten() if k in SPARSE else torch.zeros_like(P[k]).flatten()
+         for k, _ in model.named_parameters()])
     assert not torch.allclose(update, late, atol=1e-6)
 
 
@@ -353,8 +362,8 @@ def make_amp_wrapper(monkeypatch, model, init_scale, **kwargs):
     monkeypatch.setattr(
         'mmengine.optim.optimizer.amp_optimizer_wrapper.is_cuda_available',
         lambda: True)
-    wrapper = AmpSRSTEOptimWrapper(optimizer=sgd(model, **kwargs.pop('sgd')),
-                                   **kwargs)
+    wrapper = AmpSRSTEOptimWrapper(
+        optimizer=sgd(model, **kwargs.pop('sgd')), **kwargs)
     wrapper.loss_scaler = torch.amp.GradScaler('cpu', init_scale=init_scale)
     wrapper.bind(model)
     return wrapper
@@ -373,16 +382,16 @@ def test_amp_matches_fp32_and_term_is_not_scaled(monkeypatch, clip):
     batches = [make_data(dtype=torch.float32, seed=s) for s in (1, 2)]
 
     amp_model = TinyNet(dtype=torch.float32)
-    amp = make_amp_wrapper(monkeypatch, amp_model, scale, sgd=sgd_kw,
-                           lambda_w=lam, **extra)
+    amp = make_amp_wrapper(
+        monkeypatch, amp_model, scale, sgd=sgd_kw, lambda_w=lam, **extra)
     assert amp.loss_scaler.get_scale() == scale
     run_steps(amp_model, amp, batches)
     assert amp.loss_scaler.get_scale() == scale  # no overflow, no growth yet
 
     def fp32_run(lambda_w):
         model = TinyNet(dtype=torch.float32)
-        wrapper = SRSTEOptimWrapper(optimizer=sgd(model, **sgd_kw),
-                                    lambda_w=lambda_w, **extra)
+        wrapper = SRSTEOptimWrapper(
+            optimizer=sgd(model, **sgd_kw), lambda_w=lambda_w, **extra)
         wrapper.bind(model)
         run_steps(model, wrapper, batches)
         return params_of(model)
@@ -395,8 +404,8 @@ def test_amp_matches_fp32_and_term_is_not_scaled(monkeypatch, clip):
 
 def test_amp_overflow_skips_step_and_lowers_scale(monkeypatch):
     model = TinyNet(dtype=torch.float32)
-    amp = make_amp_wrapper(monkeypatch, model, 3e38,
-                           sgd=dict(lr=0.1, momentum=0.9), lambda_w=0.1)
+    amp = make_amp_wrapper(
+        monkeypatch, model, 3e38, sgd=dict(lr=0.1, momentum=0.9), lambda_w=0.1)
     data = make_data(dtype=torch.float32, scale=100.)
     before = params_of(model)
     amp.update_params(model(**data)['loss'])
@@ -441,8 +450,8 @@ def test_plain_loop_gets_the_sr_ste_update(drive):
     plain STE would be 1e-2 away."""
     lr, mu, lam = 0.1, 0.9, 0.5
     model = PlainNet()
-    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=lr, momentum=mu),
-                                lambda_w=lam)
+    wrapper = SRSTEOptimWrapper(
+        optimizer=sgd(model, lr=lr, momentum=mu), lambda_w=lam)
     batches = [make_data(seed=s) for s in (1, 2, 3)]
     for data in batches:
         loss = mse(model, data)
@@ -460,11 +469,15 @@ def test_plain_loop_gets_the_sr_ste_update(drive):
 def test_plain_loop_accumulation_adds_the_term_once_per_step():
     lr, mu, lam = 0.05, 0.9, 0.1
     full = [make_data(batch=4, seed=s) for s in (1, 2)]
-    halves = [{k: v[sl] for k, v in d.items()} for d in full
-              for sl in (slice(0, 2), slice(2, 4))]
+    halves = [{
+        k: v[sl]
+        for k, v in d.items()
+    } for d in full for sl in (slice(0, 2), slice(2, 4))]
     model = PlainNet()
-    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=lr, momentum=mu),
-                                lambda_w=lam, accumulative_counts=2)
+    wrapper = SRSTEOptimWrapper(
+        optimizer=sgd(model, lr=lr, momentum=mu),
+        lambda_w=lam,
+        accumulative_counts=2)
     for data in halves:
         wrapper.update_params(mse(model, data))
     assert_params_close(model, hand_sgd(full, lam, lr, mu))
@@ -476,28 +489,33 @@ def test_plain_loop_amp_term_on_the_unscaled_gradient(monkeypatch):
         lambda: True)
     lr, mu, lam = 0.05, 0.9, 0.5
     model = PlainNet(dtype=torch.float32)
-    wrapper = AmpSRSTEOptimWrapper(optimizer=sgd(model, lr=lr, momentum=mu),
-                                   lambda_w=lam)
+    wrapper = AmpSRSTEOptimWrapper(
+        optimizer=sgd(model, lr=lr, momentum=mu), lambda_w=lam)
     wrapper.loss_scaler = torch.amp.GradScaler('cpu', init_scale=2.**12)
     batches = [make_data(dtype=torch.float32, seed=s) for s in (1, 2, 3)]
     for data in batches:
         wrapper.update_params(mse(model, data))
-    assert_params_close(model, hand_sgd(batches, lam, lr, mu, torch.float32),
-                        rtol=1e-5, atol=1e-6)
+    assert_params_close(
+        model,
+        hand_sgd(batches, lam, lr, mu, torch.float32),
+        rtol=1e-5,
+        atol=1e-6)
 
 
 def test_plain_loop_dense_warmup_needs_bind_before_the_first_forward():
     data = make_data()
     model = PlainNet()
-    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=0.1),
-                                sparse_start_iter=2)
-    with pytest.raises(RuntimeError, match='first forward ran N:M sparse.*'
-                       r'optim_wrapper.bind\(model\)'):
+    wrapper = SRSTEOptimWrapper(
+        optimizer=sgd(model, lr=0.1), sparse_start_iter=2)
+    with pytest.raises(
+            RuntimeError,
+            match='first forward ran N:M sparse.*'
+            r'optim_wrapper.bind\(model\)'):
         wrapper.update_params(mse(model, data))
 
     model = PlainNet()
-    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=0.1),
-                                sparse_start_iter=2, freeze_mask_iter=3)
+    wrapper = SRSTEOptimWrapper(
+        optimizer=sgd(model, lr=0.1), sparse_start_iter=2, freeze_mask_iter=3)
     wrapper.bind(model)
     states = []
     for _ in range(4):
@@ -514,8 +532,8 @@ def test_plain_loop_dense_warmup_needs_bind_before_the_first_forward():
 def test_dense_warmup_then_sparse():
     lam = 0.1
     model = TinyNet()
-    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=0.1), lambda_w=lam,
-                                sparse_start_iter=2)
+    wrapper = SRSTEOptimWrapper(
+        optimizer=sgd(model, lr=0.1), lambda_w=lam, sparse_start_iter=2)
     seen = spy_grads(wrapper, model)
     data = make_data()
     for it in range(4):
@@ -525,20 +543,23 @@ def test_dense_warmup_then_sparse():
             loss = ((out - data['targets'])**2).mean()
         if it < 2:
             assert model.fc.mask is None and model.conv.mask is None
-            assert torch.allclose(out, ref_forward(P, data['inputs']),
-                                  rtol=1e-13, atol=1e-14)
+            assert torch.allclose(
+                out, ref_forward(P, data['inputs']), rtol=1e-13, atol=1e-14)
         else:
             masks = {k: ref_mask(P[k]) for k in SPARSE}
             assert torch.equal(model.conv.mask, masks['conv.weight'])
             assert torch.equal(model.fc.mask, masks['fc.weight'])
-            assert torch.allclose(out, ref_forward(P, data['inputs'], masks),
-                                  rtol=1e-13, atol=1e-14)
+            assert torch.allclose(
+                out,
+                ref_forward(P, data['inputs'], masks),
+                rtol=1e-13,
+                atol=1e-14)
         wrapper.update_params(loss)
         # the grads the optimizer saw: dense (no SR term) or STE + SR term
         grads, _ = ref_grads(P, data, lam, sparse=it >= 2)
         for k in NAMES:
-            assert torch.allclose(seen[it][k], grads[k], rtol=1e-12,
-                                  atol=1e-14)
+            assert torch.allclose(
+                seen[it][k], grads[k], rtol=1e-12, atol=1e-14)
 
 
 def test_schedule_switches_only_between_optimizer_steps():
@@ -546,14 +567,16 @@ def test_schedule_switches_only_between_optimizer_steps():
     window that starts at iteration 4: one step never mixes dense and sparse
     micro-batches."""
     model = TinyNet()
-    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=0.1),
-                                sparse_start_iter=3, accumulative_counts=2)
+    wrapper = SRSTEOptimWrapper(
+        optimizer=sgd(model, lr=0.1),
+        sparse_start_iter=3,
+        accumulative_counts=2)
     data = make_data()
     sparse_at = []
     for _ in range(6):
         with wrapper.optim_context(model):
-            loss = ((model(**data, mode='predict') - data['targets'])**2
-                    ).mean()
+            loss = ((model(**data, mode='predict') -
+                     data['targets'])**2).mean()
         sparse_at.append(model.conv.mask is not None)
         wrapper.update_params(loss)
     assert sparse_at == [False, False, False, False, True, True]
@@ -570,7 +593,9 @@ def test_freeze_mask_keeps_mask_and_zeroes_pruned_weights():
     model = TinyNet()
     wrapper = SRSTEOptimWrapper(
         optimizer=sgd(model, lr=0.5, momentum=0.9, weight_decay=1e-4),
-        lambda_w=2e-4, sparse_start_iter=1, freeze_mask_iter=freeze_at)
+        lambda_w=2e-4,
+        sparse_start_iter=1,
+        freeze_mask_iter=freeze_at)
     data = [make_data(seed=s) for s in range(8)]
     frozen = None
     for it, d in enumerate(data):
@@ -608,17 +633,19 @@ def test_freeze_mask_keeps_mask_and_zeroes_pruned_weights():
 # --------------------------------------------------------------------------
 # Masks must follow every optimizer implementation
 # --------------------------------------------------------------------------
-@pytest.mark.parametrize('impl', [
-    dict(foreach=False),
-    dict(foreach=True),
-    # fused optimizers update weights without bumping their version counter
-    dict(fused=True),
-])
+@pytest.mark.parametrize(
+    'impl',
+    [
+        dict(foreach=False),
+        dict(foreach=True),
+        # fused optimizers update weights without bumping their version counter
+        dict(fused=True),
+    ])
 def test_mask_recomputed_after_step_for_every_optimizer_impl(impl):
     lr, lam = 3.0, 0.
     model = TinyNet()
-    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=lr, **impl),
-                                lambda_w=lam)
+    wrapper = SRSTEOptimWrapper(
+        optimizer=sgd(model, lr=lr, **impl), lambda_w=lam)
     data = make_data()
     P = params_of(model)
     model.train_step(data, wrapper)
@@ -657,8 +684,8 @@ def test_invalid_arguments_raise(kwargs):
 
 def test_freeze_at_start_is_valid():
     model = TinyNet()
-    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=0.1),
-                                sparse_start_iter=2, freeze_mask_iter=2)
+    wrapper = SRSTEOptimWrapper(
+        optimizer=sgd(model, lr=0.1), sparse_start_iter=2, freeze_mask_iter=2)
     assert wrapper.freeze_mask_iter == 2
 
 
@@ -679,15 +706,17 @@ def test_registry_builds_wrapper_with_defaults():
 
 def test_build_optim_wrapper_from_config():
     model = TinyNet()
-    cfg = dict(type='SRSTEOptimWrapper', lambda_w=1e-3,
-               optimizer=dict(type='SGD', lr=0.1))
+    cfg = dict(
+        type='SRSTEOptimWrapper',
+        lambda_w=1e-3,
+        optimizer=dict(type='SGD', lr=0.1))
     wrapper = build_optim_wrapper(model, copy.deepcopy(cfg))
     assert isinstance(wrapper, SRSTEOptimWrapper)
     assert wrapper.lambda_w == 1e-3
     assert isinstance(wrapper.optimizer, torch.optim.SGD)
     wrapper = build_optim_wrapper(
-        model, dict(type='SRSTEOptimWrapper',
-                    optimizer=dict(type='SGD', lr=0.1)))
+        model,
+        dict(type='SRSTEOptimWrapper', optimizer=dict(type='SGD', lr=0.1)))
     assert wrapper.lambda_w == 2e-4
     # it trains
     before = params_of(model)

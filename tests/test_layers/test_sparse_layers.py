@@ -68,10 +68,15 @@ CONV_CONFIGS = [
     dict(n=2, m=4),
     dict(n=1, m=4, stride=2, bias=False),
     dict(n=2, m=8, in_channels=16, dilation=2, padding=2),
-    dict(n=1, m=4, orientation='flat', in_channels=4, kernel_size=1,
-         padding=0),
-    dict(n=2, m=4, orientation='flat', in_channels=3, kernel_size=(2, 2),
-         padding=0),
+    dict(
+        n=1, m=4, orientation='flat', in_channels=4, kernel_size=1, padding=0),
+    dict(
+        n=2,
+        m=4,
+        orientation='flat',
+        in_channels=3,
+        kernel_size=(2, 2),
+        padding=0),
     dict(n=1, m=16, in_channels=16, kernel_size=1, padding=0),
 ]
 
@@ -94,8 +99,7 @@ def test_conv_forward_matches_masked_dense(cfg, train):
     assert not torch.allclose(out, conv_ref(layer, x, layer.weight))
 
 
-@pytest.mark.parametrize('n,m,orientation', [(2, 4, 'channel'),
-                                             (1, 4, 'flat'),
+@pytest.mark.parametrize('n,m,orientation', [(2, 4, 'channel'), (1, 4, 'flat'),
                                              (4, 8, 'channel')])
 @pytest.mark.parametrize('train', [True, False])
 def test_linear_forward_matches_masked_dense(n, m, orientation, train):
@@ -106,7 +110,8 @@ def test_linear_forward_matches_masked_dense(n, m, orientation, train):
     out = layer(x)
     mask = ref_mask(layer.weight, n, m, orientation)
     assert torch.equal(out,
-                       F.linear(x, layer.weight.detach() * mask, layer.bias))
+                       F.linear(x,
+                                layer.weight.detach() * mask, layer.bias))
 
 
 def test_linear_keeps_bias_and_trains_it():
@@ -134,8 +139,8 @@ def test_linear_keeps_bias_and_trains_it():
 def test_conv_straight_through_gradient(cfg):
     cfg = dict(cfg)
     layer = make_conv(seed=8, **cfg)
-    x = torch.randn(2, layer.in_channels, 6, 6, generator=seeded(9),
-                    requires_grad=True)
+    x = torch.randn(
+        2, layer.in_channels, 6, 6, generator=seeded(9), requires_grad=True)
     out = layer(x)
     g = torch.randn(out.shape, generator=seeded(10))
     (out * g).sum().backward()
@@ -150,14 +155,12 @@ def test_conv_straight_through_gradient(cfg):
                    layer.dilation)
     (ref * g).sum().backward()
 
-    assert torch.allclose(layer.weight.grad, masked.grad, rtol=1e-6,
-                          atol=1e-6)
+    assert torch.allclose(layer.weight.grad, masked.grad, rtol=1e-6, atol=1e-6)
     # not multiplied by the mask: pruned weights get a gradient too
     assert (layer.weight.grad[~mask] != 0).any()
     assert torch.allclose(x.grad, x_ref.grad, rtol=1e-6, atol=1e-6)
     if bias is not None:
-        assert torch.allclose(layer.bias.grad, bias.grad, rtol=1e-6,
-                              atol=1e-6)
+        assert torch.allclose(layer.bias.grad, bias.grad, rtol=1e-6, atol=1e-6)
 
 
 def test_linear_straight_through_gradient():
@@ -169,11 +172,9 @@ def test_linear_straight_through_gradient():
     mask = ref_mask(layer.weight, 1, 4)
     masked = (layer.weight.detach() * mask).requires_grad_()
     (F.linear(x, masked, layer.bias.detach()) * g).sum().backward()
-    assert torch.allclose(layer.weight.grad, masked.grad, rtol=1e-6,
-                          atol=1e-6)
+    assert torch.allclose(layer.weight.grad, masked.grad, rtol=1e-6, atol=1e-6)
     # the dense-weight gradient of a linear layer is g^T x: full, unmasked
-    assert torch.allclose(layer.weight.grad, g.t() @ x, rtol=1e-5,
-                          atol=1e-5)
+    assert torch.allclose(layer.weight.grad, g.t() @ x, rtol=1e-5, atol=1e-5)
     assert (layer.weight.grad[~mask] != 0).all()
 
 
@@ -213,8 +214,8 @@ def test_mask_recomputed_after_inplace_change(train):
     new_ref = ref_mask(layer.weight, 2, 4)
     assert new_ref[idx] and not torch.equal(new_ref, old)
     assert torch.equal(layer.mask, new_ref)
-    assert torch.equal(out,
-                       conv_ref(layer, x, layer.weight.detach() * new_ref))
+    assert torch.equal(out, conv_ref(layer, x,
+                                     layer.weight.detach() * new_ref))
 
 
 def test_mask_recomputed_after_optimizer_step():
@@ -231,7 +232,8 @@ def test_mask_recomputed_after_optimizer_step():
         expected = ref_mask(layer.weight, 2, 4)
         assert torch.equal(layer.mask, expected)
         assert torch.equal(
-            out, conv_ref(layer, x, layer.weight.detach() * expected))
+            out, conv_ref(layer, x,
+                          layer.weight.detach() * expected))
         if before is not None and not torch.equal(before, expected):
             changed = True
     assert changed, 'lr too small to flip any mask entry'
@@ -270,8 +272,8 @@ def test_eval_mask_recomputed_after_write_through_data():
         out = layer(x)
     expected = ref_mask(layer.weight, 2, 4)
     assert torch.equal(layer.mask, expected)
-    assert torch.equal(out,
-                       conv_ref(layer, x, layer.weight.detach() * expected))
+    assert torch.equal(out, conv_ref(layer, x,
+                                     layer.weight.detach() * expected))
 
 
 def test_ema_model_mask_follows_averaged_weight():
@@ -319,8 +321,10 @@ def test_eval_linear_equals_dense_linear_with_masked_weight():
     layer = SparseLinear(12, 4, n=1, m=3).eval()
     dense = nn.Linear(12, 4)
     dense.load_state_dict({
-        'weight': layer.weight.detach() * ref_mask(layer.weight, 1, 3),
-        'bias': layer.bias.detach()
+        'weight':
+        layer.weight.detach() * ref_mask(layer.weight, 1, 3),
+        'bias':
+        layer.bias.detach()
     })
     x = torch.randn(3, 12, generator=seeded(30))
     with torch.no_grad():
@@ -383,8 +387,8 @@ def test_conv_from_dense_shares_parameters(training, bias):
     mask = ref_mask(conv.weight, 2, 4)
     out = sparse(x)
     assert torch.equal(
-        out,
-        F.conv2d(x, conv.weight.detach() * mask, conv.bias, 2, 1))
+        out, F.conv2d(x,
+                      conv.weight.detach() * mask, conv.bias, 2, 1))
     out.sum().backward()
     assert conv.weight.grad is not None
 
@@ -422,8 +426,13 @@ def test_from_dense_error_names_layer():
 def _build_with_registry():
     from mmengine.registry import MODELS
     return MODELS.build(
-        dict(type='SparseConv', in_channels=8, out_channels=4, kernel_size=3,
-             n=1, m=4))
+        dict(
+            type='SparseConv',
+            in_channels=8,
+            out_channels=4,
+            kernel_size=3,
+            n=1,
+            m=4))
 
 
 def _build_with_mmcv_conv_cfg():
@@ -431,8 +440,8 @@ def _build_with_mmcv_conv_cfg():
     return build_conv_layer(dict(type='SparseConv', n=1, m=4), 8, 4, 3)
 
 
-@pytest.mark.parametrize('build', [_build_with_registry,
-                                   _build_with_mmcv_conv_cfg])
+@pytest.mark.parametrize('build',
+                         [_build_with_registry, _build_with_mmcv_conv_cfg])
 def test_registry_builds_conv(build):
     layer = build()
     assert type(layer) is SparseConv
@@ -471,8 +480,7 @@ def test_error_grouped():
 
 
 @pytest.mark.parametrize('n,m,exc', [(4, 4, ValueError), (0, 4, ValueError),
-                                     (5, 4, ValueError),
-                                     (2.0, 4, TypeError)])
+                                     (5, 4, ValueError), (2.0, 4, TypeError)])
 def test_error_bad_pattern(n, m, exc):
     with pytest.raises(exc, match='SparseConv'):
         SparseConv(8, 4, 3, n=n, m=m)
@@ -539,8 +547,8 @@ def test_freeze_mask(forward_first):
     out = layer(x)
     assert layer.mask is frozen
     assert torch.equal(layer.mask, expected)
-    assert torch.equal(out,
-                       conv_ref(layer, x, layer.weight.detach() * expected))
+    assert torch.equal(out, conv_ref(layer, x,
+                                     layer.weight.detach() * expected))
 
 
 def test_sparse_disabled_is_dense():

@@ -119,8 +119,8 @@ def test_orientations_really_differ():
 def test_default_orientation_is_channel():
     gen = torch.Generator().manual_seed(4)
     weight = torch.randn(2, 8, 3, 3, generator=gen)
-    assert torch.equal(nm_mask(weight, 2, 4), ref_mask(weight, 2, 4,
-                                                       'channel'))
+    assert torch.equal(
+        nm_mask(weight, 2, 4), ref_mask(weight, 2, 4, 'channel'))
 
 
 def test_kept_magnitudes_dominate_pruned():
@@ -181,8 +181,8 @@ def test_all_zero_keeps_first_n():
 def test_signed_zero_ties():
     # -0.0 and +0.0 are the same magnitude: lowest index wins
     weight = torch.tensor([[-0.0, 0.0, -0.0, 0.0, 0.0, -0.0, 0.0, -0.0]])
-    assert torch.equal(nm_mask(weight, 1, 4), ref_mask(weight, 1, 4,
-                                                       'channel'))
+    assert torch.equal(
+        nm_mask(weight, 1, 4), ref_mask(weight, 1, 4, 'channel'))
     assert nm_mask(weight, 1, 4).tolist() == [[
         True, False, False, False, True, False, False, False
     ]]
@@ -193,8 +193,9 @@ def test_partial_tie_at_threshold():
     weight = torch.tensor([[0.1, -0.5, 0.5, 3.0, 0.5, 0.2, 0.2, 0.2]])
     mask = nm_mask(weight, 2, 4)
     assert torch.equal(mask, ref_mask(weight, 2, 4, 'channel'))
-    assert mask.tolist() == [[False, True, False, True, True, True, False,
-                              False]]
+    assert mask.tolist() == [[
+        False, True, False, True, True, True, False, False
+    ]]
 
 
 def test_ties_in_some_groups_only():
@@ -268,8 +269,8 @@ def test_transposed_and_sliced_views():
         assert not weight.is_contiguous()
         for orientation in ORIENTATIONS:
             mask = nm_mask(weight, 2, 4, orientation)
-            assert torch.equal(
-                mask, nm_mask(weight.contiguous(), 2, 4, orientation))
+            assert torch.equal(mask,
+                               nm_mask(weight.contiguous(), 2, 4, orientation))
             assert torch.equal(mask, ref_mask(weight, 2, 4, orientation))
 
 
@@ -330,8 +331,7 @@ def test_selection_network_exhaustive(size):
 
 def test_selection_network_is_pruned():
     # selecting the minimum of 16 needs far fewer comparators than sorting
-    full_max = max(
-        len(selection_network(16, rank)) for rank in range(16))
+    full_max = max(len(selection_network(16, rank)) for rank in range(16))
     assert len(selection_network(16, 0)) < full_max
 
 
@@ -351,8 +351,7 @@ ERROR_CASES = [
     (lambda: (_w(4, 8), True, 4, 'channel'), TypeError, r'must be an int'),
     (lambda: (_w(4, 8), 2, 4.0, 'channel'), TypeError, r'must be an int'),
     (lambda: (_w(4, 8), 2, 4, 'row'), ValueError, r'unknown orientation'),
-    (lambda: (_w(4, 6, 3, 3), 2, 4, 'channel'), ValueError,
-     r'not divisible'),
+    (lambda: (_w(4, 6, 3, 3), 2, 4, 'channel'), ValueError, r'not divisible'),
     (lambda: (_w(4, 3, 1, 5), 2, 4, 'flat'), ValueError, r'not divisible'),
     (lambda: (_w(4, 6), 2, 4, 'channel'), ValueError, r'not divisible'),
     (lambda: (_w(8), 2, 4, 'channel'), ValueError, r'at least 2 dims'),
@@ -407,8 +406,7 @@ def test_n_equal_m_message_without_name_has_no_prefix():
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize('shape,m,orientation',
                          [((4, 8, 3, 3), 4, 'channel'),
-                          ((4, 8, 3, 3), 4, 'flat'),
-                          ((3, 2, 2, 4), 8, 'flat'),
+                          ((4, 8, 3, 3), 4, 'flat'), ((3, 2, 2, 4), 8, 'flat'),
                           ((4, 16), 8, 'channel'), ((4, 16), 4, 'flat'),
                           ((5, 16, 1, 1), 16, 'channel')])
 def test_group_view_is_view_and_holds_groups(shape, m, orientation):
@@ -434,9 +432,10 @@ def test_group_view_is_view_and_holds_groups(shape, m, orientation):
 # --------------------------------------------------------------------------
 # 8. NMPattern.parse
 # --------------------------------------------------------------------------
-@pytest.mark.parametrize('spec', ['2:4', (2, 4), [2, 4],
-                                  dict(n=2, m=4),
-                                  NMPattern(2, 4)])
+@pytest.mark.parametrize(
+    'spec',
+    ['2:4', (2, 4), [2, 4],
+     dict(n=2, m=4), NMPattern(2, 4)])
 def test_parse_accepts(spec):
     pattern = NMPattern.parse(spec)
     assert isinstance(pattern, NMPattern)
@@ -446,8 +445,8 @@ def test_parse_accepts(spec):
 
 
 def test_parse_orientation():
-    assert NMPattern.parse('1:4', orientation='flat') == NMPattern(
-        1, 4, 'flat')
+    assert NMPattern.parse(
+        '1:4', orientation='flat') == NMPattern(1, 4, 'flat')
     assert NMPattern.parse(dict(n=1, m=4, orientation='flat')).orientation \
         == 'flat'
     existing = NMPattern(2, 8, 'flat')

@@ -14,15 +14,16 @@ PATTERNS = [(1, 2), (2, 3), (1, 4), (2, 4), (3, 5), (2, 6), (2, 8), (4, 8),
 
 @pytest.mark.parametrize('n,m', PATTERNS)
 @pytest.mark.parametrize('orientation', ['channel', 'flat'])
-@pytest.mark.parametrize('dtype', [torch.float32, torch.float64,
-                                   torch.float16, torch.bfloat16])
+@pytest.mark.parametrize(
+    'dtype', [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 def test_kernel_equals_torch_path(n, m, orientation, dtype):
     gen = torch.Generator().manual_seed(n * 100 + m)
     for shape in [(8, 2 * m, 3, 3), (16, 4 * m), (5, m, 1, 1)]:
         # few distinct values, so that ties are frequent
         weight = torch.randint(-3, 4, shape, generator=gen).to(dtype)
-        weight += torch.randn(shape, generator=gen).to(dtype) * (
-            torch.rand(shape, generator=gen) < 0.5)
+        weight += torch.randn(
+            shape, generator=gen).to(dtype) * (
+                torch.rand(shape, generator=gen) < 0.5)
         grouped = group_view(weight, m, orientation)
         expected = nm_mask_torch(grouped, n)
         keep, masked = load_ext().nm_mask_forward(grouped.contiguous(), n,
@@ -30,8 +31,8 @@ def test_kernel_equals_torch_path(n, m, orientation, dtype):
         assert torch.equal(keep, expected), shape
         assert torch.equal(masked, grouped * expected), shape
         # the public op takes the kernel here
-        mask, masked_out = nm_mask(weight, n, m, orientation,
-                                   return_masked=True)
+        mask, masked_out = nm_mask(
+            weight, n, m, orientation, return_masked=True)
         assert torch.equal(mask, expected.view(shape))
         assert torch.equal(masked_out, weight * mask)
 

@@ -2,9 +2,10 @@
 the compiled kernels against the pure-PyTorch path, and input checks."""
 import pytest
 import torch
-from torch.sparse._semi_structured_conversions import (
-    sparse_semi_structured_from_dense_cutlass as reference_compress,
-    sparse_semi_structured_to_dense_cutlass as reference_decompress)
+from torch.sparse._semi_structured_conversions import \
+    sparse_semi_structured_from_dense_cutlass as reference_compress
+from torch.sparse._semi_structured_conversions import \
+    sparse_semi_structured_to_dense_cutlass as reference_decompress
 
 from mmnm.ops import (compress_2to4, compress_2to4_torch, decompress_2to4,
                       decompress_2to4_torch, nm_mask, nm_mask_torch)
@@ -19,10 +20,10 @@ SHAPES = {
 }
 ext = load_ext()
 has_ext_sparse24 = ext is not None and hasattr(ext, 'sparse24_compress')
-needs_ext = pytest.mark.skipif(not has_ext_sparse24,
-                               reason='mmnm._ext without sparse24 ops')
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason='no CUDA device')
+needs_ext = pytest.mark.skipif(
+    not has_ext_sparse24, reason='mmnm._ext without sparse24 ops')
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='no CUDA device')
 
 
 def random_2to4(shape, dtype, seed, max_nonzeros=2):
@@ -38,20 +39,19 @@ def random_2to4(shape, dtype, seed, max_nonzeros=2):
         dense = torch.randn(shape, generator=gen) + 0.1
     groups = dense.reshape(rows, cols // 4, 4)
     order = torch.rand(groups.shape, generator=gen).argsort(2)
-    count = torch.randint(0,
-                          max_nonzeros + 1, (rows, cols // 4, 1),
-                          generator=gen)
-    keep = torch.zeros_like(groups,
-                            dtype=torch.bool).scatter(2, order,
-                                                      torch.arange(4) < count)
+    count = torch.randint(
+        0, max_nonzeros + 1, (rows, cols // 4, 1), generator=gen)
+    keep = torch.zeros_like(
+        groups, dtype=torch.bool).scatter(2, order,
+                                          torch.arange(4) < count)
     patterns = [p for p in range(16) if bin(p).count('1') <= max_nonzeros]
     for i, p in enumerate(patterns):  # all patterns, whatever the draw
         keep[i // (cols // 4), i % (cols // 4)] = torch.tensor(
             [bool(p >> j & 1) for j in range(4)])
     dense = (groups * keep).to(dtype)
     if dtype != torch.int8:
-        negative_zero = (~keep) & (torch.rand(groups.shape, generator=gen)
-                                   < 0.5)
+        negative_zero = (~keep) & (
+            torch.rand(groups.shape, generator=gen) < 0.5)
         dense[negative_zero] = -0.0
     return dense.reshape(shape)
 
@@ -92,8 +92,8 @@ def test_bit_identical_to_torch_cutlass_converter(impl, dtype):
         assert torch.equal(bits(values), bits(ref_values)), shape
         assert torch.equal(meta, ref_meta), shape
         restored = decompress(values, meta)
-        assert torch.equal(bits(restored),
-                           bits(reference_decompress(values, meta))), shape
+        assert torch.equal(
+            bits(restored), bits(reference_decompress(values, meta))), shape
         # round trip up to the sign of zeros
         assert torch.equal(restored, dense), shape
 
@@ -137,9 +137,10 @@ def test_too_many_nonzeros_names_the_layer(compress):
     dense = random_2to4((64, 64), torch.float16, 3, max_nonzeros=1)
     dense[5, 12:15] = 1  # 3 non-zeros
     dense[40, 0:4] = 2  # 4 non-zeros
-    with pytest.raises(ValueError,
-                       match=r'backbone\.fc: 2 group\(s\).*more than 2 '
-                       r'non-zeros.*row 5, cols 12\.\.15, 3 non-zeros'):
+    with pytest.raises(
+            ValueError,
+            match=r'backbone\.fc: 2 group\(s\).*more than 2 '
+            r'non-zeros.*row 5, cols 12\.\.15, 3 non-zeros'):
         compress(dense, name='backbone.fc')
     # the torch converter would silently have dropped them
     reference_compress(dense)
@@ -169,9 +170,9 @@ def test_rejects_bad_meta(decompress):
     values, meta = compress_2to4_torch(random_2to4((32, 64), torch.float16, 5))
     with pytest.raises(ValueError, match=r'neck: .*int16 of shape \(32, 4\)'):
         decompress(values, meta.int(), 'neck')
-    with pytest.raises(ValueError,
-                       match=r'neck: .*got torch.int16 of shape '
-                       r'\(32, 2\)'):
+    with pytest.raises(
+            ValueError, match=r'neck: .*got torch.int16 of shape '
+            r'\(32, 2\)'):
         decompress(values, meta[:, :2], 'neck')
     with pytest.raises(ValueError, match='neck: .*2-D'):
         decompress(values, meta.view(-1), 'neck')
@@ -226,19 +227,14 @@ def test_cuda_nm_mask_equals_cpu(dtype, n, m):
     gen = torch.Generator().manual_seed(n * 31 + m)
     for shape in [(64, 4 * m, 3, 3), (96, 8 * m), (7, m, 1, 1)]:
         weight = torch.randint(-3, 4, shape, generator=gen).to(dtype)  # ties
-        weight += torch.randn(shape, generator=gen).to(dtype) * (torch.rand(
-            shape, generator=gen) < 0.5)
+        weight += torch.randn(
+            shape, generator=gen).to(dtype) * (
+                torch.rand(shape, generator=gen) < 0.5)
         for orientation in ('channel', 'flat'):
-            mask, masked = nm_mask(weight,
-                                   n,
-                                   m,
-                                   orientation,
-                                   return_masked=True)
-            mask_cuda, masked_cuda = nm_mask(weight.cuda(),
-                                             n,
-                                             m,
-                                             orientation,
-                                             return_masked=True)
+            mask, masked = nm_mask(
+                weight, n, m, orientation, return_masked=True)
+            mask_cuda, masked_cuda = nm_mask(
+                weight.cuda(), n, m, orientation, return_masked=True)
             assert torch.equal(mask_cuda.cpu(), mask)
             assert torch.equal(masked_cuda.cpu(), masked)
 

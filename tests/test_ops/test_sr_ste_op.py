@@ -6,8 +6,8 @@ import torch
 from mmnm.ops import add_sr_ste_term_, ext_available
 
 
-@pytest.mark.parametrize('dtype', [torch.float32, torch.float64,
-                                   torch.bfloat16, torch.float16])
+@pytest.mark.parametrize(
+    'dtype', [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize('contiguous', [True, False])
 def test_matches_hand_computation(dtype, contiguous):
     gen = torch.Generator().manual_seed(0)
@@ -16,8 +16,8 @@ def test_matches_hand_computation(dtype, contiguous):
     mask = torch.rand(70, 36, generator=gen) < 0.5
     if not contiguous:  # takes the PyTorch path
         weight, grad, mask = weight.t(), grad.t(), mask.t()
-    expected = (grad.double() + 0.1 * (~mask).double() *
-                weight.double()).to(dtype)
+    expected = (grad.double() + 0.1 *
+                (~mask).double() * weight.double()).to(dtype)
     out = add_sr_ste_term_(grad, weight, mask, 0.1)
     assert out is grad
     tol = dict(rtol=0, atol=0) if dtype == torch.float64 else {}
@@ -31,8 +31,9 @@ def test_kernel_rejects_mismatched_inputs():
     from mmnm.ops.ext_loader import load_ext
     ext = load_ext()
     with pytest.raises(RuntimeError, match='shapes differ'):
-        ext.sr_ste_add_(torch.zeros(4, 4), torch.zeros(4, 8),
-                        torch.zeros(4, 8, dtype=torch.bool), 1.0)
+        ext.sr_ste_add_(
+            torch.zeros(4, 4), torch.zeros(4, 8),
+            torch.zeros(4, 8, dtype=torch.bool), 1.0)
     with pytest.raises(RuntimeError, match='mask must be bool'):
-        ext.sr_ste_add_(torch.zeros(4, 4), torch.zeros(4, 4),
-                        torch.zeros(4, 4), 1.0)
+        ext.sr_ste_add_(
+            torch.zeros(4, 4), torch.zeros(4, 4), torch.zeros(4, 4), 1.0)

@@ -16,13 +16,17 @@ REPO = osp.dirname(osp.dirname(mmnm.__file__))
 
 def test_demo_trains_evaluates_exports_and_reevaluates(tmp_path):
     work = tmp_path / 'work'
-    proc = subprocess.run(
-        [sys.executable, 'tools/demo.py', '--task', 'ins', '--data-root',
-         str(tmp_path / 'shapes'), '--work-dir', str(work), '--cfg-options',
-         'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
-         'train_dataloader.batch_size=2'],
-        cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS='1'),
-        capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([
+        sys.executable, 'tools/demo.py', '--task', 'ins', '--data-root',
+        str(tmp_path / 'shapes'), '--work-dir',
+        str(work), '--cfg-options', 'train_cfg.max_iters=2',
+        'train_cfg.val_interval=2', 'train_dataloader.batch_size=2'
+    ],
+                          cwd=REPO,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'),
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = proc.stdout[proc.stdout.index('=== mmnm demo result ==='):]
 
@@ -40,13 +44,11 @@ def test_demo_trains_evaluates_exports_and_reevaluates(tmp_path):
     deployed = re.search(r'^2:4 inference model: +(coco/.*)$', result,
                          re.M).group(1)
     assert 'coco/bbox_mAP:' in deployed and 'coco/segm_mAP:' in deployed
-    assert (work / 'mask-rcnn_r18_fpn_2-4_shapes-64x64_2to4_fp16.pth'
-            ).stat().st_size < (
-                work / 'mask-rcnn_r18_fpn_2-4_shapes-64x64_nm.pth'
-            ).stat().st_size / 2
+    assert (work / 'mask-rcnn_r18_fpn_2-4_shapes-64x64_2to4_fp16.pth').stat(
+    ).st_size < (
+        work / 'mask-rcnn_r18_fpn_2-4_shapes-64x64_nm.pth').stat().st_size / 2
 
-    export = torch.load(
-        work / 'mask-rcnn_r18_fpn_2-4_shapes-64x64_nm.pth')
+    export = torch.load(work / 'mask-rcnn_r18_fpn_2-4_shapes-64x64_nm.pth')
     assert set(export) == {'meta', 'state_dict'}
     for key in export['meta']['nm_patterns']:
         weight = export['state_dict'][key]

@@ -21,7 +21,9 @@ TOOL = osp.join(REPO, 'tools', 'model_converters', 'export_nm.py')
 
 def export(*args):
     return subprocess.run([sys.executable, TOOL, CONFIG, *map(str, args)],
-                          cwd=REPO, capture_output=True, text=True,
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
                           timeout=300)
 
 
@@ -47,13 +49,15 @@ def trained(tmp_path_factory):
     model = build(sparse=True)
     model.init_weights()
     path = tmp_path_factory.mktemp('ckpt') / 'iter_2.pth'
-    torch.save(dict(meta=dict(iter=2), state_dict=model.state_dict(),
-                    optimizer=dict(state={})), path)
+    torch.save(
+        dict(
+            meta=dict(iter=2),
+            state_dict=model.state_dict(),
+            optimizer=dict(state={})), path)
     return model, path
 
 
-def test_export_is_nm_and_loads_into_the_stock_dense_model(trained,
-                                                             tmp_path):
+def test_export_is_nm_and_loads_into_the_stock_dense_model(trained, tmp_path):
     sparse_model, path = trained
     out = tmp_path / 'exported.pth'
     proc = export(path, out)
@@ -77,9 +81,10 @@ def test_export_is_nm_and_loads_into_the_stock_dense_model(trained,
     dense.load_state_dict(exported['state_dict'], strict=True)
     inputs = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        assert torch.allclose(dense.extract_feat(inputs)[-1],
-                              sparse_model.extract_feat(inputs)[-1],
-                              atol=1e-5)
+        assert torch.allclose(
+            dense.extract_feat(inputs)[-1],
+            sparse_model.extract_feat(inputs)[-1],
+            atol=1e-5)
 
     assert export(out, '--verify-only').returncode == 0
 

@@ -49,8 +49,10 @@ def small(data_root: str, iters: int, config: str = CONFIG) -> list:
         ]
     if 'rcnn' in config:  # the COCO metric reads the annotation file
         ann_file = osp.join(data_root, 'annotations', 'instances_val.json')
-        options += [f'val_evaluator.ann_file={ann_file}',
-                    f'test_evaluator.ann_file={ann_file}']
+        options += [
+            f'val_evaluator.ann_file={ann_file}',
+            f'test_evaluator.ann_file={ann_file}'
+        ]
     return ['--cfg-options'] + options
 
 
@@ -73,10 +75,12 @@ def group_nonzeros(weight: torch.Tensor, m: int = 4) -> torch.Tensor:
     return (weight.movedim(1, -1).reshape(-1, cin // m, m) != 0).sum(-1)
 
 
-@pytest.mark.parametrize('config,metric', [
-    (CONFIG, 'mIoU'),
-    (MASK_RCNN, 'coco/segm_mAP'),
-], ids=['fcn', 'mask-rcnn'])
+@pytest.mark.parametrize(
+    'config,metric', [
+        (CONFIG, 'mIoU'),
+        (MASK_RCNN, 'coco/segm_mAP'),
+    ],
+    ids=['fcn', 'mask-rcnn'])
 def test_train_resume_test_export(tmp_path, data_root, config, metric):
     work = str(tmp_path / 'work')
     train = [sys.executable, 'tools/train.py', config, '--work-dir', work]
@@ -88,13 +92,16 @@ def test_train_resume_test_export(tmp_path, data_root, config, metric):
     best = glob.glob(osp.join(work, 'best_*.pth'))
     assert len(best) == 1, os.listdir(work)
     state = torch.load(best[0])['state_dict']
-    assert bool((group_nonzeros(state['backbone.layer1.0.conv1.weight']) <=
-                 2).all())
+    assert bool((group_nonzeros(state['backbone.layer1.0.conv1.weight'])
+                 <= 2).all())
 
     # the stock inference API, in a process that never builds a runner
     images = sorted(glob.glob(osp.join(data_root, 'images', 'val', '*')))
-    out = run([sys.executable, osp.join(TESTS, 'stock_api_check.py'), config,
-               osp.join(work, 'iter_2.pth')] + images[:2])
+    out = run([
+        sys.executable,
+        osp.join(TESTS, 'stock_api_check.py'), config,
+        osp.join(work, 'iter_2.pth')
+    ] + images[:2])
     assert out.strip().endswith('OK')
 
     out = run(train + ['--resume'] + small(data_root, 3, config))
@@ -102,15 +109,18 @@ def test_train_resume_test_export(tmp_path, data_root, config, metric):
     checkpoint = torch.load(osp.join(work, 'iter_3.pth'))
     assert checkpoint['meta']['iter'] == 3 and 'nm_sparsity' in checkpoint
 
-    out = run([sys.executable, 'tools/test.py', config,
-               osp.join(work, 'iter_3.pth'), '--work-dir', work] +
-              small(data_root, 3, config))
+    out = run([
+        sys.executable, 'tools/test.py', config,
+        osp.join(work, 'iter_3.pth'), '--work-dir', work
+    ] + small(data_root, 3, config))
     assert f'{metric}:' in out and 'N:M sparsity of the model' in out
 
     # export, then load strictly into the stock dense model of the config
     exported = osp.join(work, 'exported.pth')
-    out = run([sys.executable, 'tools/model_converters/export_nm.py', config,
-               osp.join(work, 'iter_3.pth'), exported])
+    out = run([
+        sys.executable, 'tools/model_converters/export_nm.py', config,
+        osp.join(work, 'iter_3.pth'), exported
+    ])
     assert 'verified N:M (2:4)' in out
     export = torch.load(exported)
     cfg = Config.fromfile(config)
@@ -126,30 +136,41 @@ def test_train_resume_test_export(tmp_path, data_root, config, metric):
             assert torch.equal(value, checkpoint['state_dict'][key]), key
 
     # the sparsity report: per-layer table and a plot from the logged SAD
-    run_dir = osp.dirname(osp.dirname(
-        glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json'))[0]))
+    run_dir = osp.dirname(
+        osp.dirname(
+            glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json'))[0]))
     png = osp.join(work, 'report.png')
-    out = run([sys.executable, 'tools/analysis/sparsity_report.py', config,
-               osp.join(work, 'iter_3.pth'), run_dir, '--out', png])
+    out = run([
+        sys.executable, 'tools/analysis/sparsity_report.py', config,
+        osp.join(work, 'iter_3.pth'), run_dir, '--out', png
+    ])
     assert 'backbone.layer1.0.conv1' in out and '50.0%' in out
     assert open(png, 'rb').read(8) == b'\x89PNG\r\n\x1a\n'
 
 
 def test_test_tool_names_a_missing_checkpoint(tmp_path):
     proc = subprocess.run(
-        [sys.executable, 'tools/test.py', CONFIG, str(tmp_path / 'no.pth')],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+        [sys.executable, 'tools/test.py', CONFIG,
+         str(tmp_path / 'no.pth')],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300)
     assert proc.returncode != 0
     assert 'checkpoint not found' in proc.stderr and 'no.pth' in proc.stderr
 
 
 def test_missing_dataset_path_is_named(tmp_path):
     missing = str(tmp_path / 'no_data')
-    proc = subprocess.run(
-        [sys.executable, 'tools/train.py', CONFIG, '--work-dir',
-         str(tmp_path), '--cfg-options',
-         f'train_dataloader.dataset.data_root={missing}'],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([
+        sys.executable, 'tools/train.py', CONFIG, '--work-dir',
+        str(tmp_path), '--cfg-options',
+        f'train_dataloader.dataset.data_root={missing}'
+    ],
+                          cwd=REPO,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
     assert proc.returncode != 0
     assert 'train_dataloader.dataset.data_root' in proc.stderr
     assert missing in proc.stderr
@@ -158,8 +179,10 @@ def test_missing_dataset_path_is_named(tmp_path):
 def test_dist_train_two_gloo_processes_hold_identical_masks(
         tmp_path, data_root):
     # the demo config plus a test hook that saves each rank's masks
-    hooks = [hook.to_dict()
-             for hook in Config.fromfile(CONFIG).get('custom_hooks', [])]
+    hooks = [
+        hook.to_dict()
+        for hook in Config.fromfile(CONFIG).get('custom_hooks', [])
+    ]
     config = tmp_path / 'dist_config.py'
     config.write_text(
         f'_base_ = {CONFIG!r}\n'
@@ -170,18 +193,23 @@ def test_dist_train_two_gloo_processes_hold_identical_masks(
         sock.bind(('127.0.0.1', 0))
         port = sock.getsockname()[1]
     work = tmp_path / 'dist'
-    out = run(['bash', 'tools/dist_train.sh', str(config), '2', '--work-dir',
-               str(work)] + small(data_root, 2),
-              PYTHON=sys.executable, PORT=str(port),
-              PYTHONPATH=os.pathsep.join(
-                  filter(None, [TESTS, os.environ.get('PYTHONPATH')])))
+    out = run(
+        [
+            'bash', 'tools/dist_train.sh',
+            str(config), '2', '--work-dir',
+            str(work)
+        ] + small(data_root, 2),
+        PYTHON=sys.executable,
+        PORT=str(port),
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [TESTS, os.environ.get('PYTHONPATH')])))
     assert 'Distributed training: True' in out
 
     rank0, rank1 = (torch.load(work / f'masks_rank{r}.pth') for r in (0, 1))
     # the masks each training forward used are the same on both ranks
     assert len(rank0['per_iter']) == len(rank1['per_iter']) == 2
-    for step, (masks0, masks1) in enumerate(zip(rank0['per_iter'],
-                                                rank1['per_iter'])):
+    for step, (masks0,
+               masks1) in enumerate(zip(rank0['per_iter'], rank1['per_iter'])):
         assert len(masks0) == 25 and set(masks0) == set(masks1)
         for name, mask in masks0.items():
             assert torch.equal(mask, masks1[name]), (step, name)
@@ -195,7 +223,8 @@ def test_dist_train_two_gloo_processes_hold_identical_masks(
         weight = state[f'{name}.weight']
         groups = weight.movedim(1, -1).reshape(-1, 4).abs()
         expected = torch.zeros_like(groups).scatter_(
-            1, groups.topk(2, dim=1).indices, 1)
+            1,
+            groups.topk(2, dim=1).indices, 1)
         got = mask.movedim(1, -1).reshape(-1, 4).to(expected.dtype)
         assert torch.equal(got, expected), name
 

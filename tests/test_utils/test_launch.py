@@ -32,8 +32,7 @@ def test_redirect_leaves_evaluators_without_annotation_files(tmp_path):
 def test_redirect_moves_every_evaluator_of_a_list(tmp_path):
     cfg = Config.fromfile(
         osp.join(DEMO, 'faster-rcnn_r18_fpn_2-4_shapes-64x64.py'))
-    cfg.test_evaluator = [cfg.val_evaluator.copy(),
-                          dict(type='VOCMetric')]
+    cfg.test_evaluator = [cfg.val_evaluator.copy(), dict(type='VOCMetric')]
     redirect_data_root(cfg, str(tmp_path))
     assert cfg.test_evaluator[0]['ann_file'].startswith(str(tmp_path))
     assert 'ann_file' not in cfg.test_evaluator[1]

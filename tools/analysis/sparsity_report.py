@@ -1,7 +1,8 @@
 """Sparsity report of a run: the per-layer table of a checkpoint and a PNG
 plot of SAD and sparsity over training from the run's logged scalars.
 
-    python tools/analysis/sparsity_report.py CONFIG CHECKPOINT RUN_DIR [--out report.png]
+    python tools/analysis/sparsity_report.py CONFIG CHECKPOINT RUN_DIR \
+        [--out report.png]
 
 RUN_DIR is the timestamped folder that mmengine writes under the work dir
 (it holds vis_data/scalars.json).
@@ -48,14 +49,18 @@ def plot(series: Dict[str, List[tuple]], out: str) -> None:
         if series[key]:
             steps, values = zip(*series[key])
             sad_ax.plot(steps, values, label=key.split('/')[1])
-    sad_ax.set(xlabel='iteration', ylabel='flipped mask share',
-               title='Sparse Architecture Divergence')
+    sad_ax.set(
+        xlabel='iteration',
+        ylabel='flipped mask share',
+        title='Sparse Architecture Divergence')
     sad_ax.legend()
     if series[SERIES[2]]:
         steps, values = zip(*series[SERIES[2]])
         zero_ax.plot(steps, values)
-    zero_ax.set(xlabel='iteration', ylabel='share of zero weights',
-                title='Sparsity of the sparse layers')
+    zero_ax.set(
+        xlabel='iteration',
+        ylabel='share of zero weights',
+        title='Sparsity of the sparse layers')
     fig.tight_layout()
     fig.savefig(out, dpi=100)
 

@@ -31,14 +31,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'out', help='compressed checkpoint to write (its folder is created)')
     parser.add_argument('--dtype', choices=sorted(DTYPES), default='fp16')
     parser.add_argument(
-        '--exclude', nargs='+', default=[], metavar='GLOB',
+        '--exclude',
+        nargs='+',
+        default=[],
+        metavar='GLOB',
         help='layers kept dense, e.g. "roi_head.*"')
     parser.add_argument(
-        '--min-weight-numel', type=int, default=0,
+        '--min-weight-numel',
+        type=int,
+        default=0,
         help='keep layers with fewer weights (out x K) dense: small GEMMs '
         'run slower on the 2:4 kernels than dense')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
         help='override config settings, e.g. model.backbone.depth=101')
     return parser.parse_args(argv)
 
@@ -83,36 +90,50 @@ def main(argv: Optional[List[str]] = None) -> int:
     model = build_sparse_model(cfg) if sparse else build_model(cfg)
     model = revert_sync_batchnorm(model).eval()
     try:
-        load_checkpoint(model, args.checkpoint, map_location='cpu',
-                        strict=True, logger='silent')
+        load_checkpoint(
+            model,
+            args.checkpoint,
+            map_location='cpu',
+            strict=True,
+            logger='silent')
     except Exception as err:  # noqa: B902 (unreadable file, wrong keys...)
-        print(f'{args.checkpoint}: does not load into the model of '
-              f'{args.config}: {type(err).__name__}: {err}', file=sys.stderr)
+        print(
+            f'{args.checkpoint}: does not load into the model of '
+            f'{args.config}: {type(err).__name__}: {err}',
+            file=sys.stderr)
         return 1
     print(f'{args.checkpoint}: loaded into the '
           f'{"N:M sparse" if sparse else "dense"} model of {args.config}')
 
     before = {k: v for k, v in model.state_dict().items()}
-    weight_keys = [f'{name}.weight' for name, m in model.named_modules()
-                   if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    weight_keys = [
+        f'{name}.weight' for name, m in model.named_modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    ]
     dtype = getattr(torch, DTYPES[args.dtype])
     try:
         report = convert_to_sparse24(
-            model, dtype, exclude=args.exclude,
-            min_weight_numel=args.min_weight_numel, logger=None)
+            model,
+            dtype,
+            exclude=args.exclude,
+            min_weight_numel=args.min_weight_numel,
+            logger=None)
     except ValueError as err:
         print(f'{args.checkpoint}: {err}', file=sys.stderr)
         return 1
     print(report.table())
 
-    meta = dict(config=osp.abspath(args.config),
-                source=osp.abspath(args.checkpoint), dtype=str(dtype))
+    meta = dict(
+        config=osp.abspath(args.config),
+        source=osp.abspath(args.checkpoint),
+        dtype=str(dtype))
     try:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         save_sparse24_checkpoint(model, args.out, meta)
     except OSError as err:
-        print(f'{args.out}: cannot write the compressed checkpoint: {err}',
-              file=sys.stderr)
+        print(
+            f'{args.out}: cannot write the compressed checkpoint: {err}',
+            file=sys.stderr)
         return 1
     after = model.state_dict()
     converted = [layer.name for layer in report.sparse_layers]
@@ -121,12 +142,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         (tensor_bytes(before, weight_keys),
          tensor_bytes(before,
                       [k for k in weight_keys if k[:-7] not in converted]) +
-         tensor_bytes(after, [f'{n}.weight_{part}' for n in converted
-                              for part in ('values', 'meta')])),
+         tensor_bytes(after, [
+             f'{n}.weight_{part}' for n in converted
+             for part in ('values', 'meta')
+         ])),
         '  of the 2:4 layers':
         (tensor_bytes(before, [f'{n}.weight' for n in converted]),
-         tensor_bytes(after, [f'{n}.weight_{part}' for n in converted
-                              for part in ('values', 'meta')])),
+         tensor_bytes(after, [
+             f'{n}.weight_{part}' for n in converted
+             for part in ('values', 'meta')
+         ])),
         'state_dict tensors': (tensor_bytes(before), tensor_bytes(after)),
         'file': (osp.getsize(args.checkpoint), osp.getsize(args.out)),
     }

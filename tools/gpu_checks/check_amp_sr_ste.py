@@ -37,25 +37,31 @@ def main() -> int:
     lambda_w = 0.5  # large, so that the SR term dominates the update
 
     results = {}
-    for name, wrapper_type, kwargs in (
-            ('fp32', SRSTEOptimWrapper, {}),
-            ('amp', AmpSRSTEOptimWrapper,
-             dict(loss_scale=dict(init_scale=2.**16)))):
+    for name, wrapper_type, kwargs in (('fp32', SRSTEOptimWrapper, {}),
+                                       ('amp', AmpSRSTEOptimWrapper,
+                                        dict(
+                                            loss_scale=dict(
+                                                init_scale=2.**16)))):
         net = copy.deepcopy(model)
         wrapper = wrapper_type(
             optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
-            lambda_w=lambda_w, **kwargs)
+            lambda_w=lambda_w,
+            **kwargs)
         with wrapper.optim_context(net):
             loss = F.mse_loss(net(inputs).float(), targets)
         wrapper.update_params(loss)
         results[name] = [p.detach().clone() for p in net.parameters()]
         if name == 'amp':
-            print(f'loss scale after the step: {wrapper.loss_scaler.get_scale()}')
+            print(
+                f'loss scale after the step: {wrapper.loss_scaler.get_scale()}'
+            )
 
-    worst = max(((a - b).abs().max() / (b - a0).abs().max().clamp_min(1e-12)
-                 ).item() for a, b, a0 in zip(
-                     results['amp'], results['fp32'], model.parameters()))
-    print(f'largest AMP-vs-fp32 difference, relative to the update: {worst:.3g}')
+    worst = max(
+        ((a - b).abs().max() / (b - a0).abs().max().clamp_min(1e-12)).item()
+        for a, b, a0 in zip(results['amp'], results['fp32'],
+                            model.parameters()))
+    print(
+        f'largest AMP-vs-fp32 difference, relative to the update: {worst:.3g}')
     ok = worst < 0.05
     print('PASS' if ok else 'FAIL')
     return 0 if ok else 1

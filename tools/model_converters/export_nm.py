@@ -39,15 +39,15 @@ def main() -> int:
         state = torch.load(args.checkpoint, map_location='cpu')
         state = state.get('state_dict', state)
     else:
-        load_checkpoint(model, args.checkpoint, map_location='cpu',
-                        strict=True)
+        load_checkpoint(
+            model, args.checkpoint, map_location='cpu', strict=True)
         state = export_state_dict(model)
     try:
         if args.verify_only:
             check_nm_state_dict(state, patterns)
         else:
-            save_nm_checkpoint(state, patterns, args.out,
-                               source=osp.abspath(args.checkpoint))
+            save_nm_checkpoint(
+                state, patterns, args.out, source=osp.abspath(args.checkpoint))
     except ValueError as err:
         print(f'{args.checkpoint}: {err}', file=sys.stderr)
         return 1

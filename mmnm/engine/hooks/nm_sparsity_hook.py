@@ -129,18 +129,19 @@ class NMSparsityHook(Hook):
                 report = sparsify_model(model, **self.sparsity)
             except TypeError as err:
                 raise TypeError(f'NMSparsityHook sparsity: {err}') from None
-            runner.logger.info('N:M sparsity of the model:\n' +
-                               report.table())
-        self.layers = {layer.nm_name: layer
-                       for layer in find_sparse_layers(model)}
+            runner.logger.info('N:M sparsity of the model:\n' + report.table())
+        self.layers = {
+            layer.nm_name: layer
+            for layer in find_sparse_layers(model)
+        }
         if not self.layers:
             raise RuntimeError(
                 f'NMSparsityHook: {type(model).__name__} has no N:M sparse '
                 "layer; give the hook sparsity=dict(pattern='2:4') or build "
                 "layers with conv_cfg=dict(type='SparseConv')")
         self._set_up_optim_wrappers(runner)
-        if not any(isinstance(hook, NMCheckpointHook)
-                   for hook in runner.hooks):
+        if not any(
+                isinstance(hook, NMCheckpointHook) for hook in runner.hooks):
             runner.register_hook(NMCheckpointHook(), priority='LOWEST')
         if self._loaded is not None:
             self._restore_run_state(runner)
@@ -149,12 +150,16 @@ class NMSparsityHook(Hook):
         """Hand the SR-STE settings to the SR-STE wrappers; stop if a
         wrapper that cannot run them updates sparse weights."""
         wrappers = _built_optim_wrappers(runner)
-        sparse = {id(layer.weight): name
-                  for name, layer in self.layers.items()}
+        sparse = {
+            id(layer.weight): name
+            for name, layer in self.layers.items()
+        }
         settings = {k: v for k, v in self.sr_ste.items() if v is not None}
         for key, wrapper in wrappers.items():
-            owned = [sparse[id(p)] for group in wrapper.optimizer.param_groups
-                     for p in group['params'] if id(p) in sparse]
+            owned = [
+                sparse[id(p)] for group in wrapper.optimizer.param_groups
+                for p in group['params'] if id(p) in sparse
+            ]
             if isinstance(wrapper, SRSTEMixin):
                 wrapper.configure('NMSparsityHook', **settings)
                 runner.logger.info(f'{key} ({type(wrapper).__name__}): '
@@ -167,9 +172,10 @@ class NMSparsityHook(Hook):
     def _check_plain_wrapper(runner, key: str, wrapper: OptimWrapper,
                              owned: List[str], settings: dict) -> None:
         values = dict(SR_STE_DEFAULTS, **settings)
-        scheduled = [f'{k}={values[k]}'
-                     for k in ('sparse_start_iter', 'freeze_mask_iter')
-                     if values[k]]
+        scheduled = [
+            f'{k}={values[k]}'
+            for k in ('sparse_start_iter', 'freeze_mask_iter') if values[k]
+        ]
         kind = type(wrapper).__name__
         if values['lambda_w'] == 0 and not scheduled:
             runner.logger.info(f'{key} ({kind}): plain STE (lambda_w=0) for '
@@ -196,8 +202,10 @@ class NMSparsityHook(Hook):
                          batch_idx: int,
                          data_batch=None,
                          outputs=None) -> None:
-        masks = {name: layer.mask for name, layer in self.layers.items()
-                 if layer.mask is not None}
+        masks = {
+            name: layer.mask
+            for name, layer in self.layers.items() if layer.mask is not None
+        }
         if not masks:
             return  # dense warm-up
         for name, mask in masks.items():
@@ -256,7 +264,8 @@ class NMSparsityHook(Hook):
         """The SAD references; the weights are NMCheckpointHook's."""
         record = checkpoint.setdefault(self.checkpoint_key, {})
         record['sad'] = {
-            name: dict(
+            name:
+            dict(
                 shape=list(mask.shape),
                 start=pack_mask(mask),
                 last=pack_mask(self.last_masks[name]))
@@ -301,8 +310,8 @@ class NMSparsityHook(Hook):
         for name, info in ({} if legacy else record.get('layers', {})).items():
             if info.get('state') == 'frozen' and name in self.layers:
                 layer = self._layer_of_shape(name, info['shape'])
-                layer.mask = unpack_mask(info['frozen_mask'], info['shape']
-                                         ).to(layer.weight.device)
+                layer.mask = unpack_mask(info['frozen_mask'],
+                                         info['shape']).to(layer.weight.device)
                 layer.mask_frozen = True
 
     def _layer_of_shape(self, name: str, shape: List[int]) -> NMSparseMixin:
@@ -320,8 +329,10 @@ def _built_optim_wrappers(runner) -> Dict[str, OptimWrapper]:
     validation or test run (they stay configs there)."""
     wrapper = getattr(runner, 'optim_wrapper', None)
     if isinstance(wrapper, OptimWrapperDict):
-        return {f'optim_wrapper.{key}': value
-                for key, value in wrapper.items()}
+        return {
+            f'optim_wrapper.{key}': value
+            for key, value in wrapper.items()
+        }
     if isinstance(wrapper, OptimWrapper):
         return {'optim_wrapper': wrapper}
     return {}

@@ -53,8 +53,10 @@ class SRSTEMixin:
                  freeze_mask_iter: Optional[int] = None,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        given = dict(lambda_w=lambda_w, sparse_start_iter=sparse_start_iter,
-                     freeze_mask_iter=freeze_mask_iter)
+        given = dict(
+            lambda_w=lambda_w,
+            sparse_start_iter=sparse_start_iter,
+            freeze_mask_iter=freeze_mask_iter)
         self._given = {k: v for k, v in given.items() if v is not None}
         self._configured_by: Optional[str] = None
         self._runner_driven = False
@@ -142,8 +144,9 @@ class SRSTEMixin:
     def _bind(self, model: Optional[nn.Module], before_forward: bool) -> None:
         candidates = find_sparse_layers(model) if model is not None \
             else None
-        params = [p for group in self.optimizer.param_groups
-                  for p in group['params']]
+        params = [
+            p for group in self.optimizer.param_groups for p in group['params']
+        ]
         layers = sparse_layers_of(params)
         if candidates is not None:
             ids = {id(layer) for layer in candidates}
