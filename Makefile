@@ -5,7 +5,7 @@ PYTHON := .venv/bin/python
 .PHONY: env demo test lint bench
 
 env:
-	bash tools/setup_env.sh
+	bash .dev_scripts/setup_env.sh
 
 demo: env
 	$(PYTHON) tools/demo.py
@@ -14,7 +14,7 @@ test: env
 	$(PYTHON) -m pytest tests
 
 # OpenMMLab's flake8 / isort / yapf settings (setup.cfg); fails on a violation
-LINT_PATHS := mmnm tools tests benchmarks configs setup.py
+LINT_PATHS := mmnm tools tests benchmarks configs .dev_scripts setup.py
 lint: env
 	.venv/bin/flake8 $(LINT_PATHS)
 	.venv/bin/isort --check-only --diff $(LINT_PATHS)
@@ -23,4 +23,4 @@ lint: env
 bench: env
 	$(PYTHON) benchmarks/bench_nm_mask.py
 	$(PYTHON) benchmarks/bench_train_step.py
-	$(PYTHON) benchmarks/bench_2to4_inference.py
+	$(PYTHON) benchmarks/bench_sparse24_inference.py

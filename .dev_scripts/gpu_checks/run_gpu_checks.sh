@@ -4,8 +4,8 @@
 #   2. Python packages mmnm needs (installed from wheels if missing)
 #   3. mmnm._ext built in place with its CUDA kernels (FORCE_CUDA=1)
 #   4. the CUDA tests (tests/**/test_*.py, -k cuda)
-#   5. tools/gpu_checks/check_amp_sr_ste.py (AMP loss scaling of SR-STE)
-#   6. benchmarks/bench_2to4_inference.py (dense vs 2:4 table)
+#   5. .dev_scripts/gpu_checks/check_amp_sr_ste.py (AMP loss scaling of SR-STE)
+#   6. benchmarks/bench_sparse24_inference.py (dense vs 2:4 table)
 # Each step runs under a time limit, logs to $OUT/<step>.log (OUT defaults
 # to work_dirs/gpu_checks) and is timed; a failed step does not stop the
 # later ones; the summary at the end lists them, and the exit status is
@@ -18,14 +18,14 @@
 # build 300, ext 30, tests 180, amp 90, bench 240 s; the benchmark runs 5
 # rounds by default (BENCH_ARGS) to stay within its limit.
 #
-#   bash tools/gpu_checks/run_gpu_checks.sh
+#   bash .dev_scripts/gpu_checks/run_gpu_checks.sh
 #
 # Offline machines lacking mmengine/mmcv: first, on a machine with the
 # package index and a pip, write the wheels into .whl/ (pure Python:
 # mmengine and its small dependencies, mmcv-lite, i.e. mmcv without its
 # compiled ops; mmdet's Faster R-CNN needs those and is then skipped):
 #
-#   bash tools/gpu_checks/run_gpu_checks.sh --prepare-wheels [.whl] [3.12]
+#   bash .dev_scripts/gpu_checks/run_gpu_checks.sh --prepare-wheels [.whl] [3.12]
 #
 # and carry .whl/ along; this script installs them into a temporary folder.
 #
@@ -163,11 +163,11 @@ step tests "${STEP_TIMEOUT_TESTS:-180}" "$PYTHON" -m pytest -q -rs \
     -p no:cacheprovider -k cuda "${CUDA_TESTS[@]}"
 
 step amp_sr_ste "${STEP_TIMEOUT_AMP:-90}" \
-    "$PYTHON" tools/gpu_checks/check_amp_sr_ste.py
+    "$PYTHON" .dev_scripts/gpu_checks/check_amp_sr_ste.py
 
 # shellcheck disable=SC2086
 step bench "${STEP_TIMEOUT_BENCH:-240}" "$PYTHON" \
-    benchmarks/bench_2to4_inference.py ${BENCH_ARGS:---rounds 5}
+    benchmarks/bench_sparse24_inference.py ${BENCH_ARGS:---rounds 5}
 
 echo
 echo "=== summary (logs in $OUT)"

@@ -3,7 +3,7 @@
 # separate venv, so that the in-tree mmnm/_ext*.so stays the CPU build of
 # the main venv. Prints where the CUDA .so is and checks its CUDA symbols.
 #
-# Usage: tools/build_cuda_ext.sh [OUT_DIR]   (default build/cuda)
+# Usage: .dev_scripts/build_cuda_ext.sh [OUT_DIR]   (default build/cuda)
 # Env: VENV (.venv-cuda), TORCH_SPEC (torch==2.14.1), CUDA_HOME
 #      (/usr/local/cuda), TORCH_CUDA_ARCH_LIST ("8.0;9.0"), MAX_JOBS (2).
 set -euo pipefail

@@ -9,7 +9,7 @@ scaled term would be 65536 times too large or small, far outside the
 tolerance that fp16 rounding needs. Prints PASS/FAIL, exits non-zero on
 failure.
 
-    python tools/gpu_checks/check_amp_sr_ste.py
+    python .dev_scripts/gpu_checks/check_amp_sr_ste.py
 """
 import copy
 import sys
