@@ -10,6 +10,10 @@ _base_ = [
     'mmdet::_base_/default_runtime.py'
 ]
 
+# ShapesCocoDataset (mmnm/datasets): the shapes data as mmdet's CocoDataset
+# with its class names and palette; `import mmnm` alone does not register it
+custom_imports = dict(imports=['mmnm.datasets'], allow_failed_imports=False)
+
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='SGD', lr=0.04, momentum=0.9, weight_decay=1e-4),
@@ -46,9 +50,6 @@ model = dict(
 # --------------------------------------
 data_root = 'data/demo/shapes'
 image_size = (64, 64)  # Resize is a no-op here; it records scale_factor
-metainfo = dict(
-    classes=('rectangle', 'ellipse', 'triangle'),
-    palette=[(220, 20, 60), (0, 130, 200), (60, 180, 75)])
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
@@ -65,7 +66,7 @@ test_pipeline = [
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                    'scale_factor')),
 ]
-dataset = dict(type='CocoDataset', data_root=data_root, metainfo=metainfo)
+dataset = dict(type='ShapesCocoDataset', data_root=data_root)
 train_dataloader = dict(
     batch_size=8,
     num_workers=0,

@@ -2,7 +2,9 @@
 # scratch with SR-STE: the same data, schedule and seed.
 _base_ = './fcn_r18-d8_dense_shapes-64x64.py'
 
-custom_imports = dict(imports=['mmnm'], allow_failed_imports=False)
+# the list replaces the dense root's: mmnm.datasets (the dataset type) again
+custom_imports = dict(
+    imports=['mmnm', 'mmnm.datasets'], allow_failed_imports=False)
 
 # N:M sparse training in one place: which layers, the pattern, the SR-STE
 # term and its schedule (--cfg-options default_hooks.nm_sparsity.KEY=VALUE)

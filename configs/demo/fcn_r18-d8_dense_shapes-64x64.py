@@ -4,6 +4,11 @@
 # fcn_r18-d8_2-4_shapes-64x64.py. A few minutes on a 2-core CPU.
 _base_ = 'mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py'
 
+# ShapesSegDataset (mmnm/datasets): the shapes data as mmseg's BaseSegDataset
+# with its class names, palette and suffixes; `import mmnm` alone does not
+# register it
+custom_imports = dict(imports=['mmnm.datasets'], allow_failed_imports=False)
+
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
@@ -21,9 +26,6 @@ model = dict(
 
 # --- data: generated shapes --------------------------------------------------
 data_root = 'data/demo/shapes'
-metainfo = dict(
-    classes=('background', 'rectangle', 'ellipse', 'triangle'),
-    palette=[[0, 0, 0], [220, 20, 60], [0, 130, 200], [60, 180, 75]])
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
@@ -35,13 +37,7 @@ test_pipeline = [
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]
-dataset = dict(
-    _delete_=True,
-    type='BaseSegDataset',
-    data_root=data_root,
-    metainfo=metainfo,
-    img_suffix='.png',
-    seg_map_suffix='.png')
+dataset = dict(_delete_=True, type='ShapesSegDataset', data_root=data_root)
 loader = dict(batch_size=8, num_workers=0, persistent_workers=False)
 train_dataloader = dict(
     **loader,

@@ -6,6 +6,10 @@
 # of SyncBN, no ImageNet backbone, 3 classes and 64x64 images.
 _base_ = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
 
+# ShapesCocoDataset (mmnm/datasets): the shapes data as mmdet's CocoDataset
+# with its class names and palette; `import mmnm` alone does not register it
+custom_imports = dict(imports=['mmnm.datasets'], allow_failed_imports=False)
+
 norm_cfg = dict(type='BN')
 model = dict(
     backbone=dict(norm_cfg=norm_cfg, init_cfg=None),
@@ -17,9 +21,6 @@ model = dict(
 # --------------------------------------
 data_root = 'data/demo/shapes'
 image_size = (64, 64)
-metainfo = dict(
-    classes=('rectangle', 'ellipse', 'triangle'),
-    palette=[(220, 20, 60), (0, 130, 200), (60, 180, 75)])
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
@@ -38,7 +39,7 @@ test_pipeline = [
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                    'scale_factor')),
 ]
-dataset = dict(type='CocoDataset', data_root=data_root, metainfo=metainfo)
+dataset = dict(type='ShapesCocoDataset', data_root=data_root)
 train_dataloader = dict(
     batch_size=8,
     num_workers=0,

@@ -147,7 +147,13 @@ def _coco_annotation(ann_id: int, image_id: int, kind: int,
 
 
 def shapes_metainfo(task: str) -> Dict[str, Sequence]:
-    """``metainfo`` for mmdet (``task='det'``) or mmseg (``'seg'``)."""
+    """``metainfo`` for mmdet (``task='det'``) or mmseg (``'seg'``): the
+    ``METAINFO`` of ``ShapesCocoDataset`` and ``ShapesSegDataset``. A new
+    palette each call, so changing one leaves the constants as they are."""
     if task == 'seg':
-        return dict(classes=SEG_CLASSES, palette=SEG_PALETTE)
-    return dict(classes=CLASSES, palette=[tuple(p) for p in SEG_PALETTE[1:]])
+        return dict(
+            classes=SEG_CLASSES, palette=[list(p) for p in SEG_PALETTE])
+    if task == 'det':
+        return dict(
+            classes=CLASSES, palette=[tuple(p) for p in SEG_PALETTE[1:]])
+    raise ValueError(f"task must be 'det' or 'seg', not {task!r}")

@@ -178,15 +178,15 @@ def test_missing_dataset_path_is_named(tmp_path):
 
 def test_dist_train_two_gloo_processes_hold_identical_masks(
         tmp_path, data_root):
-    # the demo config plus a test hook that saves each rank's masks
-    hooks = [
-        hook.to_dict()
-        for hook in Config.fromfile(CONFIG).get('custom_hooks', [])
-    ]
+    # the demo config plus a test hook that saves each rank's masks (lists
+    # replace the base's: its imports, mmnm.datasets included, kept)
+    base = Config.fromfile(CONFIG)
+    hooks = [hook.to_dict() for hook in base.get('custom_hooks', [])]
+    imports = base.custom_imports.imports + ['rank_masks_hook']
     config = tmp_path / 'dist_config.py'
     config.write_text(
         f'_base_ = {CONFIG!r}\n'
-        "custom_imports = dict(imports=['mmnm', 'rank_masks_hook'], "
+        f'custom_imports = dict(imports={imports!r}, '
         'allow_failed_imports=False)\n'
         f"custom_hooks = {hooks + [dict(type='SaveRankMasksHook')]!r}\n")
     with socket.socket() as sock:
