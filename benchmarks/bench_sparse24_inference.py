@@ -16,7 +16,8 @@
    available for a shape (e.g. CUTLASS off sm8x) or fell back to dense, and
    the model tables list the backends their 2:4 layers ran.
 
-    python benchmarks/bench_2to4_inference.py [--batches 1 64] [--rounds 20]
+    python benchmarks/bench_sparse24_inference.py [--batches 1 64] \
+        [--rounds 20]
 
 On a machine without such a GPU, part 3 is skipped with a message.
 """
@@ -38,6 +39,7 @@ from mmnm.deploy import (Sparse24Conv2d, Sparse24Linear, clear_sparse24_caches,
                          convert_to_sparse24, kernel_backends,
                          sparse24_backend)
 from mmnm.deploy.lowering import conv_output_size
+from mmnm.utils import relative_error
 
 REPO = osp.dirname(osp.dirname(osp.abspath(mmnm.__file__)))
 FRCNN = osp.join(REPO, 'configs', 'faster_rcnn_r50_2-4.py')
@@ -72,12 +74,6 @@ def frcnn_reason() -> Optional[str]:
     except ImportError as err:
         return f'mmdet with mmcv ops not importable ({err})'
     return None
-
-
-def relative_error(result: torch.Tensor, reference: torch.Tensor) -> float:
-    result, reference = result.float(), reference.float()
-    return float((result - reference).abs().max() /
-                 reference.abs().max().clamp_min(1e-12))
 
 
 def gemm_shapes(model: nn.Module, batch: int,
@@ -176,7 +172,7 @@ def build_frcnn(size: Tuple[int, int], device: torch.device):
     from mmdet.testing import demo_mm_inputs
     from mmengine.config import Config
 
-    from mmnm.utils.launch import build_model, config_sparsity
+    from mmnm.apis import build_model, config_sparsity
     cfg = Config.fromfile(FRCNN)
     torch.manual_seed(0)
     model = build_model(cfg)
@@ -249,7 +245,7 @@ def _bench_gemm(m: int, k: int, out: int, dtype: torch.dtype, rounds: int,
     """The dense time and, per sparse backend, its time and speedup (n/a
     where it is not available or did not run)."""
     dense = random_24(out, k, device, dtype)
-    sparse = Sparse24Linear.from_dense(dense, dtype)
+    sparse = Sparse24Linear.compress(dense, dtype)
     weight = dense.weight.to(dtype)
     x = torch.randn(m, k, device=device, dtype=dtype)
     available = kernel_backends(device, dtype, out, k)
@@ -351,7 +347,7 @@ def bench_frcnn(size: Tuple[int, int], rounds: int,
                 device: torch.device) -> None:
     from mmengine.config import Config
 
-    from mmnm.utils.launch import build_model
+    from mmnm.apis import build_model
     masked, data = build_frcnn(size, device)
     # the dense baseline: plain layers holding the masked weights
     dense = build_model(Config.fromfile(FRCNN)).to(device).eval()

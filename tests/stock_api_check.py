@@ -27,10 +27,10 @@ def main(config: str, checkpoint: str, images: list) -> None:
         from mmdet.apis import init_detector as init_model
     stock = init_model(config, checkpoint, device='cpu')
 
+    from mmnm.apis import build_sparse_model
     from mmnm.conversion import (check_nm_state_dict, decode_nm_checkpoint,
                                  sparse_weight_patterns)
     from mmnm.layers import NMSparseMixin
-    from mmnm.utils.launch import build_sparse_model
     assert not any(isinstance(m, NMSparseMixin) for m in stock.modules())
 
     sparse = build_sparse_model(config)

@@ -6,10 +6,10 @@ sparse when the config holds an ``NMSparsityHook`` with ``sparsity``).
 """
 import argparse
 import os.path as osp
+import sys
 
-import mmnm  # noqa: F401  (registers mmnm's parts, safe checkpoint loading)
-from mmnm.utils.launch import (add_common_args, build_runner, check_data_roots,
-                               load_config)
+from mmnm.apis import build_runner, check_data_roots
+from mmnm.utils.cli import add_common_args, config_from_args, report_errors
 
 
 def parse_args() -> argparse.Namespace:
@@ -20,15 +20,16 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+@report_errors
 def main() -> None:
     args = parse_args()
     if not osp.isfile(args.checkpoint):
-        raise SystemExit(f'checkpoint not found: {args.checkpoint}')
-    cfg = load_config(args)
+        raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
+    cfg = config_from_args(args)
     cfg.load_from = args.checkpoint
     check_data_roots(cfg, ('test_dataloader', ))
     build_runner(cfg).test()
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

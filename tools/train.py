@@ -5,11 +5,11 @@ config holds an ``NMSparsityHook`` with ``sparsity`` (see configs/).
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
 """
 import argparse
+import sys
 
-import mmnm  # noqa: F401  (registers mmnm's parts, safe checkpoint loading)
+from mmnm.apis import build_runner, check_data_roots
 from mmnm.engine.optimizers import enable_amp
-from mmnm.utils.launch import (add_common_args, build_runner, check_data_roots,
-                               load_config)
+from mmnm.utils.cli import add_common_args, config_from_args, report_errors
 
 
 def parse_args() -> argparse.Namespace:
@@ -28,9 +28,10 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+@report_errors
 def main() -> None:
     args = parse_args()
-    cfg = load_config(args)
+    cfg = config_from_args(args)
     if args.amp:
         enable_amp(cfg.optim_wrapper)
     if args.resume == 'auto':
@@ -42,4 +43,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -5,16 +5,21 @@ from .checkpoint import (NM_CHECKPOINT_FORMAT, NM_CHECKPOINT_KEY, WEIGHT_SETS,
                          nm_checkpoint_format, pack_mask, unpack_mask)
 from .export import (check_nm_state_dict, export_state_dict,
                      save_nm_checkpoint, sparse_weight_patterns)
-from .sparsify import (SPARSE_COUNTERPARTS, LayerDecision, SparsityReport,
-                       find_sparse_layers, sparse_layer_slots, sparsify_model)
-from .verify import LayerSparsity, measure_sparsity, verify_nm_sparsity
+from .sparsify import (LayerDecision, SparsityReport, find_sparse_layers,
+                       sparse_layer_slots, sparsify_model)
+from .surgery import (WEIGHTED_LAYER_TYPES, check_globs, first_match,
+                      module_names, replace_layers, weighted_layers)
+from .verify import (LayerSparsity, SparsitySummary, measure_sparsity,
+                     state_dict_sparsity, verify_nm_sparsity)
 
 __all__ = [
     'NM_CHECKPOINT_FORMAT', 'NM_CHECKPOINT_KEY', 'WEIGHT_SETS',
     'decode_nm_checkpoint', 'encode_nm_checkpoint', 'nm_checkpoint_format',
     'pack_mask', 'unpack_mask', 'check_nm_state_dict', 'export_state_dict',
     'save_nm_checkpoint', 'sparse_weight_patterns', 'LayerDecision',
-    'LayerSparsity', 'SPARSE_COUNTERPARTS', 'SparsityReport',
+    'LayerSparsity', 'SparsityReport', 'WEIGHTED_LAYER_TYPES', 'check_globs',
+    'first_match', 'module_names', 'replace_layers', 'weighted_layers',
     'find_sparse_layers', 'measure_sparsity', 'sparse_layer_slots',
-    'sparsify_model', 'verify_nm_sparsity'
+    'sparsify_model', 'state_dict_sparsity', 'SparsitySummary',
+    'verify_nm_sparsity'
 ]

@@ -1,26 +1,12 @@
 """Make the eligible Conv2d/Linear layers of any model N:M sparse."""
-import fnmatch
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Type
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from mmcv.cnn.bricks import wrappers as mmcv_wrappers
 from torch import nn
 
-from mmnm.layers import NMSparseMixin, SparseConv, SparseLinear, ineligibility
+from mmnm.layers import NMSparseMixin, ineligibility, sparse_counterpart
 from mmnm.pattern import NMPattern, PatternLike
-
-#: Dense layer types and their sparse counterparts. Other subclasses (e.g.
-#: weight standardised convs) change the forward pass and are left dense.
-#: mmcv's ``Conv2d``/``Linear`` wrappers (mask heads, ...) differ from
-#: PyTorch's only for empty inputs on PyTorch < 1.5, below our minimum.
-SPARSE_COUNTERPARTS: Dict[Type[nn.Module], Type[NMSparseMixin]] = {
-    nn.Conv2d: SparseConv,
-    nn.Linear: SparseLinear,
-    mmcv_wrappers.Conv2d: SparseConv,
-    mmcv_wrappers.Linear: SparseLinear,
-}
-
-_WEIGHTED_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
+from .surgery import first_match, replace_layers, weighted_layers
 
 
 @dataclass
@@ -96,10 +82,6 @@ class SparsityReport:
             f'{self.total_params} model parameters')
 
 
-def _first_match(name: str, patterns: Sequence[str]) -> Optional[str]:
-    return next((p for p in patterns if fnmatch.fnmatchcase(name, p)), None)
-
-
 def sparsify_model(model: nn.Module,
                    pattern: PatternLike = '2:4',
                    orientation: str = 'channel',
@@ -111,7 +93,9 @@ def sparsify_model(model: nn.Module,
     in place by :class:`SparseConv`/:class:`SparseLinear` that share their
     parameters.
 
-    Layer names are matched with shell-style globs (``fnmatch``), e.g.
+    Every layer is decided first and the model changed only when all
+    decisions stand, so an error leaves ``model`` as it was. Layer names are
+    matched with shell-style globs (``fnmatch``), e.g.
     ``'backbone.layer1.*'``.
 
     Args:
@@ -128,86 +112,82 @@ def sparsify_model(model: nn.Module,
 
     Raises:
         ValueError: a glob matches no Conv/Linear layer, or an override names
-            a layer that cannot take its pattern.
+            a layer that cannot take its pattern (every such layer named).
     """
     default = NMPattern.parse(pattern, orientation)
     forced = {
         glob: NMPattern.parse(spec, orientation)
         for glob, spec in (overrides or {}).items()
     }
-    if isinstance(model, _WEIGHTED_TYPES):
-        raise ValueError(
-            f'sparsify_model converts the layers inside a model, got a bare '
-            f'{type(model).__name__}; use SparseConv.from_dense or '
-            'SparseLinear.from_dense for a single layer')
     include, exclude = list(include), list(exclude)
-    slots = [(name, module)
-             for name, module in model.named_modules(remove_duplicate=False)
-             if isinstance(module, _WEIGHTED_TYPES)]
-    _check_globs(
-        model, [name for name, _ in slots],
-        dict(include=include, exclude=exclude, overrides=list(forced)))
+    globs = dict(include=include, exclude=exclude, overrides=list(forced))
+    layers = weighted_layers(model, 'sparsify_model', globs, 'sparsity')
 
-    replaced: Dict[int, nn.Module] = {}
-    decisions = []
-    for name, module in slots:
-        if id(module) not in replaced:
-            decision, new = _decide(name, module, default, include, exclude,
-                                    forced, hardware_shapes_only)
-            replaced[id(module)] = new
-            decisions.append(decision)
-        if replaced[id(module)] is not module:
-            parent, _, child = name.rpartition('.')
-            setattr(model.get_submodule(parent), child, replaced[id(module)])
+    plans = [
+        _plan(name, module, default, include, exclude, forced,
+              hardware_shapes_only) for name, module in layers
+    ]
+    errors = [plan.error for plan in plans if plan.error]
+    if errors:
+        raise ValueError('\n'.join(errors))
+    replace_layers(
+        model, {
+            module: plan.new
+            for (_, module), plan in zip(layers, plans) if plan.new is not None
+        })
+    for (name, module), plan in zip(layers, plans):
+        if not isinstance(module, NMSparseMixin):
+            continue
+        if plan.decision.pattern != module.nm:  # built sparse, overridden
+            nm = plan.decision.pattern
+            module.init_sparsity(nm.n, nm.m, nm.orientation, name)
+        module.nm_name = name
     total = sum(p.numel() for p in model.parameters())
-    return SparsityReport(decisions, total)
+    return SparsityReport([plan.decision for plan in plans], total)
 
 
-def _check_globs(model: nn.Module, names: List[str],
-                 globs: Dict[str, List[str]]) -> None:
-    for key, patterns in globs.items():
-        for glob in patterns:
-            if not any(fnmatch.fnmatchcase(n, glob) for n in names):
-                examples = ', '.join(names[:5]) or 'none'
-                raise ValueError(
-                    f'sparsity {key} pattern {glob!r} matches no Conv/Linear '
-                    f'layer of {type(model).__name__} (layers are named like: '
-                    f'{examples})')
+@dataclass
+class _LayerPlan:
+    """What one layer becomes: its table row, the module to put in its
+    place (``None``: unchanged) or why the requested change is impossible."""
+
+    decision: LayerDecision
+    new: Optional[nn.Module] = None
+    error: Optional[str] = None
 
 
-def _decide(name: str, module: nn.Module, default: NMPattern,
-            include: List[str], exclude: List[str], forced: Dict[str,
-                                                                 NMPattern],
-            hardware_shapes_only: bool) -> Tuple[LayerDecision, nn.Module]:
-    """The decision for one layer and the module to put in its place."""
+def _plan(name: str, module: nn.Module, default: NMPattern, include: List[str],
+          exclude: List[str], forced: Dict[str, NMPattern],
+          hardware_shapes_only: bool) -> _LayerPlan:
+    """Decide one layer without changing it."""
     shape = tuple(module.weight.shape)
 
-    def dense(note: str) -> Tuple[LayerDecision, nn.Module]:
-        return LayerDecision(name,
-                             type(module).__name__, shape, None, note), module
+    def row(pattern: Optional[NMPattern],
+            note: str,
+            type_name: str = type(module).__name__) -> LayerDecision:
+        return LayerDecision(name, type_name, shape, pattern, note)
 
-    override = _first_match(name, list(forced))
+    override = first_match(name, list(forced))
     if isinstance(module, NMSparseMixin):
-        note = 'built sparse'
-        if override is not None:  # validates, raising with the layer name
-            pattern = forced[override]
-            module.init_sparsity(pattern.n, pattern.m, pattern.orientation,
-                                 name)
-            note = f'override {override!r}'
-        module.nm_name = name
-        return LayerDecision(name,
-                             type(module).__name__, shape, module.nm,
-                             note), module
+        if override is None:
+            return _LayerPlan(row(module.nm, 'built sparse'))
+        pattern, note = forced[override], f'override {override!r}'
+        reason = ineligibility(module, pattern.m, pattern.orientation)
+        return _LayerPlan(
+            row(pattern, note),
+            error=reason and f'layer {name!r} cannot be {pattern} sparse as '
+            f'{note} asks: {reason}')
     if override is not None:
         pattern, note = forced[override], f'override {override!r}'
-    elif _first_match(name, exclude) is not None:
-        return dense(f'excluded by {_first_match(name, exclude)!r}')
-    elif _first_match(name, include) is None:
-        return dense('not included')
+    elif first_match(name, exclude) is not None:
+        return _LayerPlan(
+            row(None, f'excluded by {first_match(name, exclude)!r}'))
+    elif first_match(name, include) is None:
+        return _LayerPlan(row(None, 'not included'))
     else:
         pattern, note = default, 'default'
 
-    sparse_type = SPARSE_COUNTERPARTS.get(type(module))
+    sparse_type = sparse_counterpart(module)
     reason = ineligibility(module, pattern.m, pattern.orientation) \
         if sparse_type else \
         f'no sparse counterpart for {type(module).__name__}'
@@ -218,12 +198,14 @@ def _decide(name: str, module: nn.Module, default: NMPattern,
                      ' (out % 8, in % 16)'
     if reason is not None:
         if override is not None:
-            raise ValueError(f'layer {name!r} cannot be {pattern} sparse as '
-                             f'{note} asks: {reason}')
-        return dense(reason)
+            return _LayerPlan(
+                row(None, reason),
+                error=f'layer {name!r} cannot be {pattern} sparse as {note} '
+                f'asks: {reason}')
+        return _LayerPlan(row(None, reason))
     new = sparse_type.from_dense(module, pattern.n, pattern.m,
                                  pattern.orientation, name)
-    return LayerDecision(name, sparse_type.__name__, shape, pattern, note), new
+    return _LayerPlan(row(pattern, note, sparse_type.__name__), new)
 
 
 def sparse_layer_slots(model: nn.Module) -> Dict[str, NMSparseMixin]:

@@ -1,7 +1,7 @@
 """2:4 sparse inference: layers holding compressed weights, the GEMM they
 share (PyTorch's CUTLASS/cuSPARSELt kernels on Ampere+ GPUs, a dense GEMM on
 the decompressed weight elsewhere), model conversion and loading."""
-from .checkpoint import (load_sparse24_model, prepare_sparse24_structure,
+from .checkpoint import (load_sparse24_checkpoint, prepare_sparse24_structure,
                          save_sparse24_checkpoint, sparse24_layer_names)
 from .convert import Sparse24Report, convert_to_sparse24
 from .eligibility import pattern_ineligibility, structure_ineligibility
@@ -15,8 +15,9 @@ __all__ = [
     'BACKENDS', 'Sparse24Cache', 'Sparse24Conv2d', 'Sparse24Linear',
     'Sparse24Report', 'clear_sparse24_caches', 'conv2d_as_gemm',
     'convert_to_sparse24', 'get_sparse24_backend', 'im2col_nhwc',
-    'kcrs_weight', 'kernel_backends', 'krsc_matrix', 'load_sparse24_model',
-    'pattern_ineligibility', 'prepare_sparse24_structure', 'resolve_backend',
+    'kcrs_weight', 'kernel_backends', 'krsc_matrix',
+    'load_sparse24_checkpoint', 'pattern_ineligibility',
+    'prepare_sparse24_structure', 'resolve_backend',
     'save_sparse24_checkpoint', 'set_sparse24_backend', 'sparse24_backend',
     'sparse24_layer_names', 'sparse24_linear', 'structure_ineligibility'
 ]

@@ -1,18 +1,17 @@
 """Turn a trained or exported N:M model into a 2:4 inference model."""
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from mmengine.logging import MMLogger, print_log
 from torch import Tensor, nn
 
-from mmnm.conversion import LayerDecision, SparsityReport
-from mmnm.conversion.sparsify import (_WEIGHTED_TYPES, _check_globs,
-                                      _first_match)
+from mmnm.conversion import (LayerDecision, SparsityReport, first_match,
+                             replace_layers, weighted_layers)
 from mmnm.layers import NMSparseMixin
 from mmnm.pattern import NMPattern
 from .eligibility import pattern_ineligibility, structure_ineligibility
-from .layers import Sparse24Conv2d, sparse24_layer_type
+from .layers import Sparse24Conv2d, Sparse24Mixin, sparse24_layer_type
 
 _PATTERN = NMPattern(2, 4)
 
@@ -24,17 +23,17 @@ class Sparse24Report(SparsityReport):
     dense)."""
 
     dtype: torch.dtype = torch.float16
+    #: bytes of the converted layers' compressed weights (values + meta)
+    stored_bytes: int = 0
 
     def summary(self) -> str:
         converted = self.sparse_layers
         numel = sum(layer.numel for layer in converted)
         size = torch.empty(0, dtype=self.dtype).element_size()
-        # values: half the entries; meta: 4 bits per group of 4 entries
-        stored = numel // 2 * size + numel // 8
         return (f'{len(converted)}/{len(self.layers)} Conv/Linear layers '
                 f'run 2:4 kernels in {self.dtype}; their {numel} weights are '
-                f'stored in {stored} bytes (values + meta) instead of '
-                f'{numel * size} dense')
+                f'stored in {self.stored_bytes} bytes (values + meta) '
+                f'instead of {numel * size} dense')
 
 
 def convert_to_sparse24(
@@ -73,66 +72,51 @@ def convert_to_sparse24(
         ValueError: a glob matches no layer, a forced layer cannot convert,
             or no layer converts at all.
     """
-    if isinstance(model, _WEIGHTED_TYPES):
-        raise ValueError(
-            f'convert_to_sparse24 converts the layers inside a model, got a '
-            f'bare {type(model).__name__}; use Sparse24Conv2d.from_dense or '
-            'Sparse24Linear.from_dense for a single layer')
-    slots = [(name, module)
-             for name, module in model.named_modules(remove_duplicate=False)
-             if isinstance(module, _WEIGHTED_TYPES)]
     exclude, force = list(exclude), list(force)
-    _check_globs(model, [name for name, _ in slots],
-                 dict(exclude=exclude, force=force))
+    layers = weighted_layers(model, 'convert_to_sparse24',
+                             dict(exclude=exclude, force=force),
+                             '2:4 conversion')
 
-    plans: Dict[int, Tuple[str, nn.Module, Tensor, Optional[str]]] = {}
     decisions: List[LayerDecision] = []
+    replacements: Dict[nn.Module, nn.Module] = {}
     errors = []
-    for name, module in slots:
-        if id(module) in plans:
-            continue
-        weight = module.effective_weight() if isinstance(
+    for name, module in layers:
+        weight = module.masked_weight() if isinstance(
             module, NMSparseMixin) else module.weight.detach()
-        forced = _first_match(name, force)
+        forced = first_match(name, force)
         reason = _reason(name, module, weight, exclude, forced,
                          min_weight_numel)
-        if reason is not None and forced is not None:
-            errors.append(f'{name!r} (forced by {forced!r}): {reason}')
-        plans[id(module)] = (name, module, weight, reason)
         shape = tuple(module.weight.shape)
         if reason is None:
+            layer = sparse24_layer_type(module).compress(
+                module, dtype, weight, name).train(module.training)
+            if isinstance(layer, Sparse24Conv2d):
+                layer.channels_last_output = channels_last
+            replacements[module] = layer
             decisions.append(
                 LayerDecision(
                     name,
-                    sparse24_layer_type(module).__name__, shape, _PATTERN,
+                    type(layer).__name__, shape, _PATTERN,
                     f'forced by {forced!r}' if forced else 'converted'))
-        else:
-            decisions.append(
-                LayerDecision(name,
-                              type(module).__name__, shape, None, reason))
-    report = Sparse24Report(decisions,
-                            sum(p.numel() for p in model.parameters()), dtype)
+            continue
+        if forced is not None:
+            errors.append(f'{name!r} (forced by {forced!r}): {reason}')
+        if isinstance(module, NMSparseMixin):
+            replacements[module] = module.to_dense()
+        decisions.append(
+            LayerDecision(name,
+                          type(module).__name__, shape, None, reason))
+    report = Sparse24Report(
+        decisions, sum(p.numel() for p in model.parameters()), dtype,
+        sum(layer.compressed_bytes for layer in replacements.values()
+            if isinstance(layer, Sparse24Mixin)))
     if errors:
         raise ValueError('cannot convert to 2:4 inference:\n  ' +
                          '\n  '.join(errors))
     if not report.sparse_layers:
         raise ValueError(f'no Conv/Linear layer of {type(model).__name__} '
                          'can run 2:4 kernels:\n' + report.table())
-
-    replaced: Dict[int, nn.Module] = {}
-    for id_, (name, module, weight, reason) in plans.items():
-        if reason is None:
-            layer = sparse24_layer_type(module).from_dense(
-                module, dtype, weight, name).train(module.training)
-            if isinstance(layer, Sparse24Conv2d):
-                layer.channels_last_output = channels_last
-            replaced[id_] = layer
-        elif isinstance(module, NMSparseMixin):
-            replaced[id_] = _plain_layer(module, weight)
-    for name, module in slots:
-        if id(module) in replaced:
-            parent, _, child = name.rpartition('.')
-            setattr(model.get_submodule(parent), child, replaced[id(module)])
+    replace_layers(model, replacements)
     if logger is not None:
         print_log('2:4 inference conversion\n' + report.table(), logger)
     return report
@@ -141,37 +125,10 @@ def convert_to_sparse24(
 def _reason(name: str, module: nn.Module, weight: Tensor, exclude: List[str],
             forced: Optional[str], min_weight_numel: int) -> Optional[str]:
     """Why the layer stays dense, or ``None`` to convert it."""
-    if forced is None and _first_match(name, exclude) is not None:
-        return f'excluded by {_first_match(name, exclude)!r}'
+    if forced is None and first_match(name, exclude) is not None:
+        return f'excluded by {first_match(name, exclude)!r}'
     reason = structure_ineligibility(module) or pattern_ineligibility(weight)
     if reason is None and forced is None and weight.numel() < min_weight_numel:
         reason = (f'{weight.numel()} weights < min_weight_numel='
                   f'{min_weight_numel} (dense is faster for small GEMMs)')
     return reason
-
-
-def _plain_layer(layer: NMSparseMixin, weight: Tensor) -> nn.Module:
-    """The plain Conv2d/Linear computing what the N:M ``layer`` computes
-    (its masked ``weight``), for layers left dense."""
-    if isinstance(layer, nn.Conv2d):
-        plain = nn.Conv2d(
-            layer.in_channels,
-            layer.out_channels,
-            layer.kernel_size,
-            layer.stride,
-            layer.padding,
-            layer.dilation,
-            layer.groups,
-            layer.bias is not None,
-            layer.padding_mode,
-            device='meta')
-    else:
-        plain = nn.Linear(
-            layer.in_features,
-            layer.out_features,
-            layer.bias is not None,
-            device='meta')
-    plain.weight = nn.Parameter(
-        weight.clone(), requires_grad=layer.weight.requires_grad)
-    plain.bias = layer.bias
-    return plain.train(layer.training)

@@ -3,16 +3,9 @@ from typing import Optional
 
 from torch import Tensor, nn
 
-from mmnm.conversion import SPARSE_COUNTERPARTS
-from mmnm.layers import ineligibility
+from mmnm.layers import ineligibility, layer_kind
 from mmnm.ops import count_nm_violations
 from .gemm import SPARSE_COL_MULTIPLE, SPARSE_ROW_MULTIPLE
-
-#: Layer types whose forward is exactly a Conv2d/Linear of their weight:
-#: PyTorch's, mmcv's wrappers and mmnm's N:M layers. Subclasses that change
-#: the forward (weight standardisation, deformable convs, ...) stay dense.
-CONVERTIBLE_TYPES = frozenset(SPARSE_COUNTERPARTS) | frozenset(
-    SPARSE_COUNTERPARTS.values())
 
 
 def structure_ineligibility(module: nn.Module) -> Optional[str]:
@@ -20,7 +13,7 @@ def structure_ineligibility(module: nn.Module) -> Optional[str]:
     its weights, or ``None``."""
     if getattr(module, 'transposed', False):
         return 'transposed conv: no 2:4 lowering'
-    if type(module) not in CONVERTIBLE_TYPES:
+    if layer_kind(module) is None:
         return (f'{type(module).__name__}: no 2:4 inference counterpart '
                 '(only exact Conv2d/Linear forwards are lowered)')
     reason = ineligibility(module, 4)  # groups, reduction size % 4

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from torch import Tensor
 
-from mmnm.ops import decompress_2to4
+from mmnm.ops import decompress_sparse24
 
 #: Accepted by :func:`set_sparse24_backend` and ``MMNM_SPARSE24_BACKEND``.
 #: ``'auto'`` picks cuSPARSELt, then CUTLASS, then dense.
@@ -235,8 +235,9 @@ def sparse24_linear(x: Tensor,
     # CPUs multiply fp16/bf16 slowly and without tensor cores' fp32
     # accumulation: compute in fp32 there and round the result
     dtype = values.dtype if values.is_cuda else torch.float32
-    weight = cache.get('dense', values, meta,
-                       lambda: decompress_2to4(values, meta, name).to(dtype))
+    weight = cache.get(
+        'dense', values, meta,
+        lambda: decompress_sparse24(values, meta, name).to(dtype))
     y = F.linear(x.to(dtype), weight, None if bias is None else bias.to(dtype))
     return y.to(values.dtype)
 
@@ -296,7 +297,7 @@ def _cusparselt_linear(x: Tensor, values: Tensor, meta: Tensor,
     """cuSPARSELt: ``W @ x^T`` with the transpose fused, ``(rows, out)``."""
     compressed = cache.get(
         'cusparselt', values, meta,
-        lambda: torch._cslt_compress(decompress_2to4(values, meta, name)))
+        lambda: torch._cslt_compress(decompress_sparse24(values, meta, name)))
     if key not in _ALG_IDS:
         _ALG_IDS[key] = _search_alg_id(compressed, x, bias)
     return torch._cslt_sparse_mm(

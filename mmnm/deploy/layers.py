@@ -14,7 +14,8 @@ from typing import Callable, Dict, Optional, Tuple, Type, Union
 import torch
 from torch import Tensor, nn
 
-from mmnm.ops import compress_2to4, decompress_2to4, sparse24_layout
+from mmnm.layers import layer_args, layer_kind
+from mmnm.ops import compress_sparse24, decompress_sparse24, sparse24_layout
 from mmnm.registry import MODELS
 from .eligibility import structure_ineligibility
 from .gemm import KERNEL_DTYPES, Sparse24Cache, sparse24_linear
@@ -53,10 +54,10 @@ class Sparse24Mixin:
                          dtype: torch.dtype, name: Optional[str]) -> None:
         self.name = name
         if dtype not in KERNEL_DTYPES:
-            raise ValueError(f'{self._label()}: 2:4 inference layers hold '
+            raise ValueError(f'{self.describe()}: 2:4 inference layers hold '
                              f'fp16 or bf16 weights, got {dtype}')
-        layout = sparse24_layout(dtype, self._label())
-        layout.check_shape((out, k), dtype, self._label())
+        layout = sparse24_layout(dtype, self.describe())
+        layout.check_shape((out, k), dtype, self.describe())
         # empty until loaded: all-zero meta is invalid, so a forward before
         # loading fails instead of returning zeros
         self.register_buffer('weight_values',
@@ -71,8 +72,9 @@ class Sparse24Mixin:
                              torch.zeros(out, dtype=dtype) if bias else None)
         self._cache = Sparse24Cache()
 
-    def _label(self) -> str:
-        return self.name or type(self).__name__
+    def describe(self) -> str:
+        """The layer's model name, or its type (for messages)."""
+        return f'layer {self.name!r}' if self.name else type(self).__name__
 
     def _apply(self, fn: Callable, *args, **kwargs):
         """``nn.Module._apply`` (``.to()``, ``.cuda()``, ``.half()``, ...),
@@ -84,9 +86,9 @@ class Sparse24Mixin:
         if dtype not in KERNEL_DTYPES:
             self._buffers.update(saved)
             raise TypeError(
-                f'{self._label()}: a 2:4 inference layer holds its weight in '
-                f'fp16 or bf16, not {dtype}; cast the model with .half() or '
-                '.bfloat16(), or keep it in fp32 and leave these layers as '
+                f'{self.describe()}: a 2:4 inference layer holds its weight '
+                f'in fp16 or bf16, not {dtype}; cast the model with .half() '
+                'or .bfloat16(), or keep it in fp32 and leave these layers as '
                 'they are (they cast their inputs and outputs)')
         return result
 
@@ -95,13 +97,14 @@ class Sparse24Mixin:
         """Compress the ``(out, K)`` GEMM matrix ``matrix`` (2:4 along K)
         into this layer; ``ValueError`` naming the layer if it is not."""
         dtype = self.weight_values.dtype
-        values, meta = compress_2to4(
+        values, meta = compress_sparse24(
             matrix.detach().to(self.weight_values.device, dtype),
-            self._label())
+            self.describe())
         self.weight_values.copy_(values)
         self.weight_meta.copy_(meta)
         if (bias is None) != (self.bias is None):
-            raise ValueError(f'{self._label()}: bias given/expected mismatch')
+            raise ValueError(
+                f'{self.describe()}: bias given/expected mismatch')
         if bias is not None:
             self.bias.copy_(bias.detach())
 
@@ -112,13 +115,19 @@ class Sparse24Mixin:
 
     def dense_matrix(self) -> Tensor:
         """The decompressed ``(out, K)`` GEMM matrix."""
-        return decompress_2to4(self.weight_values, self.weight_meta,
-                               self._label())
+        return decompress_sparse24(self.weight_values, self.weight_meta,
+                                   self.describe())
 
     def gemm(self, x: Tensor) -> Tensor:
         """``x @ W^T + b`` for ``x`` ``(rows, K)`` of the layer's dtype."""
         return sparse24_linear(x, self.weight_values, self.weight_meta,
-                               self.bias, self._cache, self._label())
+                               self.bias, self._cache, self.describe())
+
+    @property
+    def compressed_bytes(self) -> int:
+        """Bytes of the compressed weight (values + meta)."""
+        return sum(t.numel() * t.element_size()
+                   for t in (self.weight_values, self.weight_meta))
 
     @property
     def backend(self) -> Optional[str]:
@@ -133,17 +142,19 @@ class Sparse24Mixin:
                    name: Optional[str] = None) -> 'Sparse24Mixin':
         """An empty (unloaded) layer of ``dtype`` shaped like the dense
         ``module``, e.g. to load a compressed state_dict into."""
-        raise NotImplementedError
+        return cls(**layer_args(module), dtype=dtype, name=name)
 
     @classmethod
-    def from_dense(cls,
-                   module: nn.Module,
-                   dtype: torch.dtype = torch.float16,
-                   weight: Optional[Tensor] = None,
-                   name: Optional[str] = None) -> 'Sparse24Mixin':
-        """Convert the dense ``module`` (or ``weight``, e.g. an N:M layer's
-        masked weight); ``ValueError`` naming the layer if the 2:4 kernels
-        cannot take it (the 2:4 pattern is checked while compressing)."""
+    def compress(cls,
+                 module: nn.Module,
+                 dtype: torch.dtype = torch.float16,
+                 weight: Optional[Tensor] = None,
+                 name: Optional[str] = None) -> 'Sparse24Mixin':
+        """A new layer holding the compressed weight of the dense ``module``
+        (or ``weight``, e.g. an N:M layer's masked weight) and a copy of its
+        bias; ``module`` is not changed. ``ValueError`` naming the layer if
+        the 2:4 kernels cannot take it (the pattern is checked while
+        compressing)."""
         weight = module.weight if weight is None else weight
         label = f'layer {name!r}' if name else type(module).__name__
         try:
@@ -173,14 +184,6 @@ class Sparse24Linear(Sparse24Mixin, nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         self._init_compressed(out_features, in_features, bias, dtype, name)
-
-    @classmethod
-    def empty_like(cls,
-                   linear: nn.Linear,
-                   dtype: torch.dtype,
-                   name: Optional[str] = None) -> 'Sparse24Linear':
-        return cls(linear.in_features, linear.out_features, linear.bias
-                   is not None, dtype, name)
 
     @property
     def weight(self) -> Tensor:
@@ -222,28 +225,25 @@ class Sparse24Conv2d(Sparse24Mixin, nn.Module):
                  stride: Union[int, Tuple[int, int]] = 1,
                  padding: Union[int, Tuple[int, int]] = 0,
                  dilation: Union[int, Tuple[int, int]] = 1,
+                 groups: int = 1,
                  bias: bool = True,
+                 padding_mode: str = 'zeros',
                  dtype: torch.dtype = torch.float16,
                  name: Optional[str] = None) -> None:
         super().__init__()
+        if groups != 1 or padding_mode != 'zeros':
+            raise ValueError(
+                f'{name or type(self).__name__}: 2:4 convs take groups=1 '
+                f"and padding_mode='zeros', not {groups}, {padding_mode!r}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = _pair(kernel_size)
         self.stride = _pair(stride)
         self.padding = _pair(padding)
         self.dilation = _pair(dilation)
-        self.groups = 1
+        self.groups, self.padding_mode = 1, 'zeros'
         k = in_channels * self.kernel_size[0] * self.kernel_size[1]
         self._init_compressed(out_channels, k, bias, dtype, name)
-
-    @classmethod
-    def empty_like(cls,
-                   conv: nn.Conv2d,
-                   dtype: torch.dtype,
-                   name: Optional[str] = None) -> 'Sparse24Conv2d':
-        return cls(conv.in_channels, conv.out_channels, conv.kernel_size,
-                   conv.stride, conv.padding, conv.dilation, conv.bias
-                   is not None, dtype, name)
 
     @staticmethod
     def gemm_matrix(weight: Tensor) -> Tensor:
@@ -258,7 +258,7 @@ class Sparse24Conv2d(Sparse24Mixin, nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         y = conv2d_as_gemm(
             x.to(self.weight_values.dtype), self.gemm, self.kernel_size,
-            self.stride, self.padding, self.dilation, self._label())
+            self.stride, self.padding, self.dilation, self.describe())
         if not self.channels_last_output:
             y = y.contiguous()
         return _restore_dtype(y, x)
@@ -271,17 +271,20 @@ class Sparse24Conv2d(Sparse24Mixin, nn.Module):
                 f'dtype={self.weight_values.dtype}, 2:4')
 
 
-#: The 2:4 inference layer of each dense layer type.
-SPARSE24_LAYERS: Dict[Type[nn.Module], Type[Sparse24Mixin]] = {
-    nn.Conv2d: Sparse24Conv2d,
-    nn.Linear: Sparse24Linear,
+#: The 2:4 inference layer of each layer kind (see
+#: :func:`mmnm.layers.layer_kind`).
+SPARSE24_LAYERS: Dict[str, Type[Sparse24Mixin]] = {
+    'conv2d': Sparse24Conv2d,
+    'linear': Sparse24Linear,
 }
 
 
 def sparse24_layer_type(module: nn.Module) -> Type[Sparse24Mixin]:
-    """The 2:4 layer class for ``module`` (an ``nn.Conv2d`` or
-    ``nn.Linear``, subclasses included); ``ValueError`` otherwise."""
-    for dense_type, layer_type in SPARSE24_LAYERS.items():
-        if isinstance(module, dense_type):
-            return layer_type
-    raise ValueError(f'{type(module).__name__}: no 2:4 inference counterpart')
+    """The 2:4 layer class for ``module`` (a plain or N:M Conv2d/Linear, see
+    :data:`mmnm.layers.PLAIN_LAYER_KINDS`); ``ValueError`` otherwise."""
+    kind = layer_kind(module)
+    if kind is None:
+        raise ValueError(f'{type(module).__name__}: no 2:4 inference '
+                         'counterpart (only exact Conv2d/Linear forwards '
+                         'are lowered)')
+    return SPARSE24_LAYERS[kind]

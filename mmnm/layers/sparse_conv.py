@@ -17,6 +17,8 @@ class SparseConv(NMSparseMixin, nn.Conv2d):
     checkpoints load into it and its checkpoints load into a dense conv.
     """
 
+    plain_type = nn.Conv2d
+
     def __init__(self,
                  *args,
                  n: int = 2,
@@ -28,29 +30,4 @@ class SparseConv(NMSparseMixin, nn.Conv2d):
         self.init_sparsity(n, m, orientation, name)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(x, self.sparse_weight(), self.bias)
-
-    @classmethod
-    def from_dense(cls,
-                   conv: nn.Conv2d,
-                   n: int,
-                   m: int,
-                   orientation: str = 'channel',
-                   name: Optional[str] = None) -> 'SparseConv':
-        """A sparse conv sharing ``conv``'s parameter tensors."""
-        sparse = cls(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            stride=conv.stride,
-            padding=conv.padding,
-            dilation=conv.dilation,
-            groups=conv.groups,
-            bias=conv.bias is not None,
-            padding_mode=conv.padding_mode,
-            device='meta',
-            n=n,
-            m=m,
-            orientation=orientation,
-            name=name)
-        return sparse._adopt(conv)
+        return self._conv_forward(x, self.ste_weight(), self.bias)

@@ -24,6 +24,23 @@ class _StraightThroughMask(torch.autograd.Function):
         return grad, None
 
 
+#: The constructor arguments, besides ``bias``, that rebuild a conv's or a
+#: linear layer's configuration (those of ``nn.Conv2d`` / ``nn.Linear``).
+CONV2D_ARGS = ('in_channels', 'out_channels', 'kernel_size', 'stride',
+               'padding', 'dilation', 'groups', 'padding_mode')
+LINEAR_ARGS = ('in_features', 'out_features')
+
+
+def layer_args(module: nn.Module) -> dict:
+    """The ``nn.Conv2d`` / ``nn.Linear`` constructor arguments of
+    ``module``'s configuration, ``bias`` as a flag: what builds an
+    equivalent layer of another type (sparse, plain, 2:4)."""
+    names = CONV2D_ARGS if hasattr(module, 'in_channels') else LINEAR_ARGS
+    args = {name: getattr(module, name) for name in names}
+    args['bias'] = module.bias is not None
+    return args
+
+
 def ineligibility(module: nn.Module,
                   m: int,
                   orientation: str = 'channel') -> Optional[str]:
@@ -95,12 +112,29 @@ class NMSparseMixin:
         self.mask: Optional[Tensor] = None
         _LIVE_LAYERS.add(self)
 
-    def _adopt(self, dense: nn.Module):
-        """Take over ``dense``'s parameters (shared, not copied) and mode;
-        used by ``from_dense``."""
-        self.weight = dense.weight
-        self.bias = dense.bias
-        return self.train(dense.training)
+    #: the plain layer type this layer masks (``nn.Conv2d`` / ``nn.Linear``)
+    plain_type: type
+
+    @classmethod
+    def from_dense(cls,
+                   dense: nn.Module,
+                   n: int,
+                   m: int,
+                   orientation: str = 'channel',
+                   name: Optional[str] = None) -> 'NMSparseMixin':
+        """An N:M layer sharing ``dense``'s parameter tensors (not copies)
+        and mode: the optimizer and any wrapper built on them keep
+        working."""
+        sparse = cls(
+            **layer_args(dense),
+            device='meta',
+            n=n,
+            m=m,
+            orientation=orientation,
+            name=name)
+        sparse.weight = dense.weight
+        sparse.bias = dense.bias
+        return sparse.train(dense.training)
 
     def describe(self) -> str:
         """The layer's model name, or its type and shape."""
@@ -155,7 +189,7 @@ class NMSparseMixin:
         nm = self.nm
         return nm_mask(weight, nm.n, nm.m, nm.orientation, self.describe())
 
-    def sparse_weight(self) -> Tensor:
+    def ste_weight(self) -> Tensor:
         """The weight a forward pass uses: masked, with a straight-through
         gradient; the dense weight while sparsity is disabled."""
         if not self.sparse_enabled:
@@ -180,11 +214,21 @@ class NMSparseMixin:
             self.weight.mul_(self.mask)
 
     @torch.no_grad()
-    def effective_weight(self) -> Tensor:
+    def masked_weight(self) -> Tensor:
         """The weight that inference uses: masked, or dense if disabled."""
         if not self.sparse_enabled:
             return self.weight.detach().clone()
         return self._update_mask(return_masked=True)[1]
+
+    def to_dense(self) -> nn.Module:
+        """The plain layer (``nn.Conv2d`` / ``nn.Linear``) computing what
+        this layer computes now: a copy of its masked weight, its bias
+        shared; the inverse of ``from_dense``."""
+        plain = self.plain_type(**layer_args(self), device='meta')
+        plain.weight = nn.Parameter(
+            self.masked_weight(), requires_grad=self.weight.requires_grad)
+        plain.bias = self.bias
+        return plain.train(self.training)
 
     def extra_repr(self) -> str:
         return f'{super().extra_repr()}, nm={self.nm}, ' \

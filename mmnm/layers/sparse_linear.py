@@ -13,6 +13,8 @@ class SparseLinear(NMSparseMixin, nn.Linear):
     """``nn.Linear`` (bias kept) whose forward uses an N:M masked weight;
     groups run along the input features."""
 
+    plain_type = nn.Linear
+
     def __init__(self,
                  in_features: int,
                  out_features: int,
@@ -26,23 +28,4 @@ class SparseLinear(NMSparseMixin, nn.Linear):
         self.init_sparsity(n, m, orientation, name)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.sparse_weight(), self.bias)
-
-    @classmethod
-    def from_dense(cls,
-                   linear: nn.Linear,
-                   n: int,
-                   m: int,
-                   orientation: str = 'channel',
-                   name: Optional[str] = None) -> 'SparseLinear':
-        """A sparse linear layer sharing ``linear``'s parameter tensors."""
-        sparse = cls(
-            linear.in_features,
-            linear.out_features,
-            bias=linear.bias is not None,
-            device='meta',
-            n=n,
-            m=m,
-            orientation=orientation,
-            name=name)
-        return sparse._adopt(linear)
+        return F.linear(x, self.ste_weight(), self.bias)

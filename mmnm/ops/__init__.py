@@ -3,15 +3,15 @@ where built, in pure PyTorch otherwise."""
 from .ext_loader import ext_available, ext_has_cuda, ext_status
 from .nm_mask import (count_nm_violations, group_view, nm_mask, nm_mask_torch,
                       reduction_size, selection_network)
-from .sparse24 import (SPARSE24_LAYOUTS, Sparse24Layout, compress_2to4,
-                       compress_2to4_torch, decompress_2to4,
-                       decompress_2to4_torch, sparse24_layout)
+from .sparse24 import (SPARSE24_LAYOUTS, Sparse24Layout, compress_sparse24,
+                       compress_sparse24_torch, decompress_sparse24,
+                       decompress_sparse24_torch, sparse24_layout)
 from .sr_ste import add_sr_ste_term_
 
 __all__ = [
-    'SPARSE24_LAYOUTS', 'Sparse24Layout', 'add_sr_ste_term_', 'compress_2to4',
-    'compress_2to4_torch', 'count_nm_violations', 'decompress_2to4',
-    'decompress_2to4_torch', 'ext_available', 'ext_has_cuda', 'ext_status',
-    'group_view', 'nm_mask', 'nm_mask_torch', 'reduction_size',
-    'selection_network', 'sparse24_layout'
+    'SPARSE24_LAYOUTS', 'Sparse24Layout', 'add_sr_ste_term_',
+    'compress_sparse24', 'compress_sparse24_torch', 'count_nm_violations',
+    'decompress_sparse24', 'decompress_sparse24_torch', 'ext_available',
+    'ext_has_cuda', 'ext_status', 'group_view', 'nm_mask', 'nm_mask_torch',
+    'reduction_size', 'selection_network', 'sparse24_layout'
 ]

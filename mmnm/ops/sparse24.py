@@ -179,9 +179,9 @@ def _to_signed(words: Tensor, bits: int) -> Tensor:
     return torch.where(words >= 1 << (bits - 1), words - (1 << bits), words)
 
 
-def compress_2to4_torch(dense: Tensor,
-                        name: str = 'tensor') -> Tuple[Tensor, Tensor]:
-    """Pure-PyTorch :func:`compress_2to4`, for CPU and CUDA tensors."""
+def compress_sparse24_torch(dense: Tensor,
+                            name: str = 'tensor') -> Tuple[Tensor, Tensor]:
+    """Pure-PyTorch :func:`compress_sparse24`, for CPU and CUDA tensors."""
     layout = _check_dense(dense, name)
     dense = dense.detach()
     rows, cols = dense.shape
@@ -207,10 +207,10 @@ def compress_2to4_torch(dense: Tensor,
     return values, meta
 
 
-def decompress_2to4_torch(values: Tensor,
-                          meta: Tensor,
-                          name: str = 'tensor') -> Tensor:
-    """Pure-PyTorch :func:`decompress_2to4`, for CPU and CUDA tensors."""
+def decompress_sparse24_torch(values: Tensor,
+                              meta: Tensor,
+                              name: str = 'tensor') -> Tensor:
+    """Pure-PyTorch :func:`decompress_sparse24`, for CPU and CUDA tensors."""
     layout = _check_compressed(values, meta, name)
     rows, half_cols = values.shape
     offsets = _meta_offsets(rows, meta.shape[1], layout.interleave,
@@ -237,8 +237,8 @@ def _use_ext(tensor: Tensor):
     return None
 
 
-def compress_2to4(dense: Tensor,
-                  name: str = 'tensor') -> Tuple[Tensor, Tensor]:
+def compress_sparse24(dense: Tensor,
+                      name: str = 'tensor') -> Tuple[Tensor, Tensor]:
     """Compress a 2:4-sparse 2-D weight into CUTLASS ``(values, meta)``.
 
     ``dense`` is ``(rows, cols)`` float16, bfloat16 or int8, with at most 2
@@ -253,7 +253,7 @@ def compress_2to4(dense: Tensor,
     """
     ext = _use_ext(dense) if isinstance(dense, Tensor) else None
     if ext is None:
-        return compress_2to4_torch(dense, name)
+        return compress_sparse24_torch(dense, name)
     _check_dense(dense, name)
     values, meta, num_bad = ext.sparse24_compress(dense.detach().contiguous())
     num_bad = int(num_bad)
@@ -262,17 +262,17 @@ def compress_2to4(dense: Tensor,
     return values, meta
 
 
-def decompress_2to4(values: Tensor,
-                    meta: Tensor,
-                    name: str = 'tensor') -> Tensor:
+def decompress_sparse24(values: Tensor,
+                        meta: Tensor,
+                        name: str = 'tensor') -> Tensor:
     """The dense ``(rows, 2 * values.shape[1])`` weight of a CUTLASS 2:4
-    ``(values, meta)`` pair: the inverse of :func:`compress_2to4`, with
+    ``(values, meta)`` pair: the inverse of :func:`compress_sparse24`, with
     zeros where nothing was kept. Raises ``ValueError`` naming ``name`` for
     a dtype, shape or device mismatch or an invalid group code in ``meta``.
     """
     ext = _use_ext(values) if isinstance(values, Tensor) else None
     if ext is None:
-        return decompress_2to4_torch(values, meta, name)
+        return decompress_sparse24_torch(values, meta, name)
     _check_compressed(values, meta, name)
     dense, num_bad = ext.sparse24_decompress(values.detach().contiguous(),
                                              meta.contiguous())

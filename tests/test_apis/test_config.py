@@ -4,7 +4,7 @@ import os.path as osp
 from mmengine.config import Config
 
 import mmnm
-from mmnm.utils.launch import check_data_roots, redirect_data_root
+from mmnm.apis import check_data_roots, redirect_data_root
 
 DEMO = osp.join(osp.dirname(osp.dirname(mmnm.__file__)), 'configs', 'demo')
 

@@ -13,11 +13,11 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
 
 import mmnm
+from mmnm.apis import config_sparsity
 from mmnm.conversion import sparsify_model
 from mmnm.layers import NMSparseMixin
 from mmnm.ops import group_view
 from mmnm.pattern import NMPattern
-from mmnm.utils.launch import config_sparsity
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(mmnm.__file__)), 'configs')
 ALL = sorted(

@@ -420,7 +420,7 @@ def test_output_equals_brute_force_masked_dense(orientation, pattern):
     torch.testing.assert_close(out, expected, rtol=0, atol=0)
     for index, mask in masks.items():
         assert torch.equal(dense[index].mask.bool(), mask), index
-        torch.testing.assert_close(dense[index].effective_weight(),
+        torch.testing.assert_close(dense[index].masked_weight(),
                                    dense[index].weight.detach() * mask)
 
 

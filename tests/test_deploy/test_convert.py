@@ -144,7 +144,7 @@ def test_nm_layers_are_judged_by_their_masks():
     x = torch.randn(1, 64, 6, 6)
     with torch.no_grad():
         expected = net(x)
-    masked = [layer.effective_weight() for layer in net]
+    masked = [layer.masked_weight() for layer in net]
     assert isinstance(net[0], SparseConv)
     assert not torch.equal(masked[0], net[0].weight)  # dense underneath
     report = convert_to_sparse24(net, logger=None)

@@ -18,7 +18,7 @@ from torch.sparse._semi_structured_conversions import \
 from mmnm.deploy import (Sparse24Conv2d, Sparse24Linear, gemm, kernel_backends,
                          krsc_matrix, set_sparse24_backend, sparse24_backend)
 from mmnm.deploy.layers import sparse24_layer_type
-from mmnm.ops import decompress_2to4
+from mmnm.ops import decompress_sparse24
 
 DTYPES = [torch.float16, torch.bfloat16]
 #: fp16 keeps 11 significant bits, bf16 8: relative error of one GEMM
@@ -48,7 +48,7 @@ def rounded(tensor, dtype):
 @pytest.mark.parametrize('bias', [True, False])
 def test_linear_matches_f_linear(dtype, bias):
     linear = make_linear(bias=bias)
-    layer = Sparse24Linear.from_dense(linear, dtype)
+    layer = Sparse24Linear.compress(linear, dtype)
     x = torch.randn(3, 5, 128)
     y = layer(x)
     assert y.shape == (3, 5, 64) and y.dtype == torch.float32
@@ -71,7 +71,7 @@ def test_linear_matches_f_linear(dtype, bias):
 ])
 def test_conv_matches_f_conv2d(dtype, kwargs):
     conv = make_conv(**kwargs)
-    layer = Sparse24Conv2d.from_dense(conv, dtype)
+    layer = Sparse24Conv2d.compress(conv, dtype)
     x = torch.randn(2, 64, 9, 7)
     y = layer(x)
     expected = F.conv2d(
@@ -83,7 +83,7 @@ def test_conv_matches_f_conv2d(dtype, kwargs):
 
 def test_stored_weight_is_the_cutlass_compression_of_the_krsc_matrix():
     conv = make_conv(cout=64, kernel=3)
-    layer = Sparse24Conv2d.from_dense(conv, torch.float16)
+    layer = Sparse24Conv2d.compress(conv, torch.float16)
     values, meta = reference_compress(krsc_matrix(conv.weight).half())
     assert torch.equal(layer.weight_meta, meta)
     assert torch.equal(layer.weight_values, values)
@@ -98,7 +98,7 @@ def test_stored_weight_is_the_cutlass_compression_of_the_krsc_matrix():
 ])
 def test_state_dict_round_trip(make, cls, args):
     dense = make()
-    layer = cls.from_dense(dense, torch.bfloat16)
+    layer = cls.compress(dense, torch.bfloat16)
     state = layer.state_dict()
     assert set(state) == {'weight_values', 'weight_meta', 'bias'}
     assert state['weight_values'].dtype == torch.bfloat16
@@ -116,8 +116,8 @@ def test_state_dict_round_trip(make, cls, args):
 def test_cached_weight_follows_load_state_dict():
     """The decompressed weight is cached; loading new values must not
     leave the old one in use."""
-    first = Sparse24Linear.from_dense(make_linear(seed=1))
-    second = Sparse24Linear.from_dense(make_linear(seed=2))
+    first = Sparse24Linear.compress(make_linear(seed=1))
+    second = Sparse24Linear.compress(make_linear(seed=2))
     x = torch.randn(4, 128)
     before = first(x)
     first.load_state_dict(second.state_dict())
@@ -126,7 +126,7 @@ def test_cached_weight_follows_load_state_dict():
 
 
 def test_empty_input():
-    layer = Sparse24Linear.from_dense(make_linear())
+    layer = Sparse24Linear.compress(make_linear())
     assert layer(torch.randn(0, 128)).shape == (0, 64)
 
 
@@ -158,18 +158,18 @@ def conv_with(weight_shape, **kwargs):
 def test_unconvertible_layers_are_refused(module, message):
     cls = Sparse24Linear if isinstance(module, nn.Linear) else Sparse24Conv2d
     with pytest.raises(ValueError, match=message) as err:
-        cls.from_dense(module, name='head.conv')
+        cls.compress(module, name='head.conv')
     assert "'head.conv' cannot be converted" in str(err.value)
 
 
 def test_only_half_dtypes():
     with pytest.raises(ValueError, match='fp16 or bf16'):
-        Sparse24Linear.from_dense(make_linear(), torch.float32)
+        Sparse24Linear.compress(make_linear(), torch.float32)
 
 
 def test_backend_choice_on_cpu():
     assert kernel_backends(torch.device('cpu'), torch.float16, 64, 128) == ()
-    layer = Sparse24Linear.from_dense(make_linear())
+    layer = Sparse24Linear.compress(make_linear())
     x = torch.randn(4, 128)
     with sparse24_backend('cutlass'):  # not available: dense path
         layer(x)
@@ -205,7 +205,7 @@ def test_cuda_sparse_kernels_match_the_dense_path(backend, dtype):
     ):
         cls = Sparse24Linear if isinstance(dense, nn.Linear) \
             else Sparse24Conv2d
-        layer = cls.from_dense(dense, dtype).cuda()
+        layer = cls.compress(dense, dtype).cuda()
         x = x.cuda().to(dtype)
         with sparse24_backend(backend):
             y = layer(x)
@@ -276,11 +276,11 @@ def test_unsupported_kernel_falls_back_once(mocked_cutlass):
         raise RuntimeError('no CUTLASS kernel for this shape')
 
     behaviour['kernel'] = unsupported
-    layer = Sparse24Linear.from_dense(make_linear(), name='head.fc')
+    layer = Sparse24Linear.compress(make_linear(), name='head.fc')
     x = torch.randn(4, 128)
     y = layer(x)
     assert layer.backend == 'dense' and len(calls) == 1
-    assert len(logged) == 1 and 'head.fc: cutlass 2:4 GEMM failed' in \
+    assert len(logged) == 1 and "layer 'head.fc': cutlass 2:4 GEMM failed" in \
         logged[0]
     with sparse24_backend('dense'):
         assert torch.equal(y, layer(x))
@@ -295,7 +295,7 @@ def test_out_of_memory_propagates_and_is_not_remembered(mocked_cutlass):
         raise torch.cuda.OutOfMemoryError('CUDA out of memory')
 
     behaviour['kernel'] = out_of_memory
-    layer = Sparse24Linear.from_dense(make_linear())
+    layer = Sparse24Linear.compress(make_linear())
     x = torch.randn(4, 128)
     for tries in (1, 2):
         with pytest.raises(torch.cuda.OutOfMemoryError):
@@ -319,25 +319,25 @@ def test_kernel_result_is_row_major(mocked_cutlass):
     _, _, behaviour = mocked_cutlass
 
     def transposed(x, values, meta, bias):  # as _cutlass_linear returns
-        weight = decompress_2to4(values, meta).float()
+        weight = decompress_sparse24(values, meta).float()
         return torch.addmm(bias.float()[:, None], weight,
                            x.float().t()).to(values.dtype).t()
 
     behaviour['kernel'] = transposed
-    conv = Sparse24Conv2d.from_dense(make_conv(padding=1))
+    conv = Sparse24Conv2d.compress(make_conv(padding=1))
     x = torch.randn(2, 64, 5, 5, dtype=torch.float16)
     assert conv(x).is_contiguous()  # NCHW unless asked otherwise
     conv.channels_last_output = True
     y = conv(x)
     assert conv.backend == 'cutlass'
     assert y.is_contiguous(memory_format=torch.channels_last)
-    linear = Sparse24Linear.from_dense(make_linear())
+    linear = Sparse24Linear.compress(make_linear())
     assert linear(torch.randn(13, 128, dtype=torch.float16)).is_contiguous()
 
 
 def test_wrong_inputs_are_errors_naming_the_layer(mocked_cutlass):
     calls, logged, _ = mocked_cutlass
-    layer = Sparse24Linear.from_dense(make_linear(), name='head.fc')
+    layer = Sparse24Linear.compress(make_linear(), name='head.fc')
     values, meta, bias = layer.weight_values, layer.weight_meta, layer.bias
     cache = gemm.Sparse24Cache()
     for x, message in (
@@ -359,23 +359,23 @@ def test_wrong_inputs_are_errors_naming_the_layer(mocked_cutlass):
 def test_cache_follows_apply_and_reload():
     """.to()/.cuda()/_apply make new tensors (at _version 0, often at a
     freed tensor's address): the cached dense weight must follow them."""
-    layer = Sparse24Linear.from_dense(make_linear(seed=0))
+    layer = Sparse24Linear.compress(make_linear(seed=0))
     x = torch.randn(4, 128)
     for round_ in range(6):
         layer(x)  # fills the cache
         for _ in range(round_ % 3 + 1):  # new tensors; freed ones reused
             layer._apply(lambda t: t.clone())
-        other = Sparse24Linear.from_dense(make_linear(seed=round_ + 1))
+        other = Sparse24Linear.compress(make_linear(seed=round_ + 1))
         layer.load_state_dict(other.state_dict())
         assert torch.equal(layer(x), other(x)), round_
 
 
 def test_float_cast_is_refused_naming_the_layer():
-    layer = Sparse24Linear.from_dense(make_linear(), name='head.fc')
+    layer = Sparse24Linear.compress(make_linear(), name='head.fc')
     model = nn.Sequential(nn.Linear(128, 128), layer)
     with pytest.raises(
             TypeError,
-            match=r'head.fc: .*not torch.float32.*'
+            match=r"layer 'head.fc': .*not torch.float32.*"
             r'\.half\(\) or \.bfloat16\(\).*fp32'):
         model.float()
     assert layer.weight_values.dtype == torch.float16  # left as it was
@@ -385,21 +385,21 @@ def test_float_cast_is_refused_naming_the_layer():
 
 
 def test_constructor_errors_name_the_layer():
-    with pytest.raises(ValueError, match='head.fc: .*fp16 or bf16'):
+    with pytest.raises(ValueError, match="layer 'head.fc': .*fp16 or bf16"):
         Sparse24Linear(128, 64, dtype=torch.float32, name='head.fc')
     with pytest.raises(
             ValueError,
-            match=r'head.fc: shape \(48, 128\) does '
+            match=r"layer 'head.fc': shape \(48, 128\) does "
             r'not fit the 2:4 layout .*rows % 32 == 0'):
         Sparse24Linear(128, 48, name='head.fc')
 
 
 def test_conv_lowering_errors_name_the_layer():
-    layer = Sparse24Conv2d.from_dense(make_conv(), name='neck.conv')
-    with pytest.raises(ValueError, match='neck.conv: .*NCHW input'):
+    layer = Sparse24Conv2d.compress(make_conv(), name='neck.conv')
+    with pytest.raises(ValueError, match="layer 'neck.conv': .*NCHW input"):
         layer(torch.randn(64, 5, 5))
     with pytest.raises(
-            ValueError, match='neck.conv: conv input 2x2 is too '
+            ValueError, match="layer 'neck.conv': conv input 2x2 is too "
             'small'):
         layer(torch.randn(1, 64, 2, 2))
 
@@ -407,7 +407,7 @@ def test_conv_lowering_errors_name_the_layer():
 @pytest.mark.parametrize('make', [make_linear, make_conv])
 def test_empty_like_loads_the_converted_state(make):
     dense = make()
-    layer = sparse24_layer_type(dense).from_dense(dense)
+    layer = sparse24_layer_type(dense).compress(dense)
     empty = sparse24_layer_type(dense).empty_like(dense, torch.float16)
     assert type(empty) is type(layer)
     empty.load_state_dict(layer.state_dict(), strict=True)
@@ -421,7 +421,7 @@ def test_bad_backend_variable_fails_at_the_gemm_not_at_import():
             'from torch import nn\n'
             'layer = nn.Linear(128, 64)\n'
             'layer.weight.data[:, 1::2] = 0\n'
-            'layer = mmnm.deploy.Sparse24Linear.from_dense(layer)\n'
+            'layer = mmnm.deploy.Sparse24Linear.compress(layer)\n'
             'try:\n'
             '    layer(torch.randn(2, 128))\n'
             'except ValueError as err:\n'

@@ -12,10 +12,10 @@ from mmengine.config import Config
 from torch import nn
 
 import mmnm
+from mmnm.apis import build_model, config_sparsity
 from mmnm.conversion import sparsify_model
 from mmnm.deploy import Sparse24Conv2d, Sparse24Linear, convert_to_sparse24
 from mmnm.layers import NMSparseMixin
-from mmnm.utils.launch import build_model, config_sparsity
 
 mmdet = pytest.importorskip('mmdet')
 

@@ -1,4 +1,4 @@
-"""tools/deploy/convert_2to4.py end to end (training checkpoint ->
+"""tools/deploy/convert_sparse24.py end to end (training checkpoint ->
 compressed -> rebuilt from config -> same outputs, smaller file), from an
 exported plain checkpoint with the dense config, and its errors; the loader
 load_sparse24_model."""
@@ -13,10 +13,9 @@ from deploy_helpers import relative_error
 from mmengine.model import revert_sync_batchnorm
 
 import mmnm
+from mmnm.apis import build_sparse_model, load_sparse24_model
 from mmnm.conversion import export_state_dict
-from mmnm.deploy import (Sparse24Conv2d, load_sparse24_model,
-                         sparse24_layer_names)
-from mmnm.utils.launch import build_sparse_model
+from mmnm.deploy import Sparse24Conv2d, sparse24_layer_names
 
 pytest.importorskip('mmseg')
 
@@ -24,14 +23,14 @@ REPO = osp.dirname(osp.dirname(mmnm.__file__))
 CONFIG = osp.join(REPO, 'configs', 'demo', 'fcn_r18-d8_2-4_shapes-64x64.py')
 DENSE_CONFIG = osp.join(REPO, 'configs', 'demo',
                         'fcn_r18-d8_dense_shapes-64x64.py')
-TOOL = osp.join(REPO, 'tools', 'deploy', 'convert_2to4.py')
+TOOL = osp.join(REPO, 'tools', 'deploy', 'convert_sparse24.py')
 #: the demo FCN-R18: 28 Conv layers; the stem (3 channels, then K = 288
 #: twice) and the two 4-class classifiers stay dense
 NUM_SPARSE24 = 23
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location('convert_2to4', TOOL)
+    spec = importlib.util.spec_from_file_location('convert_sparse24', TOOL)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -127,8 +126,7 @@ def test_exported_checkpoint_with_the_dense_config(trained, tmp_path, capsys):
     conv = load_sparse24_model(DENSE_CONFIG, str(out)).backbone.layer1[0]
     assert torch.equal(
         conv.conv1.weight,
-        trained['model'].backbone.layer1[0].conv1.effective_weight().bfloat16(
-        ))
+        trained['model'].backbone.layer1[0].conv1.masked_weight().bfloat16())
 
 
 def test_dense_weights_are_not_converted(trained, tmp_path, capsys):
@@ -200,7 +198,7 @@ def test_output_folder_is_created(trained, tmp_path, capsys):
 
 
 @pytest.mark.parametrize('how', ['resume', 'load_from'])
-def test_training_from_a_2to4_checkpoint_stops_naming_it(
+def test_training_from_a_sparse24_checkpoint_stops_naming_it(
         trained, tmp_path, how):
     """A 2:4 inference checkpoint holds no weight an N:M model can load:
     nothing may silently train from the layers' initial weights."""

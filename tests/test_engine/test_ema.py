@@ -14,8 +14,8 @@ from mmengine.hooks import EMAHook
 from mmengine.runner import Runner
 
 import mmnm
+from mmnm.apis import redirect_data_root
 from mmnm.conversion import check_nm_state_dict, sparse_weight_patterns
-from mmnm.utils.launch import redirect_data_root
 
 REPO = osp.dirname(osp.dirname(mmnm.__file__))
 CONFIG = osp.join(REPO, 'configs', 'demo', 'rtmdet-tiny_2-4_shapes-64x64.py')

@@ -619,7 +619,7 @@ def test_freeze_mask_keeps_mask_and_zeroes_pruned_weights():
                 # the kept ones still train
                 assert not torch.equal(layer.weight.detach()[frozen[k]],
                                        P[k][frozen[k]])
-                eff = layer.effective_weight()
+                eff = layer.masked_weight()
                 assert torch.equal(eff, layer.weight.detach())
                 assert (group_counts(eff) <= N).all()
         else:

@@ -196,8 +196,7 @@ def test_mask_after_forward():
         with torch.set_grad_enabled(mode):
             layer(x)
         assert torch.equal(layer.mask, expected)
-    assert torch.equal(layer.effective_weight(),
-                       layer.weight.detach() * expected)
+    assert torch.equal(layer.masked_weight(), layer.weight.detach() * expected)
 
 
 @pytest.mark.parametrize('train', [True, False])
@@ -559,7 +558,7 @@ def test_sparse_disabled_is_dense():
     out = layer(x)
     assert layer.mask is None
     assert torch.equal(out, conv_ref(layer, x, layer.weight.detach()))
-    assert torch.equal(layer.effective_weight(), layer.weight.detach())
+    assert torch.equal(layer.masked_weight(), layer.weight.detach())
     out.sum().backward()
     assert layer.weight.grad is not None
     # re-enabled: masked again
@@ -571,11 +570,11 @@ def test_sparse_disabled_is_dense():
 
 
 # --------------------------------------------------------------------------
-# 10. effective_weight
+# 10. masked_weight
 # --------------------------------------------------------------------------
 def test_effective_weight():
     layer = make_conv(seed=49, orientation='flat', in_channels=4)
-    eff = layer.effective_weight()
+    eff = layer.masked_weight()
     mask = ref_mask(layer.weight, 2, 4, 'flat')
     assert torch.equal(eff, layer.weight.detach() * mask)
     assert not eff.requires_grad
@@ -586,7 +585,7 @@ def test_effective_weight():
 
     torch.manual_seed(50)
     linear = SparseLinear(8, 4, n=1, m=4)
-    assert torch.equal(linear.effective_weight(),
+    assert torch.equal(linear.masked_weight(),
                        linear.weight.detach() * ref_mask(linear.weight, 1, 4))
 
 

@@ -7,8 +7,9 @@ from torch.sparse._semi_structured_conversions import \
 from torch.sparse._semi_structured_conversions import \
     sparse_semi_structured_to_dense_cutlass as reference_decompress
 
-from mmnm.ops import (compress_2to4, compress_2to4_torch, decompress_2to4,
-                      decompress_2to4_torch, nm_mask, nm_mask_torch)
+from mmnm.ops import (compress_sparse24, compress_sparse24_torch,
+                      decompress_sparse24, decompress_sparse24_torch, nm_mask,
+                      nm_mask_torch)
 from mmnm.ops.ext_loader import ext_has_cuda, load_ext
 from mmnm.ops.nm_mask import group_view
 
@@ -26,7 +27,7 @@ needs_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(), reason='no CUDA device')
 
 
-def random_2to4(shape, dtype, seed, max_nonzeros=2):
+def random_sparse24(shape, dtype, seed, max_nonzeros=2):
     """Random weight with 0..max_nonzeros non-zeros per group of 4 at
     random columns, -0.0 in some of the zeros, and every one of the 11
     valid non-zero patterns in its first row block."""
@@ -74,8 +75,9 @@ def ext_decompress(values, meta, name='tensor'):
 
 
 IMPLS = [
-    pytest.param((compress_2to4_torch, decompress_2to4_torch), id='torch'),
-    pytest.param((compress_2to4, decompress_2to4), id='public'),
+    pytest.param((compress_sparse24_torch, decompress_sparse24_torch),
+                 id='torch'),
+    pytest.param((compress_sparse24, decompress_sparse24), id='public'),
     pytest.param((ext_compress, ext_decompress), id='ext', marks=needs_ext),
 ]
 
@@ -85,7 +87,7 @@ IMPLS = [
 def test_bit_identical_to_torch_cutlass_converter(impl, dtype):
     compress, decompress = impl
     for seed, shape in enumerate(SHAPES[dtype]):
-        dense = random_2to4(shape, dtype, seed)
+        dense = random_sparse24(shape, dtype, seed)
         values, meta = compress(dense)
         ref_values, ref_meta = reference_compress(dense)
         assert values.dtype == dtype and meta.dtype == ref_meta.dtype
@@ -132,9 +134,10 @@ def test_meta_word_layout_on_a_single_group(impl):
     assert torch.equal(decompress(values, meta), dense)
 
 
-@pytest.mark.parametrize('compress', [compress_2to4_torch, compress_2to4])
+@pytest.mark.parametrize('compress',
+                         [compress_sparse24_torch, compress_sparse24])
 def test_too_many_nonzeros_names_the_layer(compress):
-    dense = random_2to4((64, 64), torch.float16, 3, max_nonzeros=1)
+    dense = random_sparse24((64, 64), torch.float16, 3, max_nonzeros=1)
     dense[5, 12:15] = 1  # 3 non-zeros
     dense[40, 0:4] = 2  # 4 non-zeros
     with pytest.raises(
@@ -146,7 +149,8 @@ def test_too_many_nonzeros_names_the_layer(compress):
     reference_compress(dense)
 
 
-@pytest.mark.parametrize('compress', [compress_2to4_torch, compress_2to4])
+@pytest.mark.parametrize('compress',
+                         [compress_sparse24_torch, compress_sparse24])
 def test_rejects_bad_dense_input(compress):
     with pytest.raises(ValueError, match='head: .*2-D'):
         compress(torch.zeros(32, 32, 1, dtype=torch.half), 'head')
@@ -165,9 +169,10 @@ def test_rejects_bad_dense_input(compress):
 
 
 @pytest.mark.parametrize('decompress',
-                         [decompress_2to4_torch, decompress_2to4])
+                         [decompress_sparse24_torch, decompress_sparse24])
 def test_rejects_bad_meta(decompress):
-    values, meta = compress_2to4_torch(random_2to4((32, 64), torch.float16, 5))
+    values, meta = compress_sparse24_torch(
+        random_sparse24((32, 64), torch.float16, 5))
     with pytest.raises(ValueError, match=r'neck: .*int16 of shape \(32, 4\)'):
         decompress(values, meta.int(), 'neck')
     with pytest.raises(
@@ -204,10 +209,11 @@ def test_ext_counts_bad_groups_and_codes():
 @needs_cuda
 @pytest.mark.parametrize('dtype', DTYPES)
 def test_cuda_compress_equals_cpu(dtype):
-    dense = random_2to4(SHAPES[dtype][-1], dtype, 11)
-    values, meta = compress_2to4(dense)
-    for compress, decompress in [(compress_2to4, decompress_2to4),
-                                 (compress_2to4_torch, decompress_2to4_torch)]:
+    dense = random_sparse24(SHAPES[dtype][-1], dtype, 11)
+    values, meta = compress_sparse24(dense)
+    for compress, decompress in [(compress_sparse24, decompress_sparse24),
+                                 (compress_sparse24_torch,
+                                  decompress_sparse24_torch)]:
         values_cuda, meta_cuda = compress(dense.cuda())
         assert values_cuda.is_cuda and meta_cuda.is_cuda
         assert torch.equal(bits(values_cuda.cpu()), bits(values))
@@ -216,7 +222,7 @@ def test_cuda_compress_equals_cpu(dtype):
     bad = dense.cuda()
     bad[3, 4:8] = 1
     with pytest.raises(ValueError, match='fc: 1 group.*row 3, cols 4..7'):
-        compress_2to4(bad, 'fc')
+        compress_sparse24(bad, 'fc')
 
 
 @needs_cuda

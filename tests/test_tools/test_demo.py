@@ -44,8 +44,9 @@ def test_demo_trains_evaluates_exports_and_reevaluates(tmp_path):
     deployed = re.search(r'^2:4 inference model: +(coco/.*)$', result,
                          re.M).group(1)
     assert 'coco/bbox_mAP:' in deployed and 'coco/segm_mAP:' in deployed
-    assert (work / 'mask-rcnn_r18_fpn_2-4_shapes-64x64_2to4_fp16.pth').stat(
-    ).st_size < (
+    assert (
+        work / 'mask-rcnn_r18_fpn_2-4_shapes-64x64_sparse24_fp16.pth'
+    ).stat().st_size < (
         work / 'mask-rcnn_r18_fpn_2-4_shapes-64x64_nm.pth').stat().st_size / 2
 
     export = torch.load(work / 'mask-rcnn_r18_fpn_2-4_shapes-64x64_nm.pth')

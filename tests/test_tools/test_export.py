@@ -11,8 +11,8 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, init_default_scope
 
 import mmnm
+from mmnm.apis import config_sparsity
 from mmnm.conversion import sparsify_model
-from mmnm.utils.launch import config_sparsity
 
 REPO = osp.dirname(osp.dirname(mmnm.__file__))
 CONFIG = osp.join(REPO, 'configs', 'demo', 'fcn_r18-d8_2-4_shapes-64x64.py')

@@ -10,16 +10,17 @@ RUN_DIR is the timestamped folder that mmengine writes under the work dir
 import argparse
 import json
 import os.path as osp
+import sys
 from typing import Dict, List
 
 import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
-from mmengine.runner import load_checkpoint  # noqa: E402
 
-from mmnm.conversion import measure_sparsity  # noqa: E402
-from mmnm.utils.launch import build_sparse_model  # noqa: E402
+from mmnm.apis import init_nm_model, measure_sparsity  # noqa: E402
+from mmnm.conversion import SparsitySummary  # noqa: E402
+from mmnm.utils.cli import report_errors  # noqa: E402
 
 SERIES = ('sparsity/sad_norm', 'sparsity/sad_total_norm',
           'sparsity/zero_ratio')
@@ -29,7 +30,7 @@ def read_scalars(run_dir: str) -> Dict[str, List[tuple]]:
     """``{key: [(step, value), ...]}`` of the sparsity scalars."""
     path = osp.join(run_dir, 'vis_data', 'scalars.json')
     if not osp.isfile(path):
-        raise SystemExit(f'no logged scalars at {path}')
+        raise FileNotFoundError(f'no logged scalars at {path}')
     series = {key: [] for key in SERIES}
     with open(path) as f:
         for line in f:
@@ -38,7 +39,7 @@ def read_scalars(run_dir: str) -> Dict[str, List[tuple]]:
                 if key in row:
                     series[key].append((row['step'], row[key]))
     if not any(series.values()):
-        raise SystemExit(f'{path} holds no sparsity/* scalars: was '
+        raise ValueError(f'{path} holds no sparsity/* scalars: was '
                          'an NMSparsityHook in the config?')
     return series
 
@@ -65,6 +66,7 @@ def plot(series: Dict[str, List[tuple]], out: str) -> None:
     fig.savefig(out, dpi=100)
 
 
+@report_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config')
@@ -72,18 +74,17 @@ def main() -> None:
     parser.add_argument('run_dir')
     parser.add_argument('--out', default='sparsity_report.png')
     args = parser.parse_args()
-    if not osp.isfile(args.checkpoint):
-        raise SystemExit(f'checkpoint not found: {args.checkpoint}')
 
-    model = build_sparse_model(args.config)
-    load_checkpoint(model, args.checkpoint, map_location='cpu')
+    layers = measure_sparsity(init_nm_model(args.config, args.checkpoint))
+    series = read_scalars(args.run_dir)
     print(f'{"layer":<48}{"N:M":>6}{"weights":>12}{"zeros":>8}')
-    for layer in measure_sparsity(model):
+    for layer in layers:
         print(f'{layer.name:<48}{str(layer.pattern):>6}{layer.numel:>12}'
               f'{layer.zeros / layer.numel:>8.1%}')
-    plot(read_scalars(args.run_dir), args.out)
+    print(SparsitySummary(layers).line())
+    plot(series, args.out)
     print(f'plot written to {args.out}')
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

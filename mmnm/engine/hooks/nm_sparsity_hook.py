@@ -10,9 +10,9 @@ from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.runner import find_latest_checkpoint
 from torch import Tensor
 
-from mmnm.conversion import (NM_CHECKPOINT_KEY, decode_nm_checkpoint,
-                             find_sparse_layers, pack_mask, sparsify_model,
-                             unpack_mask)
+from mmnm.conversion import (NM_CHECKPOINT_KEY, LayerSparsity,
+                             decode_nm_checkpoint, find_sparse_layers,
+                             pack_mask, sparsify_model, unpack_mask)
 from mmnm.deploy import sparse24_layer_names
 from mmnm.layers import NMSparseMixin
 from mmnm.ops import group_view
@@ -225,7 +225,8 @@ class NMSparsityHook(Hook):
             # the current weight under the mask of the last forward
             weight = layer.weight.detach() * mask
             layer_flips = int((mask != self.last_masks[name]).sum())
-            layer_zeros = int((weight == 0).sum())
+            layer_zeros = LayerSparsity.of(
+                name, weight, layer.nm, check=False).zeros
             flips += layer_flips
             flips_total += int((mask != self.start_masks[name]).sum())
             entries += mask.numel()
@@ -358,10 +359,10 @@ def _check_trainable(checkpoint: dict, source: str, resume: bool) -> None:
     if isinstance(state, dict) and sparse24_layer_names(state):
         raise ValueError(
             f'{source} is a 2:4 inference checkpoint (compressed weights, '
-            'from tools/deploy/convert_2to4.py): it holds no weights an N:M '
-            'model can load or train. Use the training checkpoint it came '
+            'from tools/deploy/convert_sparse24.py): it holds no weights an '
+            'N:M model can load or train. Use the training checkpoint it came '
             'from (iter_*.pth / epoch_*.pth) or its N:M export; run it with '
-            'mmnm.deploy.load_sparse24_model.')
+            'mmnm.apis.load_sparse24_model.')
     meta = checkpoint.get('meta') or {}
     if resume and 'nm_patterns' in meta and 'message_hub' not in checkpoint:
         raise ValueError(

@@ -1,0 +1,73 @@
+"""N:M checkpoints from configs: export a training checkpoint as a slim
+exactly-N:M checkpoint, verify one."""
+import os
+import os.path as osp
+from typing import Optional
+
+import torch
+
+from mmnm.conversion import (SparsitySummary, check_nm_state_dict,
+                             export_state_dict, save_nm_checkpoint,
+                             sparse_weight_patterns)
+from .config import ConfigType
+from .models import build_sparse_model, load_weights
+
+
+def export_nm_checkpoint(
+        config: ConfigType,
+        checkpoint: str,
+        out: str,
+        cfg_options: Optional[dict] = None) -> SparsitySummary:
+    """Write the weights of the training ``checkpoint`` of the sparse
+    ``config`` to ``out`` with the masks applied (exact zeros) and no
+    optimizer or training state, verified N:M layer by layer; the stock
+    dense model of the config loads it strictly. The folder of ``out`` is
+    created.
+
+    Example:
+        >>> from mmnm.apis import export_nm_checkpoint
+        >>> summary = export_nm_checkpoint(
+        ...     'configs/demo/fcn_r18-d8_2-4_shapes-64x64.py',
+        ...     'work_dirs/fcn/iter_300.pth', 'fcn_nm.pth')
+        >>> print(summary.line())
+
+    Raises:
+        FileNotFoundError: no such config or checkpoint.
+        ValueError: the config is not sparse, the checkpoint does not fit
+            it, or a weight is not N:M (each message names the file/key).
+    """
+    model = build_sparse_model(config, cfg_options)
+    load_weights(model, checkpoint)
+    patterns = sparse_weight_patterns(model)
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    try:
+        layers = save_nm_checkpoint(
+            export_state_dict(model),
+            patterns,
+            out,
+            source=osp.abspath(checkpoint))
+    except ValueError as err:
+        raise ValueError(f'{checkpoint}: {err}') from None
+    return SparsitySummary(layers)
+
+
+def verify_nm_checkpoint(
+        config: ConfigType,
+        checkpoint: str,
+        cfg_options: Optional[dict] = None) -> SparsitySummary:
+    """Check that the weights stored in ``checkpoint`` (e.g. an export) are
+    exactly N:M wherever the sparse ``config`` makes a layer N:M.
+
+    Raises:
+        FileNotFoundError: no such config or checkpoint.
+        ValueError: a sparse weight is missing or not N:M (all named).
+    """
+    patterns = sparse_weight_patterns(build_sparse_model(config, cfg_options))
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
+    saved = torch.load(checkpoint, map_location='cpu')
+    state = saved.get('state_dict', saved)
+    try:
+        return SparsitySummary(check_nm_state_dict(state, patterns))
+    except ValueError as err:
+        raise ValueError(f'{checkpoint}: {err}') from None

@@ -1,0 +1,100 @@
+"""Model surgery, the one walk that every conversion stands on: list a
+model's weighted layers under their names, check name globs against them,
+and replace a planned set of layers all at once.
+
+Training sparsification (:func:`~mmnm.conversion.sparsify_model`), 2:4
+inference conversion (:func:`mmnm.deploy.convert_to_sparse24`) and the
+rebuilding of a 2:4 model from its checkpoint
+(:func:`mmnm.deploy.prepare_sparse24_structure`) each decide what every
+layer becomes first and then call :func:`replace_layers`, so a conversion
+that fails leaves the model as it was.
+"""
+import fnmatch
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from torch import nn
+
+#: The modules that conversions list, one table row each: every conv
+#: (transposed ones included) and every linear layer.
+WEIGHTED_LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
+
+
+def weighted_layers(model: nn.Module,
+                    caller: str = 'this conversion',
+                    globs: Optional[Mapping[str, Sequence[str]]] = None,
+                    setting: str = '') -> List[Tuple[str, nn.Module]]:
+    """Each Conv/Linear layer of ``model`` once, under its first name, in
+    module order (a layer shared by several heads appears once), after
+    checking that every glob of ``globs`` (see :func:`check_globs`) names
+    one of them.
+
+    Raises:
+        ValueError: ``model`` is itself a bare Conv/Linear layer (the message
+            names ``caller``), or a glob matches no layer.
+    """
+    if isinstance(model, WEIGHTED_LAYER_TYPES):
+        raise ValueError(
+            f'{caller} converts the layers inside a model, got a bare '
+            f'{type(model).__name__}; a single layer converts with the '
+            'class method of its new type (SparseConv.from_dense, '
+            'Sparse24Linear.compress, ...)')
+    layers = [(name, module) for name, module in model.named_modules()
+              if isinstance(module, WEIGHTED_LAYER_TYPES)]
+    if globs:
+        check_globs(model, [name for name, _ in layers], globs, setting)
+    return layers
+
+
+def first_match(name: str, globs: Sequence[str]) -> Optional[str]:
+    """The first shell-style glob (``fnmatch``) of ``globs`` that matches
+    the layer ``name``, or ``None``."""
+    return next((glob for glob in globs if fnmatch.fnmatchcase(name, glob)),
+                None)
+
+
+def check_globs(model: nn.Module, names: Sequence[str],
+                globs: Mapping[str, Sequence[str]], setting: str) -> None:
+    """Raise ``ValueError`` for the first glob that matches none of
+    ``names``, naming its key in ``globs`` (``exclude``, ...), the
+    ``setting`` (e.g. ``'sparsity'``) and a few layer names as examples."""
+    for key, patterns in globs.items():
+        for glob in patterns:
+            if not any(fnmatch.fnmatchcase(name, glob) for name in names):
+                examples = ', '.join(names[:5]) or 'none'
+                raise ValueError(
+                    f'{setting} {key} pattern {glob!r} matches no Conv/Linear '
+                    f'layer of {type(model).__name__} (layers are named like: '
+                    f'{examples})')
+
+
+def module_names(model: nn.Module) -> Dict[nn.Module, List[str]]:
+    """Every name under which ``model`` holds each of its modules (shared
+    modules have several)."""
+    names: Dict[nn.Module, List[str]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        names.setdefault(module, []).append(name)
+    return names
+
+
+def replace_layers(model: nn.Module, replacements: Mapping[nn.Module,
+                                                           nn.Module]) -> None:
+    """Put each new module in place of its old one, under every name that
+    ``model`` holds the old one by (shared layers stay shared).
+
+    Build every replacement before calling this: it only assigns
+    attributes, so a conversion that fails while planning changes nothing.
+
+    Raises:
+        ValueError: a module to replace is not in ``model``, or is ``model``.
+    """
+    names = module_names(model)
+    slots = []
+    for old in replacements:
+        held = names.get(old)
+        if not held or held == ['']:
+            raise ValueError(f'cannot replace {type(old).__name__}: not a '
+                             f'submodule of {type(model).__name__}')
+        slots += [(name, old) for name in held]
+    for name, old in slots:
+        parent, _, child = name.rpartition('.')
+        setattr(model.get_submodule(parent), child, replacements[old])
