@@ -1,16 +1,15 @@
 """N:M checkpoints from configs: export a training checkpoint as a slim
 exactly-N:M checkpoint, verify one."""
-import os
 import os.path as osp
 from typing import Optional
-
-import torch
 
 from mmnm.conversion import (SparsitySummary, check_nm_state_dict,
                              export_state_dict, save_nm_checkpoint,
                              sparse_weight_patterns)
+from mmnm.utils import read_checkpoint
 from .config import ConfigType
-from .models import build_sparse_model, load_weights
+from .models import (build_sparse_model, check_output_file, load_weights,
+                     writing)
 
 
 def export_nm_checkpoint(
@@ -35,17 +34,19 @@ def export_nm_checkpoint(
         FileNotFoundError: no such config or checkpoint.
         ValueError: the config is not sparse, the checkpoint does not fit
             it, or a weight is not N:M (each message names the file/key).
+        OSError: ``out`` is a folder or cannot be written.
     """
+    check_output_file(out)
     model = build_sparse_model(config, cfg_options)
     load_weights(model, checkpoint)
     patterns = sparse_weight_patterns(model)
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     try:
-        layers = save_nm_checkpoint(
-            export_state_dict(model),
-            patterns,
-            out,
-            source=osp.abspath(checkpoint))
+        with writing(out):
+            layers = save_nm_checkpoint(
+                export_state_dict(model),
+                patterns,
+                out,
+                source=osp.abspath(checkpoint))
     except ValueError as err:
         raise ValueError(f'{checkpoint}: {err}') from None
     return SparsitySummary(layers)
@@ -63,9 +64,7 @@ def verify_nm_checkpoint(
         ValueError: a sparse weight is missing or not N:M (all named).
     """
     patterns = sparse_weight_patterns(build_sparse_model(config, cfg_options))
-    if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
-    saved = torch.load(checkpoint, map_location='cpu')
+    saved = read_checkpoint(checkpoint)
     state = saved.get('state_dict', saved)
     try:
         return SparsitySummary(check_nm_state_dict(state, patterns))

@@ -1,8 +1,10 @@
 """Models from configs: dense, N:M sparse as the config says, with a
 checkpoint loaded strictly (the mmnm counterpart of mmdet's
 ``init_detector`` / mmseg's ``init_model``)."""
+import contextlib
+import os
 import os.path as osp
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
 import torch
 from mmengine.model import revert_sync_batchnorm
@@ -72,6 +74,24 @@ def load_weights(model: nn.Module,
                          f'{model_name or type(model).__name__}: '
                          f'{type(err).__name__}: {err}') from None
     return model
+
+
+def check_output_file(out: str) -> None:
+    """Raise ``IsADirectoryError`` before any work if ``out`` is a folder."""
+    if osp.isdir(out):
+        raise IsADirectoryError(f'{out}: is a folder; give the file to write')
+
+
+@contextlib.contextmanager
+def writing(out: str) -> Iterator[None]:
+    """Create the folder of ``out``, and turn the ``RuntimeError`` of a
+    failed ``torch.save`` into an ``OSError`` naming ``out``."""
+    check_output_file(out)
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    try:
+        yield
+    except RuntimeError as err:
+        raise OSError(f'{out}: cannot write the checkpoint: {err}') from None
 
 
 def init_nm_model(config: ConfigType,

@@ -3,6 +3,7 @@ checkpoint, N:M or 2:4, with the config's own metric."""
 from typing import Dict, Optional
 
 from mmengine.config import Config
+from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -52,8 +53,10 @@ def evaluate_checkpoint(
     # nothing but the named file may be loaded (test() would load these)
     cfg.load_from, cfg.resume = None, False
     runner = build_runner(cfg)
+    model = runner.model.module if is_model_wrapper(runner.model) else \
+        runner.model
     if sparse24:
-        load_sparse24_checkpoint(runner.model, checkpoint)
+        load_sparse24_checkpoint(model, checkpoint)
     else:
-        load_weights(runner.model, checkpoint)
+        load_weights(model, checkpoint)
     return runner.test()

@@ -1,6 +1,5 @@
 """2:4 inference models from configs: convert a checkpoint to the
 compressed 2:4 format, and load such a checkpoint for inference."""
-import os
 import os.path as osp
 from dataclasses import dataclass
 from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
@@ -13,7 +12,8 @@ from mmnm.conversion import weighted_layers
 from mmnm.deploy import (Sparse24Report, convert_to_sparse24,
                          load_sparse24_checkpoint, save_sparse24_checkpoint)
 from .config import ConfigType, config_sparsity, load_config
-from .models import build_model, build_sparse_model, load_weights
+from .models import (build_model, build_sparse_model, check_output_file,
+                     load_weights, writing)
 
 #: ``--dtype`` names of the 2:4 weight dtypes.
 SPARSE24_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
@@ -72,17 +72,22 @@ def convert_checkpoint_to_sparse24(
 
     Raises:
         FileNotFoundError: no such config or checkpoint.
-        ValueError: the checkpoint does not fit the model, or no layer can
-            run 2:4 (each message names the file).
-        OSError: ``out`` cannot be written.
+        ValueError: the checkpoint does not fit the model, no layer can run
+            2:4, or ``dtype`` is unknown (each message names the file).
+        OSError: ``out`` is a folder or cannot be written.
     """
     if isinstance(dtype, str):
+        if dtype not in SPARSE24_DTYPES:
+            raise ValueError(f'dtype {dtype!r}: 2:4 weights are one of '
+                             f'{", ".join(SPARSE24_DTYPES)}')
         dtype = SPARSE24_DTYPES[dtype]
+    check_output_file(out)
     cfg = load_config(config, cfg_options)
     sparse = config_sparsity(cfg) is not None
     model = build_sparse_model(cfg) if sparse else build_model(cfg)
     model = revert_sync_batchnorm(model).eval()
-    load_weights(model, checkpoint, f'the model of {config}')
+    load_weights(model, checkpoint,
+                 f'the model of {cfg.filename or "the config"}')
 
     weights = {name: layer.weight for name, layer in weighted_layers(model)}
     before = model.state_dict()
@@ -99,8 +104,8 @@ def convert_checkpoint_to_sparse24(
         config=osp.abspath(cfg.filename) if cfg.filename else None,
         source=osp.abspath(checkpoint),
         dtype=str(dtype))
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    save_sparse24_checkpoint(model, out, meta)
+    with writing(out):
+        save_sparse24_checkpoint(model, out, meta)
 
     converted = {layer.name for layer in report.sparse_layers}
     kept = [w for name, w in weights.items() if name not in converted]

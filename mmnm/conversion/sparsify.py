@@ -1,6 +1,6 @@
 """Make the eligible Conv2d/Linear layers of any model N:M sparse."""
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
 from torch import nn
 
@@ -130,10 +130,16 @@ def sparsify_model(model: nn.Module,
     errors = [plan.error for plan in plans if plan.error]
     if errors:
         raise ValueError('\n'.join(errors))
+    # built only now: a new N:M layer registers itself for the optim
+    # wrappers (sparse_layers_of), so none may exist for a failed plan
     replace_layers(
         model, {
-            module: plan.new
-            for (_, module), plan in zip(layers, plans) if plan.new is not None
+            module:
+            plan.new_type.from_dense(module, plan.decision.pattern.n,
+                                     plan.decision.pattern.m,
+                                     plan.decision.pattern.orientation, name)
+            for (name, module), plan in zip(layers, plans)
+            if plan.new_type is not None
         })
     for (name, module), plan in zip(layers, plans):
         if not isinstance(module, NMSparseMixin):
@@ -148,11 +154,12 @@ def sparsify_model(model: nn.Module,
 
 @dataclass
 class _LayerPlan:
-    """What one layer becomes: its table row, the module to put in its
-    place (``None``: unchanged) or why the requested change is impossible."""
+    """What one layer becomes: its table row, the N:M layer type to put in
+    its place (``None``: unchanged) or why the requested change is
+    impossible."""
 
     decision: LayerDecision
-    new: Optional[nn.Module] = None
+    new_type: Optional[Type[NMSparseMixin]] = None
     error: Optional[str] = None
 
 
@@ -203,9 +210,7 @@ def _plan(name: str, module: nn.Module, default: NMPattern, include: List[str],
                 error=f'layer {name!r} cannot be {pattern} sparse as {note} '
                 f'asks: {reason}')
         return _LayerPlan(row(None, reason))
-    new = sparse_type.from_dense(module, pattern.n, pattern.m,
-                                 pattern.orientation, name)
-    return _LayerPlan(row(pattern, note, sparse_type.__name__), new)
+    return _LayerPlan(row(pattern, note, sparse_type.__name__), sparse_type)
 
 
 def sparse_layer_slots(model: nn.Module) -> Dict[str, NMSparseMixin]:

@@ -7,7 +7,9 @@ inference conversion (:func:`mmnm.deploy.convert_to_sparse24`) and the
 rebuilding of a 2:4 model from its checkpoint
 (:func:`mmnm.deploy.prepare_sparse24_structure`) each decide what every
 layer becomes first and then call :func:`replace_layers`, so a conversion
-that fails leaves the model as it was.
+that fails leaves the model as it was
+(:func:`mmnm.deploy.load_sparse24_checkpoint` puts the old layers back when
+the file's keys do not fit).
 """
 import fnmatch
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -24,9 +26,10 @@ def weighted_layers(model: nn.Module,
                     globs: Optional[Mapping[str, Sequence[str]]] = None,
                     setting: str = '') -> List[Tuple[str, nn.Module]]:
     """Each Conv/Linear layer of ``model`` once, under its first name, in
-    module order (a layer shared by several heads appears once), after
-    checking that every glob of ``globs`` (see :func:`check_globs`) names
-    one of them.
+    module order (a layer shared by several heads appears once, and globs
+    decide it by that name), after checking that every glob of ``globs``
+    (see :func:`check_globs`) matches one of the names the model holds
+    these layers by.
 
     Raises:
         ValueError: ``model`` is itself a bare Conv/Linear layer (the message
@@ -40,8 +43,13 @@ def weighted_layers(model: nn.Module,
             'Sparse24Linear.compress, ...)')
     layers = [(name, module) for name, module in model.named_modules()
               if isinstance(module, WEIGHTED_LAYER_TYPES)]
-    if globs:
-        check_globs(model, [name for name, _ in layers], globs, setting)
+    if globs:  # every name counts, those of shared layers' aliases too
+        names = [
+            name
+            for name, module in model.named_modules(remove_duplicate=False)
+            if isinstance(module, WEIGHTED_LAYER_TYPES)
+        ]
+        check_globs(model, names, globs, setting)
     return layers
 
 

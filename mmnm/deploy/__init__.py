@@ -1,8 +1,9 @@
 """2:4 sparse inference: layers holding compressed weights, the GEMM they
 share (PyTorch's CUTLASS/cuSPARSELt kernels on Ampere+ GPUs, a dense GEMM on
 the decompressed weight elsewhere), model conversion and loading."""
-from .checkpoint import (load_sparse24_checkpoint, prepare_sparse24_structure,
-                         save_sparse24_checkpoint, sparse24_layer_names)
+from .checkpoint import (load_sparse24_checkpoint, plan_sparse24_structure,
+                         prepare_sparse24_structure, save_sparse24_checkpoint,
+                         sparse24_layer_names)
 from .convert import Sparse24Report, convert_to_sparse24
 from .eligibility import pattern_ineligibility, structure_ineligibility
 from .gemm import (BACKENDS, Sparse24Cache, clear_sparse24_caches,
@@ -17,7 +18,7 @@ __all__ = [
     'convert_to_sparse24', 'get_sparse24_backend', 'im2col_nhwc',
     'kcrs_weight', 'kernel_backends', 'krsc_matrix',
     'load_sparse24_checkpoint', 'pattern_ineligibility',
-    'prepare_sparse24_structure', 'resolve_backend',
+    'plan_sparse24_structure', 'prepare_sparse24_structure', 'resolve_backend',
     'save_sparse24_checkpoint', 'set_sparse24_backend', 'sparse24_backend',
     'sparse24_layer_names', 'sparse24_linear', 'structure_ineligibility'
 ]

@@ -1,8 +1,8 @@
-from .checkpoint import register_checkpoint_safe_globals
+from .checkpoint import read_checkpoint, register_checkpoint_safe_globals
 from .dist import prepare_cpu_distributed
 from .numerics import relative_error
 
 __all__ = [
-    'prepare_cpu_distributed', 'register_checkpoint_safe_globals',
-    'relative_error'
+    'prepare_cpu_distributed', 'read_checkpoint',
+    'register_checkpoint_safe_globals', 'relative_error'
 ]

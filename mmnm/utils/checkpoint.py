@@ -10,8 +10,9 @@ would open every attribute of every allowed object to a checkpoint, so a
 restricted stand-in is registered under that name instead.
 """
 import inspect
+import os.path as osp
 import pickle
-from typing import Any, List
+from typing import Any, Dict, List
 
 import numpy as np
 import torch
@@ -56,3 +57,24 @@ def register_checkpoint_safe_globals() -> None:
         HistoryBuffer, *_numpy_globals(),
         (_history_buffer_getattr, 'builtins.getattr')
     ])
+
+
+def read_checkpoint(path: str) -> Dict[str, Any]:
+    """The dict saved in the checkpoint file ``path`` (on the CPU).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a checkpoint (not loadable, or not a
+            dict); the message names the file.
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    try:
+        saved = torch.load(path, map_location='cpu')
+    except Exception as err:  # noqa: B902 (unpickling fails in many ways)
+        raise ValueError(f'{path}: not a readable checkpoint: '
+                         f'{type(err).__name__}: {err}') from None
+    if not isinstance(saved, dict):
+        raise ValueError(f'{path}: not a checkpoint (holds a '
+                         f'{type(saved).__name__}, not a dict)')
+    return saved

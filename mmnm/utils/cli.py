@@ -13,7 +13,7 @@ from mmengine.config import Config, DictAction
 #: The exceptions a tool reports as a message instead of a traceback: bad
 #: input (missing files, configs or checkpoints that do not fit, N:M
 #: violations). ``MMNM_TRACEBACK=1`` shows the traceback instead.
-USER_ERRORS = (OSError, ValueError, KeyError)
+USER_ERRORS = (OSError, ValueError)
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -49,8 +49,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def report_errors(main: Callable[..., Optional[int]]) -> Callable[..., int]:
     """Wrap a tool's ``main``: a :data:`USER_ERRORS` exception becomes
-    ``error: <message>`` on stderr and exit code 1; ``main``'s own return
-    value (``None``: 0) otherwise."""
+    ``error: <message>`` on stderr (and a line on how to see the
+    traceback) and exit code 1; ``main``'s own return value (``None``: 0)
+    otherwise."""
 
     @functools.wraps(main)
     def wrapped(*args, **kwargs) -> int:
@@ -59,9 +60,9 @@ def report_errors(main: Callable[..., Optional[int]]) -> Callable[..., int]:
         except USER_ERRORS as err:
             if os.environ.get('MMNM_TRACEBACK') == '1':
                 raise
-            message = err.args[0] if isinstance(err, KeyError) and \
-                err.args else err
-            print(f'error: {message}', file=sys.stderr)
+            print(
+                f'error: {err}\n(MMNM_TRACEBACK=1 shows where it was raised)',
+                file=sys.stderr)
             return 1
 
     return wrapped

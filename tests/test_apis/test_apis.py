@@ -61,6 +61,26 @@ def test_bad_input_raises_exceptions_not_system_exit(tmp_path):
         init_nm_model(CONFIG, str(garbage))
 
 
+def test_output_folders_and_unreadable_files_are_named(training_checkpoint,
+                                                       tmp_path):
+    with pytest.raises(IsADirectoryError, match='is a folder'):
+        export_nm_checkpoint(CONFIG, str(training_checkpoint), str(tmp_path))
+    with pytest.raises(IsADirectoryError, match='is a folder'):
+        convert_checkpoint_to_sparse24(CONFIG, str(training_checkpoint),
+                                       str(tmp_path))
+    with pytest.raises(ValueError, match="dtype 'fp32'"):
+        convert_checkpoint_to_sparse24(CONFIG, str(training_checkpoint),
+                                       str(tmp_path / 'o.pth'), 'fp32')
+    text = tmp_path / 'text.pth'
+    text.write_text('not a checkpoint')
+    with pytest.raises(ValueError, match='text.pth: not a readable'):
+        verify_nm_checkpoint(CONFIG, str(text))
+    tensor = tmp_path / 'tensor.pth'
+    torch.save(torch.zeros(2), tensor)
+    with pytest.raises(ValueError, match='tensor.pth: not a checkpoint'):
+        verify_nm_checkpoint(CONFIG, str(tensor))
+
+
 def test_init_nm_model_loads_strictly_in_eval_mode(training_checkpoint):
     model = init_nm_model(CONFIG, str(training_checkpoint))
     assert not model.training

@@ -8,9 +8,10 @@ from torch import nn
 
 from mmnm.conversion import (check_globs, first_match, module_names,
                              replace_layers, sparsify_model, weighted_layers)
-from mmnm.deploy import (convert_to_sparse24, prepare_sparse24_structure,
+from mmnm.deploy import (Sparse24Linear, convert_to_sparse24,
+                         load_sparse24_checkpoint, prepare_sparse24_structure,
                          save_sparse24_checkpoint)
-from mmnm.layers import NMSparseMixin, SparseConv
+from mmnm.layers import NMSparseMixin, SparseConv, sparse_layers_of
 
 
 def snapshot(model: nn.Module) -> list:
@@ -129,3 +130,44 @@ def test_failed_structure_rebuild_leaves_the_model_untouched(tmp_path):
     assert 'shared' in names and 'head.1' in names
     assert model.head[0] is model.shared
     model.load_state_dict(state, strict=True)
+
+
+def test_failed_sparsify_registers_no_sparse_layer():
+    """The optim wrappers find N:M layers by their weights: a failed plan
+    must not leave one that claims a (still dense) weight."""
+    model = Net()
+    with pytest.raises(ValueError):
+        sparsify_model(model, overrides={'stem': '2:4'})
+    assert sparse_layers_of(model.parameters()) == []
+
+
+def test_globs_may_name_the_alias_of_a_shared_layer():
+    """A shared layer is decided under its first name; a glob naming only
+    another of its names is accepted (it matches a layer of the model)."""
+    model = Net()
+    report = sparsify_model(model, exclude=['head.1'])
+    assert isinstance(model.head[1], SparseConv)
+    assert [d.name for d in report.layers].count('shared') == 1
+
+
+def test_loading_a_sparse24_file_that_does_not_fit_changes_nothing(tmp_path):
+    source = Net()
+    sparsify_model(source)
+    convert_to_sparse24(source, logger=None)
+    saved = dict(state_dict=dict(source.state_dict()))
+    saved['state_dict']['extra.weight'] = torch.zeros(1)
+    torch.save(saved, tmp_path / 'extra.pth')
+    model = Net().eval()
+    before = snapshot(model)
+    with pytest.raises(
+            ValueError, match=r'extra.pth: does not fit .*extra.weight'):
+        load_sparse24_checkpoint(model, str(tmp_path / 'extra.pth'))
+    assert_unchanged(model, before)
+    del saved['state_dict']['extra.weight']
+    torch.save(saved, tmp_path / 'good.pth')
+    load_sparse24_checkpoint(model, str(tmp_path / 'good.pth'))
+    assert isinstance(model.fc, Sparse24Linear)
+    assert not model.fc.training  # the mode of the layer it replaced
+    (tmp_path / 'text.pth').write_text('not a checkpoint')
+    with pytest.raises(ValueError, match='text.pth: not a readable'):
+        load_sparse24_checkpoint(model, str(tmp_path / 'text.pth'))

@@ -33,8 +33,11 @@ def test_a_missing_checkpoint_is_one_error_line(tool, extra, tmp_path):
                           text=True,
                           timeout=300)
     assert proc.returncode == 1
-    lines = proc.stderr.strip().splitlines()
-    assert lines[-1] == f'error: checkpoint not found: {missing}'
+    errors = [
+        line for line in proc.stderr.splitlines() if line.startswith('error')
+    ]
+    assert errors == [f'error: checkpoint not found: {missing}']
+    assert 'MMNM_TRACEBACK=1' in proc.stderr
     assert 'Traceback' not in proc.stderr
     assert not (tmp_path / 'OUT.pth').exists()
 
@@ -47,5 +50,5 @@ def test_a_missing_config_is_one_error_line(tmp_path):
                           text=True,
                           timeout=300)
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1] == \
-        f'error: config not found: {missing}'
+    assert f'error: config not found: {missing}\n' in proc.stderr
+    assert 'Traceback' not in proc.stderr
