@@ -2,11 +2,11 @@
 compressed 2:4 format, and load such a checkpoint for inference."""
 import os.path as osp
 from dataclasses import dataclass
-from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.model import revert_sync_batchnorm
-from torch import Tensor, nn
+from torch import nn
 
 from mmnm.conversion import weighted_layers
 from mmnm.deploy import (Sparse24Report, convert_to_sparse24,
@@ -35,10 +35,6 @@ class Sparse24Conversion:
             lines.append(f'{name:<28}{before:>14,}{after:>14,}'
                          f'{after / max(before, 1):>8.3f}')
         return '\n'.join(lines)
-
-
-def _tensor_bytes(tensors: Iterable[Tensor]) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def convert_checkpoint_to_sparse24(
@@ -110,20 +106,17 @@ def convert_checkpoint_to_sparse24(
     converted = {layer.name for layer in report.sparse_layers}
     kept = [w for name, w in weights.items() if name not in converted]
     sizes = {
-        'Conv/Linear weights': (_tensor_bytes(weights.values()),
-                                _tensor_bytes(kept) + report.stored_bytes),
+        'Conv/Linear weights': (sum(w.nbytes for w in weights.values()),
+                                sum(w.nbytes
+                                    for w in kept) + report.stored_bytes),
         '  of the 2:4 layers':
-        (_tensor_bytes(weights[name]
-                       for name in converted), report.stored_bytes),
+        (sum(weights[name].nbytes for name in converted), report.stored_bytes),
         'state_dict tensors':
-        (_state_bytes(before), _state_bytes(model.state_dict())),
+        (sum(t.nbytes for t in before.values()),
+         sum(t.nbytes for t in model.state_dict().values())),
         'file': (osp.getsize(checkpoint), osp.getsize(out)),
     }
     return Sparse24Conversion(report, sparse, sizes)
-
-
-def _state_bytes(state: Mapping[str, Tensor]) -> int:
-    return _tensor_bytes(v for v in state.values() if isinstance(v, Tensor))
 
 
 def load_sparse24_model(config: ConfigType,

@@ -126,8 +126,7 @@ class Sparse24Mixin:
     @property
     def compressed_bytes(self) -> int:
         """Bytes of the compressed weight (values + meta)."""
-        return sum(t.numel() * t.element_size()
-                   for t in (self.weight_values, self.weight_meta))
+        return self.weight_values.nbytes + self.weight_meta.nbytes
 
     @property
     def backend(self) -> Optional[str]:
