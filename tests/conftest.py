@@ -8,3 +8,10 @@ import pytest
 def _seed():
     import torch
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def mask_calls(monkeypatch):
+    """N:M masks the sparse layers compute, counted by layer name."""
+    from nm_reference import count_mask_computations
+    return count_mask_computations(monkeypatch)

@@ -5,9 +5,10 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer
+from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
-from mmengine.registry import DATASETS, MODELS
+from mmengine.registry import DATASETS, METRICS, MODELS
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -21,12 +22,14 @@ class ToyConvNet(BaseModel):
 
     def __init__(self,
                  dtype: str = 'float32',
-                 conv_cfg: Optional[dict] = None) -> None:
+                 conv_cfg: Optional[dict] = None,
+                 frozen_head: bool = False) -> None:
         super().__init__()
         self.stem = nn.Conv2d(3, 8, 3, padding=1)
         # conv_cfg=dict(type='SparseConv'): built N:M sparse, no hook needed
         self.conv = build_conv_layer(conv_cfg, 8, 16, 3, padding=1)
         self.head = nn.Linear(16, 4)
+        self.head.requires_grad_(not frozen_head)
         self.to(getattr(torch, dtype))
 
     def forward(self, inputs, targets=None, mode='loss'):
@@ -55,6 +58,23 @@ class ToyDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return dict(inputs=self.inputs[index], targets=self.targets[index])
+
+
+@METRICS.register_module(force=True)
+class ToyMSE(BaseMetric):
+    """Mean squared error of :class:`ToyConvNet`'s predictions."""
+
+    def process(self, data_batch, data_samples) -> None:
+        targets = torch.stack(data_batch['targets'])
+        self.results.append(
+            float(
+                F.mse_loss(
+                    torch.stack(data_samples).float(),
+                    targets,
+                    reduction='sum')))
+
+    def compute_metrics(self, results) -> dict:
+        return dict(mse=sum(results))
 
 
 def toy_runner_cfg(work_dir: str, max_iters: int = 6, **overrides) -> dict:

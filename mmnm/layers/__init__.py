@@ -6,9 +6,10 @@ from .sparse_conv import SparseConv
 from .sparse_layer import (NMSparseMixin, ineligibility, layer_args,
                            sparse_layers_of)
 from .sparse_linear import SparseLinear
+from .weight_updates import invalidate_masks
 
 __all__ = [
     'NMSparseMixin', 'PLAIN_LAYER_KINDS', 'SPARSE_LAYERS', 'SparseConv',
-    'SparseLinear', 'ineligibility', 'layer_args', 'layer_kind',
-    'sparse_counterpart', 'sparse_layers_of'
+    'SparseLinear', 'ineligibility', 'invalidate_masks', 'layer_args',
+    'layer_kind', 'sparse_counterpart', 'sparse_layers_of'
 ]

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from mmnm.ops import nm_mask, reduction_size
 from mmnm.pattern import NMPattern
+from .weight_updates import weight_stamp
 
 
 class _StraightThroughMask(torch.autograd.Function):
@@ -78,7 +79,10 @@ class NMSparseMixin:
 
     The dense ``weight`` stays the trained parameter (same state_dict keys as
     the dense layer). Forward passes use ``weight * mask``, the mask holding
-    the N largest magnitudes of each group of the current weight.
+    the N largest magnitudes of each group of the current weight. Mask and
+    masked weight are computed once per weight update (optimizer step,
+    checkpoint load, ...; see :mod:`mmnm.layers.weight_updates`) and reused
+    by the forwards in between (gradient accumulation, evaluation).
     :attr:`mask` is the mask of the last forward, read by the SR-STE optim
     wrapper and the sparsity hook.
 
@@ -110,6 +114,8 @@ class NMSparseMixin:
         self.sparse_enabled = True
         self.mask_frozen = False
         self.mask: Optional[Tensor] = None
+        self._masked: Optional[Tensor] = None
+        self._mask_stamp: Optional[tuple] = None
         _LIVE_LAYERS.add(self)
 
     #: the plain layer type this layer masks (``nn.Conv2d`` / ``nn.Linear``)
@@ -144,27 +150,35 @@ class NMSparseMixin:
                 f'{tuple(self.weight.shape)}')
 
     def update_mask(self) -> Tensor:
-        """Compute the mask of the current weight, or reuse the frozen one."""
-        return self._update_mask(return_masked=False)[0]
+        """The mask of the current weight (computed if it may have changed
+        since the last one), or the frozen mask."""
+        return self._current_mask()[0]
 
-    def _update_mask(self,
-                     return_masked: bool) -> Tuple[Tensor, Optional[Tensor]]:
-        """The mask and, if asked, the masked weight (both detached).
+    def invalidate_mask(self) -> None:
+        """Recompute the mask at the next forward (see
+        :mod:`mmnm.layers.weight_updates` for when this is needed)."""
+        self._mask_stamp = None
 
-        Recomputed on every call: fused optimizers and writes through
-        ``.data`` (e.g. EMA models) change weights without bumping their
-        version counter, so no cache could tell when a mask went stale.
-        """
+    def _current_mask(self) -> Tuple[Tensor, Tensor]:
+        """The mask and the masked weight, both detached: cached, and
+        recomputed only when :func:`weight_stamp` says the weight may have
+        changed, so that gradient accumulation and evaluation compute one
+        mask per weight update. The cache holds one masked copy of the
+        weight."""
+        stamp = weight_stamp(self.weight)
+        if stamp == self._mask_stamp and self.mask is not None:
+            return self.mask, self._masked
         weight = self.weight.detach()
         if self.mask_frozen and self.mask is not None:
-            if self.mask.device != weight.device:
-                self.mask = self.mask.to(weight.device)
-            return self.mask, weight * self.mask if return_masked else None
-        nm = self.nm
-        result = nm_mask(weight, nm.n, nm.m, nm.orientation, self.describe(),
-                         return_masked)
-        self.mask, masked = result if return_masked else (result, None)
-        return self.mask, masked
+            self.mask = self.mask.to(weight.device)
+            self._masked = weight * self.mask
+        else:
+            nm = self.nm
+            self.mask, self._masked = nm_mask(weight, nm.n,
+                                              nm.m, nm.orientation,
+                                              self.describe(), True)
+        self._mask_stamp = stamp
+        return self.mask, self._masked
 
     @property
     def nm_state(self) -> str:
@@ -195,17 +209,26 @@ class NMSparseMixin:
         if not self.sparse_enabled:
             self.mask = None
             return self.weight
-        return _StraightThroughMask.apply(self.weight,
-                                          self._update_mask(True)[1])
+        return _StraightThroughMask.apply(self.weight, self._current_mask()[1])
 
     @torch.no_grad()
     def freeze_mask(self) -> None:
         """Fix the current mask and zero the pruned weights (fixed-mask
         fine-tuning). The mask stays recoverable from the weight alone."""
         self.sparse_enabled = True
-        self.mask_frozen = False
         self.weight.mul_(self.update_mask())
         self.mask_frozen = True
+
+    def set_frozen_mask(self, mask: Tensor) -> None:
+        """Fix ``mask`` (e.g. restored from a checkpoint) as the layer's
+        mask."""
+        if mask.shape != self.weight.shape:
+            raise ValueError(f'{self.describe()}: frozen mask of shape '
+                             f'{tuple(mask.shape)} for a weight of shape '
+                             f'{tuple(self.weight.shape)}')
+        self.mask = mask.to(device=self.weight.device, dtype=torch.bool)
+        self.mask_frozen = True
+        self.invalidate_mask()
 
     @torch.no_grad()
     def apply_mask_(self) -> None:
@@ -218,7 +241,11 @@ class NMSparseMixin:
         """The weight that inference uses: masked, or dense if disabled."""
         if not self.sparse_enabled:
             return self.weight.detach().clone()
-        return self._update_mask(return_masked=True)[1]
+        return self._current_mask()[1].clone()
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self.invalidate_mask()
+        super()._load_from_state_dict(*args, **kwargs)
 
     def to_dense(self) -> nn.Module:
         """The plain layer (``nn.Conv2d`` / ``nn.Linear``) computing what

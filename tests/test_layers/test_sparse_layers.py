@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mmnm  # noqa: F401  (registers the layers)
-from mmnm.layers import SparseConv, SparseLinear
+from mmnm.layers import SparseConv, SparseLinear, invalidate_masks
 
 
 # --------------------------------------------------------------------------
@@ -249,24 +249,34 @@ def test_mask_recomputed_after_load_state_dict(train):
     assert torch.equal(layer.mask, ref_mask(other.weight, 2, 4))
 
 
-def test_mask_recomputed_after_write_through_data_in_train_mode():
+def test_data_write_seen_after_the_next_optimizer_step():
+    """A write through ``.data`` (EMA/teacher updates) is seen once any
+    optimizer has stepped since the last mask, as after every training
+    step."""
     layer = make_conv(seed=22)
     x = torch.randn(1, 8, 5, 5, generator=seeded(23))
     layer(x)
     idx = pruned_index(layer.mask)
     layer.weight.data[idx] = 1e3
+    other = nn.Parameter(torch.zeros(1))  # a step of any optimizer
+    other.grad = torch.ones(1)
+    torch.optim.SGD([other], lr=0.1).step()
     layer(x)
     assert torch.equal(layer.mask, ref_mask(layer.weight, 2, 4))
     assert layer.mask[idx]
 
 
-def test_eval_mask_recomputed_after_write_through_data():
+def test_eval_data_write_seen_after_invalidate_masks():
+    """EMAHook's parameter swap writes through ``.data``: mmnm's hook
+    calls invalidate_masks() at each evaluation's first batch and end;
+    code writing ``.data`` by hand calls it too."""
     layer = make_conv(seed=22).eval()
     x = torch.randn(1, 8, 5, 5, generator=seeded(23))
     with torch.no_grad():
         layer(x)
     idx = pruned_index(layer.mask)
-    layer.weight.data[idx] = 1e3  # as mmengine EMAHook's parameter swap does
+    layer.weight.data[idx] = 1e3
+    invalidate_masks()
     with torch.no_grad():
         out = layer(x)
     expected = ref_mask(layer.weight, 2, 4)
@@ -287,8 +297,10 @@ def test_ema_model_mask_follows_averaged_weight():
     avg = ema.module[0]
     old_mask = avg.mask.clone()
     old_weight = model[0].weight.detach().clone()
-    with torch.no_grad():
-        model[0].weight.normal_(generator=seeded(26))
+    # a training step, then the average as EMAHook.after_train_iter does
+    model[0].weight.grad = -torch.randn(
+        model[0].weight.shape, generator=seeded(26))
+    torch.optim.SGD(model.parameters(), lr=1.0).step()
     ema.update_parameters(model)  # avg = 0.1 * old + 0.9 * new
     expected_weight = 0.1 * old_weight + 0.9 * model[0].weight.detach()
     assert torch.allclose(avg.weight, expected_weight, atol=1e-6)

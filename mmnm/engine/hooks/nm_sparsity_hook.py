@@ -14,7 +14,7 @@ from mmnm.conversion import (NM_CHECKPOINT_KEY, LayerSparsity,
                              decode_nm_checkpoint, find_sparse_layers,
                              pack_mask, sparsify_model, unpack_mask)
 from mmnm.deploy import sparse24_layer_names
-from mmnm.layers import NMSparseMixin
+from mmnm.layers import NMSparseMixin, invalidate_masks
 from mmnm.ops import group_view
 from mmnm.registry import HOOKS
 from ..optimizers import SR_STE_DEFAULTS, SRSTEMixin
@@ -112,6 +112,8 @@ class NMSparsityHook(Hook):
         self.per_layer = per_layer
         self.verify = verify
         self.layers: Dict[str, NMSparseMixin] = {}
+        # the sparse layers whose weight no optimizer of the run updates
+        self.untrained: List[NMSparseMixin] = []
         self.start_masks: Dict[str, Tensor] = {}
         self.last_masks: Dict[str, Tensor] = {}
         # (the nm_sparsity record, resume?) of a checkpoint loaded before
@@ -155,6 +157,16 @@ class NMSparsityHook(Hook):
             for name, layer in self.layers.items()
         }
         settings = {k: v for k, v in self.sr_ste.items() if v is not None}
+        trained = {
+            id(p)
+            for wrapper in wrappers.values()
+            for group in wrapper.optimizer.param_groups
+            for p in group['params'] if p.requires_grad
+        }
+        self.untrained = [
+            layer for layer in self.layers.values()
+            if id(layer.weight) not in trained
+        ]
         for key, wrapper in wrappers.items():
             owned = [
                 sparse[id(p)] for group in wrapper.optimizer.param_groups
@@ -202,6 +214,10 @@ class NMSparsityHook(Hook):
                          batch_idx: int,
                          data_batch=None,
                          outputs=None) -> None:
+        # weights no optimizer updates (a teacher, frozen stages) change
+        # only through .data writes of later hooks (mean teacher, EMA)
+        for layer in self.untrained:
+            layer.invalidate_mask()
         masks = {
             name: layer.mask
             for name, layer in self.layers.items() if layer.mask is not None
@@ -259,6 +275,30 @@ class NMSparsityHook(Hook):
                 f'{kept.numel()} groups keep other than {nm.n} weights')
 
     # ------------------------------------------------------------------
+    # evaluation: one mask per layer, of the weights evaluated
+    # ------------------------------------------------------------------
+    # Hooks such as EMAHook swap weights through ``.data`` in
+    # ``before_*_epoch`` and ``after_*_epoch``, which no mask cache can see:
+    # the masks are recomputed at the first batch (after every swap-in)
+    # and once the evaluation has ended (after every swap-back).
+    def before_val_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if batch_idx == 0:
+            invalidate_masks()
+
+    def after_val(self, runner) -> None:
+        invalidate_masks()
+
+    def before_test_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None) -> None:
+        if batch_idx == 0:
+            invalidate_masks()
+
+    def after_test(self, runner) -> None:
+        invalidate_masks()
+
+    # ------------------------------------------------------------------
     # checkpoints
     # ------------------------------------------------------------------
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -311,9 +351,8 @@ class NMSparsityHook(Hook):
         for name, info in ({} if legacy else record.get('layers', {})).items():
             if info.get('state') == 'frozen' and name in self.layers:
                 layer = self._layer_of_shape(name, info['shape'])
-                layer.mask = unpack_mask(info['frozen_mask'],
-                                         info['shape']).to(layer.weight.device)
-                layer.mask_frozen = True
+                layer.set_frozen_mask(
+                    unpack_mask(info['frozen_mask'], info['shape']))
 
     def _layer_of_shape(self, name: str, shape: List[int]) -> NMSparseMixin:
         layer = self.layers[name]

@@ -1,0 +1,50 @@
+"""When may a weight have changed since its N:M mask was computed?
+
+An N:M layer computes its mask (and masked weight) once and reuses it until
+the weight may have changed, so that gradient accumulation computes one
+mask per optimizer step and an evaluation one per layer, not one per batch.
+A cached mask is reused only while the :func:`weight_stamp` it was computed
+under still holds. The stamp changes when
+
+- any ``torch.optim`` optimizer steps (plain, ``foreach`` and ``fused``
+  implementations alike; fused ones do not bump the tensor's version),
+  through a global step post-hook registered on import;
+- the weight is written in place through the parameter (``copy_``,
+  ``mul_``, ``load_state_dict``: its version counter), replaced
+  (``load_state_dict(assign=True)``, a new ``Parameter``), re-allocated
+  (``.data = t``, ``.to()``, ``.half()``) or reshaped;
+- :func:`invalidate_masks` is called: mmnm's hook does so around every
+  validation and test (EMA hooks swap weights through ``.data`` there) and
+  after loading a checkpoint.
+
+Writes through ``weight.data`` in place (``layer.weight.data.copy_(t)``)
+bypass the version counter and cannot be seen; code that writes weights
+that way between two forwards without an optimizer step in between must
+call :func:`invalidate_masks` afterwards.
+"""
+from typing import Hashable, Tuple
+
+from torch import Tensor
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+_generation = 0
+
+
+def invalidate_masks() -> None:
+    """Make every N:M layer recompute its mask at its next forward."""
+    global _generation
+    _generation += 1
+
+
+def _after_optimizer_step(optimizer, args, kwargs) -> None:
+    invalidate_masks()
+
+
+register_optimizer_step_post_hook(_after_optimizer_step)
+
+
+def weight_stamp(weight: Tensor) -> Tuple[Hashable, ...]:
+    """What a cached mask of ``weight`` depends on; equal stamps mean the
+    weight cannot have changed (except through ``.data`` in place)."""
+    return (_generation, id(weight), weight._version, weight.data_ptr(),
+            weight.dtype, weight.device, weight.shape)
