@@ -22,5 +22,5 @@ lint: env
 
 bench: env
 	$(PYTHON) benchmarks/bench_nm_mask.py
-	$(PYTHON) benchmarks/bench_train_step.py
+	$(PYTHON) benchmarks/bench_train_cost.py
 	$(PYTHON) benchmarks/bench_sparse24_inference.py

@@ -3,14 +3,18 @@ argsort-and-scatter mask, on the conv weights of every ResNet-50 layer.
 
 Both run side by side on the same tensors in one process; the script prints
 per-layer times, the totals and their ratio, and checks that the masks are
-identical.
+identical. The GB/s column is the memory traffic of the pass a sparse layer
+runs (read the weight, write the mask and the masked weight into a reused
+buffer) per second, printed against the device's copy bandwidth (a large
+device-to-device copy, measured here) and, on a GPU, its nominal peak.
 
     python benchmarks/bench_nm_mask.py [--pattern 2:4] [--repeats 5]
+    python benchmarks/bench_nm_mask.py --device cuda   # the GPU check
 """
 import argparse
 import statistics
 import time
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -39,29 +43,67 @@ def resnet50_convs() -> List[Tuple[str, nn.Conv2d]]:
             if isinstance(module, nn.Conv2d)]
 
 
-def best_time(fn: Callable[[], object], repeats: int) -> float:
+def synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def best_time(fn: Callable[[], object],
+              repeats: int,
+              device: torch.device = torch.device('cpu'),
+              calls: int = 1) -> float:
+    """Median seconds per call over ``repeats`` rounds of ``calls``."""
+    fn()
     times = []
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
+        for _ in range(calls):
+            fn()
+        synchronize(device)
+        times.append((time.perf_counter() - start) / calls)
     return statistics.median(times)
+
+
+def copy_bandwidth(device: torch.device, repeats: int) -> float:
+    """Bytes per second of a 256 MiB device-to-device copy (read + write)."""
+    src = torch.empty(64 << 20, device=device)
+    dst = torch.empty_like(src)
+    seconds = best_time(lambda: dst.copy_(src), repeats, device)
+    return 2 * src.nbytes / seconds
+
+
+def nominal_bandwidth(device: torch.device) -> Optional[float]:
+    """A GPU's peak memory bandwidth in bytes/s, where torch reports its
+    memory clock and bus width."""
+    if device.type != 'cuda':
+        return None
+    props = torch.cuda.get_device_properties(device)
+    clock_khz = getattr(props, 'memory_clock_rate', None)
+    bus_bits = getattr(props, 'memory_bus_width', None)
+    if not clock_khz or not bus_bits:
+        return None
+    return 2 * clock_khz * 1e3 * bus_bits / 8  # double data rate
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--pattern', default='2:4')
     parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--device', default='cpu')
     args = parser.parse_args()
     nm = NMPattern.parse(args.pattern)
+    device = torch.device(args.device)
+    calls = 20 if device.type == 'cuda' else 1
 
-    print(f'{torch.get_num_threads()} threads, pattern {nm}, median of '
-          f'{args.repeats}')
-    print(f'{"layer":<28}{"weight":>18}{"mmnm ms":>10}{"argsort ms":>12}'
-          f'{"ratio":>8}')
-    ours_total = naive_total = 0.0
+    where = f'{torch.get_num_threads()} threads' if device.type == 'cpu' \
+        else torch.cuda.get_device_name(device)
+    print(f'{where}, pattern {nm}, median of {args.repeats}')
+    print(f'{"layer":<28}{"weight":>18}{"mmnm ms":>10}{"GB/s":>8}'
+          f'{"argsort ms":>12}{"ratio":>8}')
+    ours_total = naive_total = traffic = 0.0
     for name, conv in resnet50_convs():
-        weight = conv.weight.detach()
+        weight = conv.weight.detach().to(device)
         shape = 'x'.join(map(str, weight.shape))
         if weight.shape[1] % nm.m:
             print(f'{name:<28}{shape:>18}   skipped: {weight.shape[1]} '
@@ -71,17 +113,34 @@ def main() -> None:
                 nm_mask(weight, nm.n, nm.m),
                 argsort_scatter_mask(weight, nm.n, nm.m)):
             raise AssertionError(f'{name}: masks differ')
-        ours = best_time(lambda: nm_mask(weight, nm.n, nm.m), args.repeats)
+        out = torch.empty_like(weight)
+        ours = best_time(
+            lambda: nm_mask(weight, nm.n, nm.m, 'channel', None, True, out),
+            args.repeats, device, calls)
         naive = best_time(lambda: argsort_scatter_mask(weight, nm.n, nm.m),
-                          args.repeats)
+                          args.repeats, device, calls)
+        # read the weight, write the mask (1 byte) and the masked weight
+        nbytes = weight.numel() * (2 * weight.element_size() + 1)
         ours_total += ours
         naive_total += naive
-        print(f'{name:<28}{shape:>18}{1e3 * ours:>10.2f}{1e3 * naive:>12.2f}'
+        traffic += nbytes
+        print(f'{name:<28}{shape:>18}{1e3 * ours:>10.2f}'
+              f'{nbytes / ours / 1e9:>8.1f}{1e3 * naive:>12.2f}'
               f'{naive / ours:>7.1f}x')
-    print(f'{"total":<46}{1e3 * ours_total:>10.1f}{1e3 * naive_total:>12.1f}'
+    print(f'{"total":<46}{1e3 * ours_total:>10.1f}'
+          f'{traffic / ours_total / 1e9:>8.1f}{1e3 * naive_total:>12.1f}'
           f'{naive_total / ours_total:>7.1f}x')
     print(f'mmnm mask is {naive_total / ours_total:.2f}x faster than '
           'argsort-and-scatter (target >= 3x); masks identical')
+    achieved = traffic / ours_total
+    copy = copy_bandwidth(device, args.repeats)
+    line = (f'mask + masked weight: {achieved / 1e9:.1f} GB/s over all '
+            f'layers = {achieved / copy:.0%} of the measured copy bandwidth '
+            f'({copy / 1e9:.1f} GB/s)')
+    peak = nominal_bandwidth(device)
+    if peak:
+        line += f', {achieved / peak:.0%} of the nominal {peak / 1e9:.0f} GB/s'
+    print(line)
 
 
 if __name__ == '__main__':

@@ -5,7 +5,11 @@
 #   3. mmnm._ext built in place with its CUDA kernels (FORCE_CUDA=1)
 #   4. the CUDA tests (tests/**/test_*.py, -k cuda)
 #   5. .dev_scripts/gpu_checks/check_amp_sr_ste.py (AMP loss scaling of SR-STE)
-#   6. benchmarks/bench_sparse24_inference.py (dense vs 2:4 table)
+#   6. benchmarks/bench_nm_mask.py --device cuda (mask kernel GB/s against
+#      the device's copy bandwidth and nominal peak)
+#   7. benchmarks/bench_train_cost.py: ResNet-50 training step, dense vs 2:4
+#      SR-STE, AMP, batch 32, 224x224, channels_last
+#   8. benchmarks/bench_sparse24_inference.py (dense vs 2:4 table)
 # Each step runs under a time limit, logs to $OUT/<step>.log (OUT defaults
 # to work_dirs/gpu_checks) and is timed; a failed step does not stop the
 # later ones; the summary at the end lists them, and the exit status is
@@ -15,8 +19,9 @@
 # machine: the whole run stops after TOTAL_TIMEOUT (720 s = 12 min; each
 # step's limit is cut to what is left, a step with under 15 s left is
 # skipped and counts as failed). Step limits: env 30, wheels 120, deps 60,
-# build 300, ext 30, tests 180, amp 90, bench 240 s; the benchmark runs 5
-# rounds by default (BENCH_ARGS) to stay within its limit.
+# build 300, ext 30, tests 180, amp 90, mask 60, train 150, bench 240 s;
+# the benchmarks run 5 rounds by default (BENCH_ARGS, TRAIN_ARGS) to stay
+# within their limits.
 #
 #   bash .dev_scripts/gpu_checks/run_gpu_checks.sh
 #
@@ -31,8 +36,8 @@
 #
 # Environment: PYTHON (python3), OUT, MMNM_WHEELS (<repo>/.whl),
 # TORCH_CUDA_ARCH_LIST (the GPU's), MAX_JOBS (nproc), BENCH_ARGS
-# ("--rounds 5"), TOTAL_TIMEOUT (720), STEP_TIMEOUT_BUILD/TESTS/AMP/BENCH
-# (300/180/90/240 seconds).
+# ("--rounds 5"), TRAIN_ARGS ("--model-rounds 5"), TOTAL_TIMEOUT (720),
+# STEP_TIMEOUT_BUILD/TESTS/AMP/MASK/TRAIN/BENCH (300/180/90/60/150/240 s).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -164,6 +169,14 @@ step tests "${STEP_TIMEOUT_TESTS:-180}" "$PYTHON" -m pytest -q -rs \
 
 step amp_sr_ste "${STEP_TIMEOUT_AMP:-90}" \
     "$PYTHON" .dev_scripts/gpu_checks/check_amp_sr_ste.py
+
+step mask "${STEP_TIMEOUT_MASK:-60}" "$PYTHON" benchmarks/bench_nm_mask.py \
+    --device cuda --repeats 5
+
+# shellcheck disable=SC2086
+step train "${STEP_TIMEOUT_TRAIN:-150}" "$PYTHON" \
+    benchmarks/bench_train_cost.py --sections resnet --device cuda --amp \
+    --channels-last --batch 32 ${TRAIN_ARGS:---model-rounds 5}
 
 # shellcheck disable=SC2086
 step bench "${STEP_TIMEOUT_BENCH:-240}" "$PYTHON" \

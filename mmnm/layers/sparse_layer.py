@@ -164,19 +164,26 @@ class NMSparseMixin:
         recomputed only when :func:`weight_stamp` says the weight may have
         changed, so that gradient accumulation and evaluation compute one
         mask per weight update. The cache holds one masked copy of the
-        weight."""
+        weight, rewritten in place (a graph still holding the old values
+        fails loudly at backward)."""
         stamp = weight_stamp(self.weight)
         if stamp == self._mask_stamp and self.mask is not None:
             return self.mask, self._masked
         weight = self.weight.detach()
+        # a new tensor of the weight's size costs more in page faults than
+        # the mask itself: reuse the last one
+        out = self._masked
+        if out is None or out.shape != weight.shape or \
+                out.dtype != weight.dtype or out.device != weight.device:
+            out = None
         if self.mask_frozen and self.mask is not None:
             self.mask = self.mask.to(weight.device)
-            self._masked = weight * self.mask
+            self._masked = torch.mul(weight, self.mask, out=out)
         else:
             nm = self.nm
             self.mask, self._masked = nm_mask(weight, nm.n,
                                               nm.m, nm.orientation,
-                                              self.describe(), True)
+                                              self.describe(), True, out)
         self._mask_stamp = stamp
         return self.mask, self._masked
 

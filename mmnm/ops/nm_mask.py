@@ -109,10 +109,14 @@ def nm_mask(
         m: int,
         orientation: str = 'channel',
         name: Optional[str] = None,
-        return_masked: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+        return_masked: bool = False,
+        out: Optional[Tensor] = None) -> Union[Tensor, Tuple[Tensor, Tensor]]:
     """Boolean mask keeping the ``n`` largest-magnitude weights of every
     group of ``m`` (see :func:`group_view` for the groups); with
-    ``return_masked`` also ``weight * mask``, computed in the same pass.
+    ``return_masked`` also ``weight * mask``, computed in the same pass and
+    written into ``out`` if given (a contiguous tensor like ``weight``,
+    reused so that no new memory is touched; its version is bumped, so a
+    graph that saved it fails loudly instead of using the new values).
 
     Ties keep the lowest index. Runs the compiled kernel of ``mmnm._ext``
     where it applies, else :func:`nm_mask_torch`; both give identical
@@ -125,22 +129,34 @@ def nm_mask(
         grouped = group_view(weight.detach(), m, orientation)
     except (TypeError, ValueError) as err:
         raise type(err)(f'{prefix}{err}') from None
+    grouped_out = None
+    if out is not None:
+        if not return_masked or out.shape != weight.shape or \
+                out.dtype != weight.dtype or out.device != weight.device \
+                or not out.is_contiguous():
+            raise ValueError(f'{prefix}out must be a contiguous tensor of '
+                             'the weight\'s shape, dtype and device, given '
+                             'with return_masked=True')
+        grouped_out = out.view(grouped.shape)
     ext = load_ext()
     if ext is not None and m in EXT_GROUP_SIZES and \
             (grouped.device.type == 'cpu' or ext_has_cuda(ext)):
         try:
             outputs = ext.nm_mask_forward(grouped.contiguous(), n,
-                                          return_masked)
+                                          return_masked, grouped_out)
         except RuntimeError as err:
             if 'NaN/Inf' not in str(err):
                 raise
             raise _non_finite_error(weight, prefix) from None
+        if out is not None:
+            torch.autograd.graph.increment_version(out)
     else:
         if grouped.numel() and not torch.isfinite(grouped.abs().amax()):
             raise _non_finite_error(weight, prefix)
         keep = nm_mask_torch(grouped, n)
-        outputs = [keep, grouped * keep] if return_masked else [keep]
-    outputs = [out.view(weight.shape) for out in outputs]
+        outputs = [keep, torch.mul(grouped, keep, out=grouped_out)] \
+            if return_masked else [keep]
+    outputs = [tensor.view(weight.shape) for tensor in outputs]
     return tuple(outputs) if return_masked else outputs[0]
 
 

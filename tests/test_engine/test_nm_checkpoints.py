@@ -10,6 +10,7 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import FlexibleRunner, Runner
+from nm_reference import reference_mask
 from toy_models import MaskRecorder, ToyConvNet, toy_runner_cfg
 
 from mmnm.conversion import (export_state_dict, save_nm_checkpoint,
@@ -24,16 +25,6 @@ def build(cfg: dict, *hooks: Hook, runner_type=Runner):
     for hook in hooks:
         runner.register_hook(hook)
     return runner
-
-
-def brute_force_mask(weight: torch.Tensor) -> torch.Tensor:
-    """Top-2 |w| of every 4 consecutive input channels, ties to the lowest
-    index (a stable sort of -|w|)."""
-    w = weight.movedim(1, -1)
-    groups = w.reshape(-1, 4).abs()
-    order = torch.sort(-groups, dim=1, stable=True).indices[:, :2]
-    keep = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, order, True)
-    return keep.view(w.shape).movedim(-1, 1)
 
 
 class ParamRecorder(Hook):
@@ -61,10 +52,10 @@ def test_checkpoint_is_the_trained_sparse_model_for_the_stock_model(tmp_path):
     state = checkpoint['state_dict']
     for key in SPARSE_KEYS:
         dense = model.get_parameter(key).detach()
-        expected = dense * brute_force_mask(dense)
+        expected = dense * reference_mask(dense)
         assert torch.equal(state[key], expected), key
         # the run trained dense weights: the pruned ones are not zero
-        assert (dense[~brute_force_mask(dense)] != 0).all(), key
+        assert (dense[~reference_mask(dense)] != 0).all(), key
 
     stock = ToyConvNet()  # no mmnm layer, no hook
     stock.load_state_dict(state, strict=True)
@@ -98,9 +89,9 @@ def test_dense_checkpoint_in_load_from_gives_its_own_masks(tmp_path):
         toy_runner_cfg(str(tmp_path), max_iters=1, load_from=path), recorder)
     runner.train()
     assert torch.equal(recorder.masks[0]['conv'],
-                       brute_force_mask(plain.conv.weight.detach()))
+                       reference_mask(plain.conv.weight.detach()))
     assert torch.equal(recorder.masks[0]['head'],
-                       brute_force_mask(plain.head.weight.detach()))
+                       reference_mask(plain.head.weight.detach()))
 
 
 def test_legacy_checkpoint_resumes_as_the_uninterrupted_run(tmp_path):
@@ -153,7 +144,7 @@ def test_export_cannot_be_resumed_but_fine_tunes(tmp_path):
         toy_runner_cfg(str(tmp_path / 'ft'), max_iters=1, load_from=export),
         recorder).train()
     conv = torch.load(export)['state_dict']['conv.weight']
-    assert torch.equal(recorder.masks[0]['conv'], brute_force_mask(conv))
+    assert torch.equal(recorder.masks[0]['conv'], reference_mask(conv))
 
 
 def test_flexible_runner_writes_and_resumes_nm_checkpoints(tmp_path):
@@ -170,7 +161,7 @@ def test_flexible_runner_writes_and_resumes_nm_checkpoints(tmp_path):
     part.train()
     state = torch.load(tmp_path / 'part' / 'iter_2.pth')['state_dict']
     conv = part.model.conv.weight.detach()
-    assert torch.equal(state['conv.weight'], conv * brute_force_mask(conv))
+    assert torch.equal(state['conv.weight'], conv * reference_mask(conv))
     recorder = MaskRecorder()
     build(
         toy_runner_cfg(
@@ -283,4 +274,4 @@ def test_sr_ste_wrapper_without_hook_stops_the_run(tmp_path):
     assert isinstance(runner.model.conv, NMSparseMixin)
     state = torch.load(tmp_path / 'iter_1.pth')['state_dict']
     conv = runner.model.conv.weight.detach()
-    assert torch.equal(state['conv.weight'], conv * brute_force_mask(conv))
+    assert torch.equal(state['conv.weight'], conv * reference_mask(conv))

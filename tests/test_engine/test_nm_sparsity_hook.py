@@ -76,11 +76,11 @@ def test_non_nm_weight_stops_the_run_naming_the_layer(tmp_path, monkeypatch):
     import mmnm.layers.sparse_layer as sparse_layer
     real_nm_mask = sparse_layer.nm_mask
 
-    def keep_all_in_conv(weight, n, m, orientation, name, return_masked):
+    def keep_all_in_conv(weight, n, m, orientation, name, *args):
         if name != "layer 'conv'":
-            return real_nm_mask(weight, n, m, orientation, name, return_masked)
+            return real_nm_mask(weight, n, m, orientation, name, *args)
         keep = torch.ones_like(weight, dtype=torch.bool)
-        return (keep, weight.clone()) if return_masked else keep
+        return (keep, weight.clone()) if args and args[0] else keep
 
     monkeypatch.setattr(sparse_layer, 'nm_mask', keep_all_in_conv)
     with pytest.raises(RuntimeError, match=r"layer 'conv' is not 2:4"):

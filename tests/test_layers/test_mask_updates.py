@@ -200,3 +200,15 @@ def test_copies_and_exports_do_not_share_the_cache():
         model.conv(x), plain_forward(model.conv, x, expected))
     torch.testing.assert_close(
         copied.conv(x), plain_forward(model.conv, x, -3 * expected))
+
+
+def test_backward_through_a_rewritten_masked_weight_fails_loudly():
+    """The masked weight is rewritten in place at the next weight update:
+    a graph built before it cannot silently use the new values."""
+    model = Net()
+    stale_loss = model(inputs()).square().mean()
+    with torch.no_grad():
+        model.conv.weight.mul_(-2)
+    model(inputs())
+    with pytest.raises(RuntimeError, match='modified inplace'):
+        stale_loss.backward()

@@ -475,3 +475,50 @@ def test_parse_error_messages():
         NMPattern.parse('2-4')
     with pytest.raises(ValueError, match=r'cannot parse N:M pattern .*k'):
         NMPattern.parse(dict(n=2, m=4, k=1))
+
+
+@pytest.fixture(params=['ext', 'torch'])
+def mask_path(request, monkeypatch):
+    """Runs a test on the compiled kernel and on the PyTorch path."""
+    import importlib
+
+    from mmnm.ops import ext_available
+    module = importlib.import_module('mmnm.ops.nm_mask')
+    if request.param == 'ext' and not ext_available():
+        pytest.skip('mmnm._ext not built')
+    if request.param == 'torch':
+        monkeypatch.setattr(module, 'load_ext', lambda: None)
+    return request.param
+
+
+@pytest.mark.parametrize('shape', [(8, 16, 3, 3), (12, 32)])
+def test_masked_weight_written_into_out(mask_path, shape):
+    weight = torch.randn(shape)
+    out = torch.full_like(weight, float('nan'))
+    version = out._version
+    mask, masked = nm_mask(weight, 2, 4, return_masked=True, out=out)
+    assert masked.data_ptr() == out.data_ptr()
+    assert torch.equal(out, weight * mask)
+    assert torch.equal(mask, nm_mask(weight, 2, 4))
+    # autograd sees the write: a graph that saved `out` cannot use it
+    assert out._version > version
+
+
+def test_out_that_does_not_fit_is_refused(mask_path):
+    weight = torch.randn(8, 16)
+    for bad in (torch.empty(8, 8), torch.empty(8, 16, dtype=torch.float64),
+                torch.empty(16, 8).t()):
+        with pytest.raises(ValueError, match='fc: out must be a contiguous'):
+            nm_mask(weight, 2, 4, name='fc', return_masked=True, out=bad)
+    with pytest.raises(ValueError, match='return_masked=True'):
+        nm_mask(weight, 2, 4, out=torch.empty(8, 16))
+
+
+def test_out_must_not_be_the_weight():
+    from mmnm.ops import ext_available
+    from mmnm.ops.ext_loader import load_ext
+    if not ext_available():
+        pytest.skip('mmnm._ext not built')
+    grouped = torch.randn(8, 4, 4, 1)
+    with pytest.raises(RuntimeError, match='must not be the weight'):
+        load_ext().nm_mask_forward(grouped, 2, True, grouped)

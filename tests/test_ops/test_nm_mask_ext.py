@@ -56,10 +56,13 @@ def test_kernel_rejects_bad_arguments():
 
 @pytest.mark.parametrize('n', [1, 2, 3])
 @pytest.mark.parametrize('shape', [(37, 12, 1, 1), (64, 64, 3, 3),
-                                   (9, 8, 5, 5), (23, 4, 2, 7), (129, 36)])
+                                   (9, 8, 5, 5), (23, 4, 2, 7), (129, 36),
+                                   (8, 8, 1, 2), (6, 8, 1, 3)])
 def test_vectorised_m4_float_path_equals_torch_path(n, shape):
-    """float32 M=4 runs a SIMD path: vector blocks plus scalar tails, split
-    across threads at arbitrary rows."""
+    """float32 M=4 runs a SIMD path: vector blocks (the last one of a row
+    overlapping the one before when the row length is not a multiple of 4),
+    scalar code for rows shorter than 4, split across threads at arbitrary
+    rows."""
     gen = torch.Generator().manual_seed(sum(shape) + n)
     weight = torch.randn(shape, generator=gen)
     weight[torch.rand(shape, generator=gen) < 0.2] = 0.5  # ties

@@ -15,9 +15,12 @@ void nm_mask_cuda(const at::Tensor& grouped, at::Tensor& keep,
 
 // Mask (and, if with_masked, the masked weight) of a contiguous
 // (A, G, M, B) grouped weight view: keep the n largest magnitudes of each
-// [a, g, :, b] group, ties to the lower index.
-std::vector<at::Tensor> nm_mask_forward(const at::Tensor& grouped, int64_t n,
-                                        bool with_masked) {
+// [a, g, :, b] group, ties to the lower index. The masked weight is written
+// into masked_out when given (a reused buffer: no allocation, so no page
+// faults), else into a new tensor.
+std::vector<at::Tensor> nm_mask_forward(
+    const at::Tensor& grouped, int64_t n, bool with_masked,
+    const c10::optional<at::Tensor>& masked_out) {
   TORCH_CHECK(grouped.dim() == 4,
               "nm_mask: expected an (A, G, M, B) grouped view, got ",
               grouped.dim(), " dims");
@@ -26,7 +29,20 @@ std::vector<at::Tensor> nm_mask_forward(const at::Tensor& grouped, int64_t n,
   TORCH_CHECK(1 <= n && n < m, "nm_mask: need 1 <= N < M, got ", n, ":", m);
   at::Tensor keep = at::empty_like(grouped, grouped.options().dtype(at::kBool));
   c10::optional<at::Tensor> masked;
-  if (with_masked) masked = at::empty_like(grouped);
+  if (masked_out.has_value()) {
+    TORCH_CHECK(with_masked, "nm_mask: masked_out needs with_masked=True");
+    const at::Tensor& out = *masked_out;
+    TORCH_CHECK(out.sizes() == grouped.sizes() &&
+                    out.scalar_type() == grouped.scalar_type() &&
+                    out.device() == grouped.device() && out.is_contiguous(),
+                "nm_mask: masked_out must be a contiguous tensor of the "
+                "grouped view's shape, dtype and device");
+    TORCH_CHECK(out.data_ptr() != grouped.data_ptr(),
+                "nm_mask: masked_out must not be the weight itself");
+    masked = out;
+  } else if (with_masked) {
+    masked = at::empty_like(grouped);
+  }
   if (grouped.numel() > 0) {
     if (grouped.is_cuda()) {
 #ifdef MMNM_WITH_CUDA

@@ -109,7 +109,14 @@ bool nm_mask_4_strided(const float* w, bool* keep, float* masked,
   for (int64_t row = begin; row < end; ++row) {
     const int64_t base = row * 4 * inner;
     int64_t b = 0;
-    for (; b + 4 <= inner; b += 4) {
+    for (; b < inner; b += 4) {
+      // the last step of a row whose length is not a multiple of 4 (3x3
+      // kernels: 9) overlaps the one before: it rewrites the same values,
+      // cheaper than a scalar tail
+      if (b + 4 > inner) {
+        if (inner < 4) break;
+        b = inner - 4;
+      }
       __m128 a[4];
       for (int j = 0; j < 4; ++j) a[j] = _mm_loadu_ps(w + base + j * inner + b);
       const Rank4 r = rank4(a, n);

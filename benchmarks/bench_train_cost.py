@@ -1,0 +1,465 @@
+"""Dense vs N:M (2:4 SR-STE) training cost, measured side by side in one run.
+
+Three sections, each a training step timed for the dense and the sparse
+version in alternating rounds (so that machine noise hits both alike),
+reported as the ratio of the medians and the median of the paired ratios:
+
+1. layers: one Conv2d / Linear of the demo models, ResNet-50 (batch 2,
+   224x224) and a ViT-B block (2 x 197 tokens), trained alone (forward with
+   an input that needs its gradient, backward, SGD step through
+   OptimWrapper vs SRSTEOptimWrapper);
+2. ResNet-50 (mmdet's, every conv but the 3-channel stem 2:4): forward,
+   backward and SGD step, batch 2, 224x224;
+3. the demo Mask R-CNN (configs/demo/mask-rcnn_r18_fpn_2-4_shapes-64x64.py
+   vs its dense twin): ``model.train_step`` on one batch of the generated
+   shapes data.
+
+The sparse extra is split into its parts, each timed alone on the same
+weights (for a model: summed over its sparse layers, once per step): the
+mask (``nm_mask``), the masked weight (what writing ``W * mask`` in the
+same pass adds), the straight-through weight of a forward (cached-mask
+check and autograd node, forward and backward) and the SR-STE term; "rest"
+is what the parts leave unexplained.
+
+    python benchmarks/bench_train_cost.py [--rounds 15] [--model-rounds 8]
+    python benchmarks/bench_train_cost.py --tiny   # seconds; CI runs this
+    # the GPU check: ResNet-50 with AMP, batch 32, channels_last
+    python benchmarks/bench_train_cost.py --sections resnet --device cuda \
+        --amp --channels-last --batch 32
+"""
+import argparse
+import copy
+import math
+import statistics
+import tempfile
+import time
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import torch
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
+from torch import nn
+
+from mmnm.conversion import find_sparse_layers, sparsify_model
+from mmnm.engine import AmpSRSTEOptimWrapper, SRSTEOptimWrapper
+from mmnm.layers import NMSparseMixin, SparseConv, SparseLinear
+from mmnm.ops import add_sr_ste_term_, nm_mask
+
+LAMBDA_W = 2e-4
+TARGETS = {'layer': 1.10, 'resnet': 1.03, 'mask_rcnn': 1.05}
+
+# (name, layer kind, constructor arguments, input shape)
+LAYERS = [
+    ('demo R18 layer1 3x3 64-64', 'conv', (64, 64, 3, 1, 1), (8, 64, 16, 16)),
+    ('demo R18 layer3 3x3 256-256', 'conv', (256, 256, 3, 1, 1), (8, 256, 4,
+                                                                  4)),
+    ('demo mask head 3x3 64-64', 'conv', (64, 64, 3, 1, 1), (64, 64, 14, 14)),
+    ('demo bbox fc 3136-256', 'linear', (3136, 256), (1024, 3136)),
+    ('R50 layer1 3x3 64-64', 'conv', (64, 64, 3, 1, 1), (2, 64, 56, 56)),
+    ('R50 layer3 1x1 1024-256', 'conv', (1024, 256, 1), (2, 1024, 14, 14)),
+    ('R50 layer3 3x3 256-256', 'conv', (256, 256, 3, 1, 1), (2, 256, 14, 14)),
+    ('R50 layer4 3x3 512-512', 'conv', (512, 512, 3, 1, 1), (2, 512, 7, 7)),
+    ('ViT-B qkv 768-2304', 'linear', (768, 2304), (394, 768)),
+    ('ViT-B fc1 768-3072', 'linear', (768, 3072), (394, 768)),
+    ('ViT-B fc2 3072-768', 'linear', (3072, 768), (394, 3072)),
+]
+TINY_LAYERS = [
+    ('tiny 3x3 16-16', 'conv', (16, 16, 3, 1, 1), (2, 16, 8, 8)),
+    ('tiny fc 64-32', 'linear', (64, 32), (8, 64)),
+]
+PLAIN = {'conv': nn.Conv2d, 'linear': nn.Linear}
+SPARSE = {'conv': SparseConv, 'linear': SparseLinear}
+
+
+# ----------------------------------------------------------------------
+# timing
+# ----------------------------------------------------------------------
+def repeats_for(fn: Callable[[], None], seconds: float = 0.005) -> int:
+    """How many calls of ``fn`` take at least ``seconds``."""
+    fn()
+    took = time_call(fn, 1)
+    return max(1, math.ceil(seconds / max(took, 1e-9)))
+
+
+def synchronize() -> None:
+    """Wait for the GPU's queued work (times would measure launches)."""
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def time_call(fn: Callable[[], None], repeats: int) -> float:
+    """Seconds per call of ``fn``, over ``repeats`` calls."""
+    synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    synchronize()
+    return (time.perf_counter() - start) / repeats
+
+
+def side_by_side(steps: Dict[str, Callable[[], None]], rounds: int,
+                 repeats: int) -> Dict[str, List[float]]:
+    """Times of each step over ``rounds`` rounds, the order of the steps
+    alternating from round to round."""
+    times = {name: [] for name in steps}
+    names = list(steps)
+    for index in range(rounds):
+        for name in (names if index % 2 == 0 else names[::-1]):
+            times[name].append(time_call(steps[name], repeats))
+    return times
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def ratios(times: Dict[str, List[float]]) -> Tuple[float, float, float, float]:
+    """Dense median, sparse median, ratio of medians, median of the paired
+    ratios."""
+    dense, sparse = times.values()
+    paired = median([s / d for d, s in zip(dense, sparse)])
+    return median(dense), median(sparse), median(sparse) / median(dense), \
+        paired
+
+
+# ----------------------------------------------------------------------
+# the parts of the sparse extra
+# ----------------------------------------------------------------------
+def part_times(layers: Sequence[NMSparseMixin],
+               rounds: int) -> Dict[str, float]:
+    """Seconds per step of each part of the sparse extra, summed over
+    ``layers`` (medians of ``rounds``)."""
+    parts = {name: 0.0 for name in ('mask', 'masked', 'ste', 'sr_ste')}
+    for layer in layers:
+        weight = layer.weight.detach()
+        nm = layer.nm
+        grad = torch.randn_like(weight)
+        mask = nm_mask(weight, nm.n, nm.m, nm.orientation)
+        layer.update_mask()
+
+        def ste_step(layer=layer, grad=grad):
+            layer.weight.grad = None
+            layer.ste_weight().backward(grad)
+
+        def leaf_step(layer=layer, grad=grad):
+            layer.weight.grad = None
+            layer.weight.backward(grad)
+
+        steps = {
+            'mask':
+            lambda: nm_mask(weight, nm.n, nm.m, nm.orientation),
+            'mask+masked':
+            lambda: nm_mask(weight, nm.n, nm.m, nm.orientation, None, True),
+            'ste':
+            ste_step,
+            'leaf':
+            leaf_step,
+            'sr_ste':
+            lambda: add_sr_ste_term_(grad, weight, mask, LAMBDA_W),
+        }
+        repeats = repeats_for(steps['mask+masked'], 0.002)
+        times = {
+            name: median(values)
+            for name, values in side_by_side(steps, rounds, repeats).items()
+        }
+        layer.weight.grad = None
+        parts['mask'] += times['mask']
+        parts['masked'] += max(0.0, times['mask+masked'] - times['mask'])
+        parts['ste'] += max(0.0, times['ste'] - times['leaf'])
+        parts['sr_ste'] += times['sr_ste']
+    return parts
+
+
+# ----------------------------------------------------------------------
+# steps
+# ----------------------------------------------------------------------
+def sgd(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(
+        model.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4)
+
+
+def wrappers(dense: nn.Module,
+             sparse: nn.Module,
+             amp: bool = False) -> Tuple[OptimWrapper, SRSTEOptimWrapper]:
+    """Dense and SR-STE optim wrappers (their AMP versions with ``amp``)."""
+    if amp:
+        return AmpOptimWrapper(optimizer=sgd(dense)), AmpSRSTEOptimWrapper(
+            optimizer=sgd(sparse), lambda_w=LAMBDA_W)
+    return OptimWrapper(sgd(dense)), SRSTEOptimWrapper(
+        optimizer=sgd(sparse), lambda_w=LAMBDA_W)
+
+
+def backward_step(model: nn.Module, wrapper: OptimWrapper,
+                  run: Callable[[], Sequence[torch.Tensor]],
+                  grads: Sequence[torch.Tensor]) -> Callable[[], None]:
+    """Forward (inside the wrapper's context), backward of ``grads``, step
+    (with the SR-STE term for an SR-STE wrapper)."""
+
+    def step() -> None:
+        with wrapper.optim_context(model):
+            outputs = run()
+        torch.autograd.backward(outputs, grads)
+        wrapper.step()
+        wrapper.zero_grad()
+
+    return step
+
+
+def layer_pair(kind: str, args: tuple) -> Tuple[nn.Module, nn.Module]:
+    torch.manual_seed(0)
+    dense = PLAIN[kind](*args)
+    sparse = SPARSE[kind](*args, n=2, m=4, name='layer')
+    sparse.load_state_dict(dense.state_dict())
+    return dense, sparse
+
+
+def bench_layers(specs, rounds: int) -> List[dict]:
+    rows = []
+    for name, kind, args, shape in specs:
+        dense, sparse = layer_pair(kind, args)
+        dense_wrapper, sparse_wrapper = wrappers(dense, sparse)
+        x = torch.randn(shape, requires_grad=True)
+        grad = torch.randn_like(dense(x))
+
+        def run(model):
+            x.grad = None
+            return [model(x)]
+
+        steps = {
+            'dense':
+            backward_step(dense, dense_wrapper, lambda: run(dense), [grad]),
+            '2:4':
+            backward_step(sparse, sparse_wrapper, lambda: run(sparse), [grad]),
+        }
+        repeats = repeats_for(steps['dense'])
+        times = side_by_side(steps, rounds, repeats)
+        rows.append(
+            dict(name=name, times=times, parts=part_times([sparse], rounds)))
+    return rows
+
+
+def loss_step(model: nn.Module, wrapper: OptimWrapper,
+              images: torch.Tensor) -> Callable[[], None]:
+    """``update_params`` of the mean of the model's outputs (loss scaling
+    and the SR-STE term as in training)."""
+
+    def step() -> None:
+        with wrapper.optim_context(model):
+            outputs = model(images)
+            if isinstance(outputs, torch.Tensor):
+                outputs = [outputs]
+            loss = sum(out.float().mean() for out in outputs)
+        wrapper.update_params(loss)
+
+    return step
+
+
+class Bottleneck(nn.Module):
+    """ResNet v1.5 bottleneck (stride in the 3x3 conv), as mmdet's."""
+
+    def __init__(self, cin: int, width: int, stride: int) -> None:
+        super().__init__()
+        cout = 4 * width
+        self.convs = nn.Sequential(
+            nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.downsample = nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False),
+            nn.BatchNorm2d(cout)) if stride != 1 or cin != cout else None
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        return torch.relu(self.convs(x) + identity)
+
+
+def plain_resnet50() -> nn.Module:
+    """ResNet-50 without its classifier, in plain PyTorch: the GPU check's
+    machine may lack mmdet (or mmcv's ops, which importing mmdet needs)."""
+    layers = [
+        nn.Conv2d(3, 64, 7, 2, 3, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2, 1)
+    ]
+    cin = 64
+    for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2),
+                                  (512, 3, 2)):
+        for index in range(blocks):
+            layers.append(Bottleneck(cin, width, stride if index == 0 else 1))
+            cin = 4 * width
+    return nn.Sequential(*layers)
+
+
+def resnet(depth: int) -> Tuple[nn.Module, str]:
+    """mmdet's ResNet of ``depth`` (outputs: the 4 stages), else the plain
+    ResNet-50 (output: the last stage)."""
+    try:
+        from mmdet.models.backbones import ResNet
+    except ImportError as err:
+        if depth != 50:
+            raise
+        print(f'mmdet not importable ({err}): plain PyTorch ResNet-50')
+        return plain_resnet50(), 'plain PyTorch'
+    return ResNet(depth=depth), 'mmdet'
+
+
+def bench_resnet(depth: int, batch: int, size: int, rounds: int, device: str,
+                 amp: bool, channels_last: bool) -> dict:
+    torch.manual_seed(0)
+    dense, source = resnet(depth)
+    memory_format = torch.channels_last if channels_last else \
+        torch.contiguous_format
+    dense.to(device, memory_format=memory_format)
+    sparse = copy.deepcopy(dense)
+    sparsify_model(sparse, '2:4')
+    dense_wrapper, sparse_wrapper = wrappers(dense, sparse, amp)
+    images = torch.randn(
+        batch, 3, size, size,
+        device=device).contiguous(memory_format=memory_format)
+    steps = {
+        'dense': loss_step(dense, dense_wrapper, images),
+        '2:4': loss_step(sparse, sparse_wrapper, images),
+    }
+    for step in steps.values():  # warm-up
+        step()
+    times = side_by_side(steps, rounds, 1)
+    layers = find_sparse_layers(sparse)
+    extras = ''.join(f', {flag}'
+                     for flag, on in (('AMP', amp), ('channels_last',
+                                                     channels_last),
+                                      (device, True)) if on)
+    return dict(
+        name=f'ResNet-{depth} ({source}) step, batch {batch}, '
+        f'{size}x{size}{extras} ({len(layers)} layers 2:4)',
+        times=times,
+        parts=part_times(layers, 3))
+
+
+def bench_mask_rcnn(rounds: int, images: int) -> dict:
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import Runner
+
+    from mmnm.apis import (build_model, config_sparsity, load_config,
+                           redirect_data_root)
+    from mmnm.datasets import generate_shapes_dataset
+    config = 'configs/demo/mask-rcnn_r18_fpn_2-4_shapes-64x64.py'
+    cfg = load_config(config)
+    init_default_scope(cfg.default_scope)
+    with tempfile.TemporaryDirectory() as root:
+        generate_shapes_dataset(root, splits={'train': images})
+        redirect_data_root(cfg, root)
+        cfg.train_dataloader.batch_size = images
+        cfg.train_dataloader.num_workers = 0
+        cfg.train_dataloader.persistent_workers = False
+        batch = next(iter(Runner.build_dataloader(cfg.train_dataloader)))
+    torch.manual_seed(0)
+    dense = build_model(cfg)  # PyTorch's initialisation: no init log
+    sparse = copy.deepcopy(dense)
+    sparsify_model(sparse, **config_sparsity(cfg))
+    dense.train()
+    sparse.train()
+    dense_wrapper, sparse_wrapper = wrappers(dense, sparse)
+
+    def train_step(model, wrapper):
+
+        def step() -> None:
+            torch.manual_seed(0)  # the same RPN/RoI sampling in both
+            model.train_step(copy.copy(batch), wrapper)
+
+        return step
+
+    steps = {
+        'dense': train_step(dense, dense_wrapper),
+        '2:4': train_step(sparse, sparse_wrapper),
+    }
+    for step in steps.values():  # warm-up
+        step()
+    times = side_by_side(steps, rounds, 1)
+    layers = find_sparse_layers(sparse)
+    return dict(
+        name=f'demo Mask R-CNN iteration, batch {images} '
+        f'({len(layers)} layers 2:4)',
+        times=times,
+        parts=part_times(layers, 3))
+
+
+# ----------------------------------------------------------------------
+# report
+# ----------------------------------------------------------------------
+HEADER = (f'{"":<44} {"dense ms":>9} {"2:4 ms":>9} {"ratio":>6} '
+          f'{"paired":>6} | {"extra":>7} {"mask":>6} {"masked":>6} '
+          f'{"STE":>6} {"SR-STE":>6} {"rest":>7}  (us) target')
+
+
+def report(row: dict, target: float) -> bool:
+    dense, sparse, ratio, paired = ratios(row['times'])
+    parts = row['parts']
+    extra = sparse - dense
+    rest = extra - sum(parts.values())
+    ok = ratio <= target
+    print(f'{row["name"]:<44} {1e3 * dense:9.3f} {1e3 * sparse:9.3f} '
+          f'{ratio:6.3f} {paired:6.3f} | {1e6 * extra:7.0f} '
+          f'{1e6 * parts["mask"]:6.0f} {1e6 * parts["masked"]:6.0f} '
+          f'{1e6 * parts["ste"]:6.0f} {1e6 * parts["sr_ste"]:6.0f} '
+          f'{1e6 * rest:7.0f}  <= {target:.2f} {"ok" if ok else "MISSED"}')
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--rounds', type=int, default=15)
+    parser.add_argument('--model-rounds', type=int, default=8)
+    parser.add_argument(
+        '--tiny',
+        action='store_true',
+        help='tiny shapes, ResNet-18 at 64x64, 2 rounds: checks that the '
+        'script runs (CI), measures nothing')
+    parser.add_argument(
+        '--device', default='cpu', help='where the ResNet section runs')
+    parser.add_argument(
+        '--amp', action='store_true', help='ResNet section: fp16 AMP')
+    parser.add_argument(
+        '--channels-last',
+        action='store_true',
+        help='ResNet section: channels_last memory format')
+    parser.add_argument(
+        '--batch', type=int, default=2, help='ResNet section batch size')
+    parser.add_argument(
+        '--size', type=int, default=224, help='ResNet section image size')
+    parser.add_argument(
+        '--sections',
+        default='layers,resnet,mask_rcnn',
+        help='comma-separated subset of layers, resnet, mask_rcnn')
+    args = parser.parse_args()
+    sections = args.sections.split(',')
+    if args.tiny:
+        args.rounds = args.model_rounds = 2
+    print(f'{torch.get_num_threads()} threads; times are medians of '
+          f'alternating rounds ({args.rounds} per layer, '
+          f'{args.model_rounds} per model)')
+    print(HEADER)
+    missed = []
+    if 'layers' in sections:
+        for row in bench_layers(TINY_LAYERS if args.tiny else LAYERS,
+                                args.rounds):
+            if not report(row, TARGETS['layer']):
+                missed.append(row['name'])
+    if 'resnet' in sections:
+        depth, batch, size = (18, 2, 64) if args.tiny else \
+            (50, args.batch, args.size)
+        row = bench_resnet(depth, batch, size, args.model_rounds, args.device,
+                           args.amp, args.channels_last)
+        if not report(row, TARGETS['resnet']):
+            missed.append(row['name'])
+    if 'mask_rcnn' in sections:
+        row = bench_mask_rcnn(args.model_rounds, 1 if args.tiny else 8)
+        if not report(row, TARGETS['mask_rcnn']):
+            missed.append(row['name'])
+    print('all targets met' if not missed else
+          f'{len(missed)} target(s) missed: {", ".join(missed)}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,62 @@
+"""benchmarks/bench_train_cost.py runs (on tiny shapes, so that it cannot
+rot) and its plain-PyTorch ResNet-50 fallback is mmdet's architecture."""
+import os.path as osp
+import re
+import subprocess
+import sys
+
+import torch
+
+import mmnm
+
+REPO = osp.dirname(osp.dirname(mmnm.__file__))
+SCRIPT = osp.join(REPO, 'benchmarks', 'bench_train_cost.py')
+# name, dense ms, 2:4 ms, ratio, paired, |, extra, mask, masked, STE, SR-STE
+ROW = re.compile(r'^(?P<name>.+?)\s+(?P<dense>[\d.]+)\s+(?P<sparse>[\d.]+)'
+                 r'\s+(?P<ratio>[\d.]+)\s+(?P<paired>[\d.]+) \|'
+                 r'(?P<parts>(\s+-?\d+){6})\s+<= [\d.]+ (ok|MISSED)$')
+
+
+def test_tiny_run_prints_every_section():
+    result = subprocess.run([sys.executable, SCRIPT, '--tiny'],
+                            cwd=REPO,
+                            capture_output=True,
+                            text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {
+        match['name'].strip(): match
+        for match in map(ROW.match, result.stdout.splitlines()) if match
+    }
+    names = list(rows)
+    assert names[:2] == ['tiny 3x3 16-16', 'tiny fc 64-32'], names
+    assert any(name.startswith('ResNet-18 (mmdet) step') for name in names)
+    assert any(name.startswith('demo Mask R-CNN iteration') for name in names)
+    for name, row in rows.items():
+        dense, sparse = float(row['dense']), float(row['sparse'])
+        assert dense > 0 and sparse > 0, name
+        assert abs(float(row['ratio']) -
+                   sparse / dense) < 2e-3 + 0.01 * (sparse / dense), name
+        mask, masked, ste, sr_ste = map(int, row['parts'].split()[1:5])
+        assert mask > 0 and sr_ste > 0, name
+    assert 'target' in result.stdout.splitlines()[-1]
+
+
+def test_plain_resnet50_matches_mmdet():
+    sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+    try:
+        from bench_train_cost import plain_resnet50
+    finally:
+        sys.path.pop(0)
+    from mmdet.models.backbones import ResNet
+    plain = [
+        tuple(m.weight.shape) for m in plain_resnet50().modules()
+        if isinstance(m, torch.nn.Conv2d)
+    ]
+    reference = [
+        tuple(m.weight.shape) for m in ResNet(depth=50).modules()
+        if isinstance(m, torch.nn.Conv2d)
+    ]
+    assert sorted(plain) == sorted(reference)
+    image = torch.randn(1, 3, 64, 64)
+    assert plain_resnet50()(image).shape == ResNet(depth=50)(image)[-1].shape
