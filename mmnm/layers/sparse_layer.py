@@ -174,7 +174,8 @@ class NMSparseMixin:
         # the mask itself: reuse the last one
         out = self._masked
         if out is None or out.shape != weight.shape or \
-                out.dtype != weight.dtype or out.device != weight.device:
+                out.dtype != weight.dtype or out.device != weight.device or \
+                out.is_inference() != torch.is_inference_mode_enabled():
             out = None
         if self.mask_frozen and self.mask is not None:
             self.mask = self.mask.to(weight.device)

@@ -24,6 +24,7 @@ call :func:`invalidate_masks` afterwards.
 """
 from typing import Hashable, Tuple
 
+import torch
 from torch import Tensor
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
@@ -46,5 +47,7 @@ register_optimizer_step_post_hook(_after_optimizer_step)
 def weight_stamp(weight: Tensor) -> Tuple[Hashable, ...]:
     """What a cached mask of ``weight`` depends on; equal stamps mean the
     weight cannot have changed (except through ``.data`` in place)."""
+    # a mask made under torch.inference_mode() cannot serve autograd
     return (_generation, id(weight), weight._version, weight.data_ptr(),
-            weight.dtype, weight.device, weight.shape)
+            weight.dtype, weight.device, weight.shape,
+            torch.is_inference_mode_enabled())

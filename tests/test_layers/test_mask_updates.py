@@ -212,3 +212,17 @@ def test_backward_through_a_rewritten_masked_weight_fails_loudly():
     model(inputs())
     with pytest.raises(RuntimeError, match='modified inplace'):
         stale_loss.backward()
+
+
+def test_inference_mode_then_training(mask_calls):
+    """Masks made under torch.inference_mode() are inference tensors:
+    training afterwards gets new ones instead of failing on them."""
+    model = Net()
+    with torch.inference_mode():
+        model(inputs())
+        model(inputs())
+    wrapper = SRSTEOptimWrapper(
+        optimizer=torch.optim.SGD(model.parameters(), lr=1.0))
+    ForwardRecorder(model)
+    train_micro_batches(model, wrapper, 2)
+    assert mask_calls == {"layer 'conv'": 3, "layer 'fc'": 3}
