@@ -13,9 +13,14 @@ under still holds. The stamp changes when
   ``mul_``, ``load_state_dict``: its version counter), replaced
   (``load_state_dict(assign=True)``, a new ``Parameter``), re-allocated
   (``.data = t``, ``.to()``, ``.half()``) or reshaped;
-- :func:`invalidate_masks` is called: mmnm's hook does so around every
-  validation and test (EMA hooks swap weights through ``.data`` there) and
-  after loading a checkpoint.
+- :func:`invalidate_masks` is called: ``NMSparsityHook`` does so around
+  every validation and test (EMA hooks swap weights through ``.data``
+  there); it also invalidates, after every training iteration, the layers
+  whose weight no optimizer updates (``invalidate_mask``: teachers and
+  frozen stages, which hooks rewrite through ``.data``).
+
+Loading a state dict invalidates the layers it loads into, and a restored
+frozen mask its layer.
 
 Writes through ``weight.data`` in place (``layer.weight.data.copy_(t)``)
 bypass the version counter and cannot be seen; code that writes weights
