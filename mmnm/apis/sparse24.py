@@ -11,6 +11,7 @@ from torch import nn
 from mmnm.conversion import weighted_layers
 from mmnm.deploy import (Sparse24Report, convert_to_sparse24,
                          load_sparse24_checkpoint, save_sparse24_checkpoint)
+from mmnm.layers import gemm_weight
 from .config import ConfigType, config_sparsity, load_config
 from .models import (build_model, build_sparse_model, check_output_file,
                      load_weights, writing)
@@ -85,7 +86,11 @@ def convert_checkpoint_to_sparse24(
     load_weights(model, checkpoint,
                  f'the model of {cfg.filename or "the config"}')
 
-    weights = {name: layer.weight for name, layer in weighted_layers(model)}
+    weights = {
+        name: gemm_weight(layer)
+        for name, layer in weighted_layers(model)
+        if gemm_weight(layer) is not None
+    }
     before = model.state_dict()
     try:
         report = convert_to_sparse24(
@@ -106,14 +111,14 @@ def convert_checkpoint_to_sparse24(
     converted = {layer.name for layer in report.sparse_layers}
     kept = [w for name, w in weights.items() if name not in converted]
     sizes = {
-        'Conv/Linear weights': (sum(w.nbytes for w in weights.values()),
-                                sum(w.nbytes
-                                    for w in kept) + report.stored_bytes),
+        'weighted layers\' weights':
+        (sum(w.nbytes for w in weights.values()),
+         sum(w.nbytes for w in kept) + report.stored_bytes),
         '  of the 2:4 layers':
         (sum(weights[name].nbytes for name in converted), report.stored_bytes),
-        'state_dict tensors':
-        (sum(t.nbytes for t in before.values()),
-         sum(t.nbytes for t in model.state_dict().values())),
+        'state_dict tensors': (sum(t.nbytes for t in before.values()),
+                               sum(t.nbytes
+                                   for t in model.state_dict().values())),
         'file': (osp.getsize(checkpoint), osp.getsize(out)),
     }
     return Sparse24Conversion(report, sparse, sizes)

@@ -8,7 +8,8 @@ from .export import (check_nm_state_dict, export_state_dict,
 from .sparsify import (LayerDecision, SparsityReport, find_sparse_layers,
                        sparse_layer_slots, sparsify_model)
 from .surgery import (WEIGHTED_LAYER_TYPES, check_globs, first_match,
-                      module_names, replace_layers, weighted_layers)
+                      is_weighted_layer, module_names, parents, replace_layers,
+                      weighted_layers)
 from .verify import (LayerSparsity, SparsitySummary, measure_sparsity,
                      state_dict_sparsity, verify_nm_sparsity)
 
@@ -18,8 +19,8 @@ __all__ = [
     'pack_mask', 'unpack_mask', 'check_nm_state_dict', 'export_state_dict',
     'save_nm_checkpoint', 'sparse_weight_patterns', 'LayerDecision',
     'LayerSparsity', 'SparsityReport', 'WEIGHTED_LAYER_TYPES', 'check_globs',
-    'first_match', 'module_names', 'replace_layers', 'weighted_layers',
-    'find_sparse_layers', 'measure_sparsity', 'sparse_layer_slots',
-    'sparsify_model', 'state_dict_sparsity', 'SparsitySummary',
-    'verify_nm_sparsity'
+    'first_match', 'is_weighted_layer', 'module_names', 'parents',
+    'replace_layers', 'weighted_layers', 'find_sparse_layers',
+    'measure_sparsity', 'sparse_layer_slots', 'sparsify_model',
+    'state_dict_sparsity', 'SparsitySummary', 'verify_nm_sparsity'
 ]

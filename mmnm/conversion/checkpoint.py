@@ -13,6 +13,7 @@ the pruned values go under ``checkpoint['nm_sparsity']``::
         format=1, mmnm_version='...',
         layers={name: dict(pattern='2:4', orientation='channel',
                            shape=[...], state='sparse' | 'frozen' | 'dense',
+                           weight='weight' | 'in_proj_weight',
                            frozen_mask=<packed bits, if frozen>)},
         pruned={'state_dict': {name: dict(mask=<packed bits>,
                                           values=<the pruned weights>)},
@@ -86,7 +87,8 @@ def encode_nm_checkpoint(checkpoint: dict,
             pattern=f'{layer.nm.n}:{layer.nm.m}',
             orientation=layer.nm.orientation,
             shape=list(layer.weight.shape),
-            state=layer.nm_state)
+            state=layer.nm_state,
+            weight=layer.weight_key)
         if info['state'] == 'frozen':
             info['frozen_mask'] = pack_mask(layer.mask)
         record['layers'][name] = info
@@ -97,7 +99,7 @@ def encode_nm_checkpoint(checkpoint: dict,
             continue
         pruned = {}
         for name, layer in layers.items():
-            key = f'{prefix}{name}.weight'
+            key = f'{prefix}{name}.{layer.weight_key}'
             if key not in weights:
                 continue
             weight = weights[key]
@@ -134,7 +136,8 @@ def decode_nm_checkpoint(checkpoint: dict, source: str) -> Optional[int]:
     for set_key, pruned in record.pop('pruned', {}).items():
         weights = checkpoint.get(set_key)
         for name, entry in pruned.items():
-            key = f'{WEIGHT_SETS[set_key]}{name}.weight'
+            weight_key = layers.get(name, {}).get('weight', 'weight')
+            key = f'{WEIGHT_SETS[set_key]}{name}.{weight_key}'
             if not isinstance(weights, dict) or key not in weights:
                 raise ValueError(f'{source}: {set_key} lacks {key!r}, whose '
                                  f'pruned weights {NM_CHECKPOINT_KEY!r} holds')

@@ -16,7 +16,7 @@ def sparse_weight_patterns(model: nn.Module) -> Dict[str, NMPattern]:
     """``{state_dict key of a sparse weight: its pattern}``, every key of a
     shared layer included."""
     return {
-        f'{name}.weight': layer.nm
+        f'{name}.{layer.weight_key}': layer.nm
         for name, layer in sparse_layer_slots(model).items()
     }
 
@@ -28,7 +28,7 @@ def export_state_dict(model: nn.Module) -> 'OrderedDict[str, Tensor]':
                         for key, value in model.state_dict().items())
     find_sparse_layers(model)  # names the layers for messages
     for name, layer in sparse_layer_slots(model).items():
-        state[f'{name}.weight'] = layer.masked_weight().cpu()
+        state[f'{name}.{layer.weight_key}'] = layer.masked_weight().cpu()
     return state
 
 

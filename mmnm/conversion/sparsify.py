@@ -4,14 +4,16 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
 from torch import nn
 
-from mmnm.layers import NMSparseMixin, ineligibility, sparse_counterpart
+from mmnm.layers import (NMSparseMixin, gemm_weight_shape, ineligibility,
+                         no_counterpart_reason, sparse_counterpart,
+                         weight_reader)
 from mmnm.pattern import NMPattern, PatternLike
-from .surgery import first_match, replace_layers, weighted_layers
+from .surgery import first_match, parents, replace_layers, weighted_layers
 
 
 @dataclass
 class LayerDecision:
-    """What happened to one Conv/Linear layer, and why."""
+    """What happened to one weighted layer, and why."""
 
     name: str
     type: str
@@ -47,7 +49,7 @@ class SparsityReport:
 
     @property
     def zero_ratio(self) -> float:
-        """Share of all Conv/Linear weights that are zero."""
+        """Share of all weighted layers' weights that are zero."""
         numel = sum(layer.numel for layer in self.layers)
         return sum(layer.zeros for layer in self.layers) / max(numel, 1)
 
@@ -74,7 +76,7 @@ class SparsityReport:
         """The line under the table."""
         zeros = sum(layer.zeros for layer in self.layers)
         return (
-            f'{len(self.sparse_layers)}/{len(self.layers)} Conv/Linear layers '
+            f'{len(self.sparse_layers)}/{len(self.layers)} weighted layers '
             f'N:M sparse; {zeros}/{sum(d.numel for d in self.layers)} of '
             'their '
             f'weights zero ({100 * self.zero_ratio:.2f}%), '
@@ -89,9 +91,12 @@ def sparsify_model(model: nn.Module,
                    exclude: Sequence[str] = (),
                    overrides: Optional[Mapping[str, PatternLike]] = None,
                    hardware_shapes_only: bool = False) -> SparsityReport:
-    """Replace the eligible ``nn.Conv2d``/``nn.Linear`` layers of ``model``
-    in place by :class:`SparseConv`/:class:`SparseLinear` that share their
-    parameters.
+    """Replace the eligible layers of ``model`` in place by N:M layers
+    that share their parameters (``nn.Conv2d`` -> :class:`SparseConv`,
+    ``nn.Linear`` -> :class:`SparseLinear`, ``nn.MultiheadAttention`` ->
+    :class:`SparseMultiheadAttention`, mmcv's deformable and
+    adaptive-padding convs; see :data:`mmnm.layers.SPARSE_COUNTERPARTS`).
+    Every other weighted layer stays dense, its reason in the report.
 
     Every layer is decided first and the model changed only when all
     decisions stand, so an error leaves ``model`` as it was. Layer names are
@@ -111,7 +116,7 @@ def sparsify_model(model: nn.Module,
             skips (out % 8 or in % 16 non-zero).
 
     Raises:
-        ValueError: a glob matches no Conv/Linear layer, or an override names
+        ValueError: a glob matches no weighted layer, or an override names
             a layer that cannot take its pattern (every such layer named).
     """
     default = NMPattern.parse(pattern, orientation)
@@ -123,10 +128,19 @@ def sparsify_model(model: nn.Module,
     globs = dict(include=include, exclude=exclude, overrides=list(forced))
     layers = weighted_layers(model, 'sparsify_model', globs, 'sparsity')
 
-    plans = [
-        _plan(name, module, default, include, exclude, forced,
-              hardware_shapes_only) for name, module in layers
-    ]
+    held_by = parents(model)
+    planned: Dict[nn.Module, _LayerPlan] = {}
+    plans = []
+    for name, module in layers:
+        plan = _plan(name, module, default, include, exclude, forced,
+                     hardware_shapes_only)
+        reader = weight_reader(module, held_by.get(module))
+        if reader is not None and plan.new_type is not None:
+            masked_by_reader = isinstance(reader, NMSparseMixin) or (
+                reader in planned and planned[reader].new_type is not None)
+            plan = _read_by_parent(name, module, plan, masked_by_reader)
+        planned[module] = plan
+        plans.append(plan)
     errors = [plan.error for plan in plans if plan.error]
     if errors:
         raise ValueError('\n'.join(errors))
@@ -167,7 +181,7 @@ def _plan(name: str, module: nn.Module, default: NMPattern, include: List[str],
           exclude: List[str], forced: Dict[str, NMPattern],
           hardware_shapes_only: bool) -> _LayerPlan:
     """Decide one layer without changing it."""
-    shape = tuple(module.weight.shape)
+    shape = gemm_weight_shape(module)
 
     def row(pattern: Optional[NMPattern],
             note: str,
@@ -197,7 +211,7 @@ def _plan(name: str, module: nn.Module, default: NMPattern, include: List[str],
     sparse_type = sparse_counterpart(module)
     reason = ineligibility(module, pattern.m, pattern.orientation) \
         if sparse_type else \
-        f'no sparse counterpart for {type(module).__name__}'
+        no_counterpart_reason(module)
     if reason is None and hardware_shapes_only:
         out_size, in_size = shape[0], shape[1]
         if out_size % 8 or in_size % 16:
@@ -211,6 +225,26 @@ def _plan(name: str, module: nn.Module, default: NMPattern, include: List[str],
                 f'asks: {reason}')
         return _LayerPlan(row(None, reason))
     return _LayerPlan(row(pattern, note, sparse_type.__name__), sparse_type)
+
+
+def _read_by_parent(name: str, module: nn.Module, plan: _LayerPlan,
+                    masked_by_reader: bool) -> _LayerPlan:
+    """The plan of a layer whose weight its parent reads (an attention's
+    ``out_proj``): N:M only if the parent is or becomes an N:M layer, which
+    masks it; otherwise dense, and an error if an override asked for it."""
+    if masked_by_reader:
+        return plan
+    decision = plan.decision
+    reason = (f'the attention {name.rpartition(".")[0]!r} that reads this '
+              'weight stays dense: make it N:M to mask its out_proj')
+    error = None
+    if decision.note.startswith('override'):
+        error = (f'layer {name!r} cannot be {decision.pattern} sparse as '
+                 f'{decision.note} asks: {reason}')
+    return _LayerPlan(
+        LayerDecision(name,
+                      type(module).__name__, decision.shape, None, reason),
+        error=error)
 
 
 def sparse_layer_slots(model: nn.Module) -> Dict[str, NMSparseMixin]:

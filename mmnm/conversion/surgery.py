@@ -14,40 +14,53 @@ the file's keys do not fit).
 import fnmatch
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from torch import nn
+from torch import Tensor, nn
 
-#: The modules that conversions list, one table row each: every conv
-#: (transposed ones included) and every linear layer.
-WEIGHTED_LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
+#: Module types that conversions list although their weight is not a
+#: parameter named ``weight`` of two or more dims.
+WEIGHTED_LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear,
+                        nn.MultiheadAttention)
+
+
+def is_weighted_layer(module: nn.Module) -> bool:
+    """Whether conversions list ``module`` in their tables: every conv
+    (transposed, deformable, weight-standardised ones included), linear,
+    attention and embedding layer: every module that holds a matrix or
+    kernel ``weight`` itself, so that no such layer is silently absent."""
+    if isinstance(module, WEIGHTED_LAYER_TYPES):
+        return True
+    weight = module._parameters.get('weight')
+    return isinstance(weight, Tensor) and weight.dim() >= 2
 
 
 def weighted_layers(model: nn.Module,
                     caller: str = 'this conversion',
                     globs: Optional[Mapping[str, Sequence[str]]] = None,
                     setting: str = '') -> List[Tuple[str, nn.Module]]:
-    """Each Conv/Linear layer of ``model`` once, under its first name, in
+    """Each weighted layer of ``model`` (see :func:`is_weighted_layer`)
+    once, under its first name, in
     module order (a layer shared by several heads appears once, and globs
     decide it by that name), after checking that every glob of ``globs``
     (see :func:`check_globs`) matches one of the names the model holds
     these layers by.
 
     Raises:
-        ValueError: ``model`` is itself a bare Conv/Linear layer (the message
+        ValueError: ``model`` is itself a bare weighted layer (the message
             names ``caller``), or a glob matches no layer.
     """
-    if isinstance(model, WEIGHTED_LAYER_TYPES):
+    if is_weighted_layer(model):
         raise ValueError(
             f'{caller} converts the layers inside a model, got a bare '
             f'{type(model).__name__}; a single layer converts with the '
             'class method of its new type (SparseConv.from_dense, '
             'Sparse24Linear.compress, ...)')
     layers = [(name, module) for name, module in model.named_modules()
-              if isinstance(module, WEIGHTED_LAYER_TYPES)]
+              if is_weighted_layer(module)]
     if globs:  # every name counts, those of shared layers' aliases too
         names = [
             name
             for name, module in model.named_modules(remove_duplicate=False)
-            if isinstance(module, WEIGHTED_LAYER_TYPES)
+            if is_weighted_layer(module)
         ]
         check_globs(model, names, globs, setting)
     return layers
@@ -70,9 +83,19 @@ def check_globs(model: nn.Module, names: Sequence[str],
             if not any(fnmatch.fnmatchcase(name, glob) for name in names):
                 examples = ', '.join(names[:5]) or 'none'
                 raise ValueError(
-                    f'{setting} {key} pattern {glob!r} matches no Conv/Linear '
-                    f'layer of {type(model).__name__} (layers are named like: '
-                    f'{examples})')
+                    f'{setting} {key} pattern {glob!r} matches no weighted '
+                    f'layer of {type(model).__name__} (layers are named '
+                    f'like: {examples})')
+
+
+def parents(model: nn.Module) -> Dict[nn.Module, nn.Module]:
+    """The module that holds each submodule of ``model`` (the first, for
+    shared ones)."""
+    held: Dict[nn.Module, nn.Module] = {}
+    for parent in model.modules():
+        for child in parent.children():
+            held.setdefault(child, parent)
+    return held
 
 
 def module_names(model: nn.Module) -> Dict[nn.Module, List[str]]:
@@ -103,6 +126,9 @@ def replace_layers(model: nn.Module, replacements: Mapping[nn.Module,
             raise ValueError(f'cannot replace {type(old).__name__}: not a '
                              f'submodule of {type(model).__name__}')
         slots += [(name, old) for name in held]
+    # parents first: a new parent (an attention sharing its old out_proj)
+    # must be in place before its replaced child is assigned into it
+    slots.sort(key=lambda slot: slot[0].count('.'))
     for name, old in slots:
         parent, _, child = name.rpartition('.')
         setattr(model.get_submodule(parent), child, replacements[old])

@@ -4,11 +4,12 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from mmengine.logging import MMLogger, print_log
-from torch import Tensor, nn
+from torch import nn
 
 from mmnm.conversion import (LayerDecision, SparsityReport, first_match,
-                             replace_layers, weighted_layers)
-from mmnm.layers import NMSparseMixin
+                             parents, replace_layers, weighted_layers)
+from mmnm.layers import (NMSparseMixin, gemm_weight, gemm_weight_shape,
+                         weight_reader)
 from mmnm.pattern import NMPattern
 from .eligibility import pattern_ineligibility, structure_ineligibility
 from .layers import Sparse24Conv2d, Sparse24Mixin, sparse24_layer_type
@@ -30,7 +31,7 @@ class Sparse24Report(SparsityReport):
         converted = self.sparse_layers
         numel = sum(layer.numel for layer in converted)
         size = torch.empty(0, dtype=self.dtype).element_size()
-        return (f'{len(converted)}/{len(self.layers)} Conv/Linear layers '
+        return (f'{len(converted)}/{len(self.layers)} weighted layers '
                 f'run 2:4 kernels in {self.dtype}; their {numel} weights are '
                 f'stored in {self.stored_bytes} bytes (values + meta) '
                 f'instead of {numel * size} dense')
@@ -80,14 +81,15 @@ def convert_to_sparse24(
     decisions: List[LayerDecision] = []
     replacements: Dict[nn.Module, nn.Module] = {}
     errors = []
+    held_by = parents(model)
     for name, module in layers:
-        weight = module.masked_weight() if isinstance(
-            module, NMSparseMixin) else module.weight.detach()
         forced = first_match(name, force)
-        reason = _reason(name, module, weight, exclude, forced,
-                         min_weight_numel)
-        shape = tuple(module.weight.shape)
+        reason = _reason(name, module, exclude, forced, min_weight_numel,
+                         held_by.get(module))
+        shape = gemm_weight_shape(module)
         if reason is None:
+            weight = module.masked_weight() if isinstance(
+                module, NMSparseMixin) else module.weight.detach()
             layer = sparse24_layer_type(module).compress(
                 module, dtype, weight, name).train(module.training)
             if isinstance(layer, Sparse24Conv2d):
@@ -114,7 +116,7 @@ def convert_to_sparse24(
         raise ValueError('cannot convert to 2:4 inference:\n  ' +
                          '\n  '.join(errors))
     if not report.sparse_layers:
-        raise ValueError(f'no Conv/Linear layer of {type(model).__name__} '
+        raise ValueError(f'no weighted layer of {type(model).__name__} '
                          'can run 2:4 kernels:\n' + report.table())
     replace_layers(model, replacements)
     if logger is not None:
@@ -122,12 +124,21 @@ def convert_to_sparse24(
     return report
 
 
-def _reason(name: str, module: nn.Module, weight: Tensor, exclude: List[str],
-            forced: Optional[str], min_weight_numel: int) -> Optional[str]:
+def _reason(name: str, module: nn.Module, exclude: List[str],
+            forced: Optional[str], min_weight_numel: int,
+            parent: Optional[nn.Module]) -> Optional[str]:
     """Why the layer stays dense, or ``None`` to convert it."""
     if forced is None and first_match(name, exclude) is not None:
         return f'excluded by {first_match(name, exclude)!r}'
-    reason = structure_ineligibility(module) or pattern_ineligibility(weight)
+    if weight_reader(module, parent) is not None:
+        return (f'{type(parent).__name__} reads this weight itself instead '
+                'of calling the layer: no 2:4 lowering inside it')
+    reason = structure_ineligibility(module)
+    if reason is not None:
+        return reason
+    weight = module.masked_weight() if isinstance(
+        module, NMSparseMixin) else gemm_weight(module).detach()
+    reason = pattern_ineligibility(weight)
     if reason is None and forced is None and weight.numel() < min_weight_numel:
         reason = (f'{weight.numel()} weights < min_weight_numel='
                   f'{min_weight_numel} (dense is faster for small GEMMs)')

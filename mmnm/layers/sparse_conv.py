@@ -1,7 +1,8 @@
-"""N:M sparse 2D convolution."""
-from typing import Optional
-
-from torch import Tensor, nn
+"""N:M sparse 2D convolutions: the plain one and mmcv's adaptive-padding
+one (EfficientNet's), whose forward pads like TensorFlow's ``'SAME'`` and
+then runs ``F.conv2d`` of the same weight."""
+from mmcv.cnn.bricks.conv2d_adaptive_padding import Conv2dAdaptivePadding
+from torch import nn
 
 from mmnm.registry import MODELS
 from .sparse_layer import NMSparseMixin
@@ -19,15 +20,10 @@ class SparseConv(NMSparseMixin, nn.Conv2d):
 
     plain_type = nn.Conv2d
 
-    def __init__(self,
-                 *args,
-                 n: int = 2,
-                 m: int = 4,
-                 orientation: str = 'channel',
-                 name: Optional[str] = None,
-                 **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.init_sparsity(n, m, orientation, name)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(x, self.ste_weight(), self.bias)
+@MODELS.register_module()
+class SparseConvAdaptivePadding(NMSparseMixin, Conv2dAdaptivePadding):
+    """mmcv's ``Conv2dAdaptivePadding`` with an N:M masked weight (groups
+    along input channels, as for :class:`SparseConv`)."""
+
+    plain_type = Conv2dAdaptivePadding

@@ -1,7 +1,8 @@
 """What every N:M sparse layer shares: its pattern, its current mask and
 the straight-through masked weight."""
 import weakref
-from typing import Iterable, List, Optional, Tuple
+from contextlib import contextmanager
+from typing import Iterable, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +43,24 @@ def layer_args(module: nn.Module) -> dict:
     return args
 
 
+def gemm_weight(module: nn.Module) -> Optional[Tensor]:
+    """The weight that ``module``'s GEMM or convolution multiplies by:
+    ``weight``, or the packed ``in_proj_weight`` of a multi-head
+    attention (``None`` where its q/k/v projections are separate)."""
+    if isinstance(module, nn.MultiheadAttention):
+        return module.in_proj_weight
+    return module.weight
+
+
+def gemm_weight_shape(module: nn.Module) -> Tuple[int, ...]:
+    """The shape of :func:`gemm_weight`; for separate q/k/v projections
+    ``(E, E + kdim + vdim)``, their weights side by side."""
+    weight = gemm_weight(module)
+    if weight is not None:
+        return tuple(weight.shape)
+    return (module.embed_dim, module.embed_dim + module.kdim + module.vdim)
+
+
 def ineligibility(module: nn.Module,
                   m: int,
                   orientation: str = 'channel') -> Optional[str]:
@@ -50,7 +69,11 @@ def ineligibility(module: nn.Module,
     if getattr(module, 'groups', 1) != 1:
         return (f'grouped conv (groups={module.groups}): no sparse kernels '
                 'for grouped/depthwise convs')
-    size = reduction_size(module.weight.shape, orientation)
+    weight = gemm_weight(module)
+    if weight is None:
+        return ('separate q/k/v projection weights (kdim/vdim differ from '
+                'embed_dim): only the packed in_proj_weight is masked')
+    size = reduction_size(weight.shape, orientation)
     if size % m:
         return f'reduction size {size} not divisible by M={m}'
     return None
@@ -74,6 +97,35 @@ def sparse_layers_of(params: Iterable[Tensor]) -> List['NMSparseMixin']:
     return layers
 
 
+def retyped(module: nn.Module, cls: type) -> nn.Module:
+    """A module of class ``cls`` holding ``module``'s state: the same
+    parameters, buffers, submodules and hooks (the containers copied, their
+    contents shared). Swaps a layer for its sparse or plain counterpart
+    without knowing its constructor."""
+    new = cls.__new__(cls)
+    new.__dict__.update({
+        key:
+        type(value)(value) if isinstance(value, dict) else value
+        for key, value in module.__dict__.items()
+    })
+    return new
+
+
+@contextmanager
+def substituted(module: nn.Module, key: str, tensor: Tensor) -> Iterator:
+    """Within the block, ``module``'s parameter ``key`` reads as
+    ``tensor``: the plain forward of a layer then runs on the masked
+    weight, whatever it does with it (padding, deformable sampling, weight
+    normalisation, attention)."""
+    params = module._parameters
+    original = params[key]
+    params[key] = tensor
+    try:
+        yield
+    finally:
+        params[key] = original
+
+
 class NMSparseMixin:
     """N:M masking for a layer with a ``weight`` parameter.
 
@@ -86,6 +138,11 @@ class NMSparseMixin:
     :attr:`mask` is the mask of the last forward, read by the SR-STE optim
     wrapper and the sparsity hook.
 
+    A sparse layer is its plain layer type (:attr:`plain_type`) with
+    N:M masking: built like it plus ``n``, ``m``, ``orientation`` and
+    ``name`` (so ``conv_cfg=dict(type='SparseConv', n=2, m=4)`` works), and
+    its forward is the plain forward run on the masked weight.
+
     Attributes:
         nm (NMPattern): the pattern and its orientation.
         nm_name (str, optional): the layer's name in its model, for messages.
@@ -94,6 +151,34 @@ class NMSparseMixin:
     """
 
     weight: nn.Parameter
+
+    #: the plain layer type this layer masks (``nn.Conv2d``, ...)
+    plain_type: type
+    #: the name of the masked parameter (state_dict key suffix)
+    weight_key: str = 'weight'
+
+    def __init__(self,
+                 *args,
+                 n: int = 2,
+                 m: int = 4,
+                 orientation: str = 'channel',
+                 name: Optional[str] = None,
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.init_sparsity(n, m, orientation, name)
+
+    def forward(self, *args, **kwargs):
+        """The plain layer's forward on the masked weight (straight-through
+        gradient to the dense one)."""
+        with self.masked_parameters():
+            return self.plain_type.forward(self, *args, **kwargs)
+
+    @contextmanager
+    def masked_parameters(self) -> Iterator:
+        """Within the block, the layer's weight reads as its masked
+        weight."""
+        with substituted(self, self.weight_key, self.ste_weight()):
+            yield
 
     def init_sparsity(self,
                       n: int,
@@ -118,9 +203,6 @@ class NMSparseMixin:
         self._mask_stamp: Optional[tuple] = None
         _LIVE_LAYERS.add(self)
 
-    #: the plain layer type this layer masks (``nn.Conv2d`` / ``nn.Linear``)
-    plain_type: type
-
     @classmethod
     def from_dense(cls,
                    dense: nn.Module,
@@ -128,19 +210,12 @@ class NMSparseMixin:
                    m: int,
                    orientation: str = 'channel',
                    name: Optional[str] = None) -> 'NMSparseMixin':
-        """An N:M layer sharing ``dense``'s parameter tensors (not copies)
-        and mode: the optimizer and any wrapper built on them keep
-        working."""
-        sparse = cls(
-            **layer_args(dense),
-            device='meta',
-            n=n,
-            m=m,
-            orientation=orientation,
-            name=name)
-        sparse.weight = dense.weight
-        sparse.bias = dense.bias
-        return sparse.train(dense.training)
+        """An N:M layer sharing ``dense``'s parameters, buffers and
+        submodules (not copies) and mode: the optimizer and any wrapper
+        built on them keep working."""
+        sparse = retyped(dense, cls)
+        sparse.init_sparsity(n, m, orientation, name)
+        return sparse
 
     def describe(self) -> str:
         """The layer's model name, or its type and shape."""
@@ -256,14 +331,17 @@ class NMSparseMixin:
         super()._load_from_state_dict(*args, **kwargs)
 
     def to_dense(self) -> nn.Module:
-        """The plain layer (``nn.Conv2d`` / ``nn.Linear``) computing what
-        this layer computes now: a copy of its masked weight, its bias
-        shared; the inverse of ``from_dense``."""
-        plain = self.plain_type(**layer_args(self), device='meta')
-        plain.weight = nn.Parameter(
+        """The plain layer (:attr:`plain_type`) computing what this layer
+        computes now: a copy of its masked weight, everything else shared;
+        the inverse of ``from_dense``."""
+        weight = nn.Parameter(
             self.masked_weight(), requires_grad=self.weight.requires_grad)
-        plain.bias = self.bias
-        return plain.train(self.training)
+        plain = retyped(self, self.plain_type)
+        plain._parameters[self.weight_key] = weight
+        for key in ('nm', 'nm_name', 'sparse_enabled', 'mask_frozen', 'mask',
+                    '_masked', '_mask_stamp'):
+            plain.__dict__.pop(key, None)
+        return plain
 
     def extra_repr(self) -> str:
         return f'{super().extra_repr()}, nm={self.nm}, ' \

@@ -10,7 +10,7 @@ from torch import nn
 from mmnm.conversion import (NM_CHECKPOINT_FORMAT, decode_nm_checkpoint,
                              encode_nm_checkpoint, find_sparse_layers,
                              nm_checkpoint_format, pack_mask,
-                             sparse_layer_slots, unpack_mask)
+                             sparse_layer_slots, sparsify_model, unpack_mask)
 from mmnm.layers import SparseConv, SparseLinear
 
 
@@ -80,7 +80,8 @@ def test_weights_stored_masked_and_restored_bit_for_bit():
         pattern='2:4',
         orientation='channel',
         shape=[8, 8, 3, 3],
-        state='sparse')
+        state='sparse',
+        weight='weight')
 
     assert decode_nm_checkpoint(checkpoint, 'ckpt.pth') == 1
     for key, value in before.items():
@@ -184,3 +185,21 @@ def test_format_detection():
     newer = dict(state_dict={}, nm_sparsity=dict(format=99))
     with pytest.raises(ValueError, match='new.pth.*format 99.*upgrade'):
         decode_nm_checkpoint(newer, 'new.pth')
+
+
+def test_attention_weights_stored_masked_under_their_own_keys():
+    net = nn.Sequential(nn.MultiheadAttention(16, 4))
+    sparsify_model(net)
+    layers = {layer.nm_name: layer for layer in find_sparse_layers(net)}
+    assert set(layers) == {'0', '0.out_proj'}
+    before = snapshot(net)
+    checkpoint = dict(state_dict=net.state_dict())
+    encode_nm_checkpoint(checkpoint, layers)
+    record = checkpoint['nm_sparsity']
+    assert record['layers']['0']['weight'] == 'in_proj_weight'
+    for key in ('0.in_proj_weight', '0.out_proj.weight'):
+        assert torch.equal(checkpoint['state_dict'][key],
+                           before[key] * brute_force_mask(before[key])), key
+    assert decode_nm_checkpoint(checkpoint, 'ckpt.pth') == 1
+    for key, value in before.items():
+        assert torch.equal(checkpoint['state_dict'][key], value), key

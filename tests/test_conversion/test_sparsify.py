@@ -357,7 +357,7 @@ def test_report_table_and_zero_ratio():
     assert len(lines) == 2 + 6 + 1
     for name in ('stem', 'body', 'dw', 'seq', 'fc', 'head'):
         assert any(line.split()[0] == name for line in lines[2:-1]), name
-    assert '2/6 Conv/Linear layers N:M sparse' in lines[-1]
+    assert '2/6 weighted layers N:M sparse' in lines[-1]
     assert f'of all {total_params} model parameters' in lines[-1]
     assert f'({100 * report.zero_ratio:.2f}%)' in lines[-1]
     assert f'{int(expected_zeros)}/{total_weights}' in lines[-1]

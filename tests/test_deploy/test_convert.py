@@ -90,7 +90,7 @@ def test_table_is_logged():
     convert_to_sparse24(Net(), logger=logger)
     (table, ) = records
     assert 'transposed conv' in table and 'Sparse24Conv2d' in table
-    assert '3/9 Conv/Linear layers run 2:4 kernels' in table
+    assert '3/9 weighted layers run 2:4 kernels' in table
 
 
 def test_threshold_exclude_and_force():
@@ -125,7 +125,7 @@ def test_errors_for_bad_globs_bare_layers_and_nothing_to_convert():
         convert_to_sparse24(nn.Conv2d(64, 64, 1))
     with pytest.raises(
             ValueError,
-            match='no Conv/Linear layer of Sequential '
+            match='no weighted layer of Sequential '
             'can run 2:4 kernels') as err:
         convert_to_sparse24(nn.Sequential(nn.Conv2d(64, 64, 1)), logger=None)
     assert 'not 2:4' in str(err.value)  # the table comes with it
@@ -165,3 +165,41 @@ def test_shared_module_converts_once():
     report = convert_to_sparse24(net, logger=None)
     assert len(report.layers) == 1
     assert isinstance(net[0], Sparse24Conv2d) and net[0] is net[2]
+
+
+class AttentionNet(nn.Module):
+    """An attention between two Linear layers that the kernels can take."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc_in = nn.Linear(64, 64)
+        self.attn = nn.MultiheadAttention(64, 4, batch_first=True)
+        self.fc_out = nn.Linear(64, 64)
+
+    def forward(self, x):
+        x = self.fc_in(x)
+        return self.fc_out(self.attn(x, x, x, need_weights=False)[0])
+
+
+def test_attention_becomes_a_stock_attention_holding_masked_weights():
+    torch.manual_seed(0)
+    net = AttentionNet().eval()
+    sparsify_model(net)
+    x = torch.randn(2, 5, 64)
+    with torch.no_grad():
+        expected = net(x)
+    in_proj = net.attn.masked_weight()
+    out_proj = net.attn.out_proj.masked_weight()
+    report = convert_to_sparse24(net, logger=None)
+    by_name = decisions(report)
+    assert {layer.name for layer in report.sparse_layers} == \
+        {'fc_in', 'fc_out'}
+    assert 'MultiheadAttention: no 2:4 inference counterpart' in \
+        by_name['attn'].note
+    assert 'reads this weight itself' in by_name['attn.out_proj'].note
+    assert type(net.attn) is nn.MultiheadAttention
+    assert type(net.attn.out_proj) is nn.Linear
+    assert torch.equal(net.attn.in_proj_weight, in_proj)
+    assert torch.equal(net.attn.out_proj.weight, out_proj)
+    with torch.no_grad():
+        assert relative_error(net(x), expected) < 5e-3

@@ -24,14 +24,8 @@ FRCNN = osp.join(REPO, 'configs', 'faster_rcnn_r50_2-4.py')
 #: relative error of a whole network in fp16 / bf16 against fp32
 TOLERANCE = {torch.float16: 1e-2, torch.bfloat16: 6e-2}
 
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """On a busy 2-core machine one intra-op thread is much faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+#: whole models run faster on one intra-op thread on a busy 2-core machine
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def sparse24_names(model: nn.Module):

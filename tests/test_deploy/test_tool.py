@@ -80,7 +80,7 @@ def test_tool_end_to_end(trained):
     assert any(
         line.startswith('backbone.stem.3')
         and 'GEMM reduction size 288' in line for line in lines)
-    assert f'{NUM_SPARSE24}/28 Conv/Linear layers run 2:4' in proc.stdout
+    assert f'{NUM_SPARSE24}/28 weighted layers run 2:4' in proc.stdout
     file_row = next(line for line in lines if line.startswith('file'))
     before, after = (int(v.replace(',', '')) for v in file_row.split()[1:3])
     assert before == osp.getsize(trained['path'])
@@ -138,7 +138,7 @@ def test_dense_weights_are_not_converted(trained, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert str(trained['path']) in err
-    assert 'no Conv/Linear layer of EncoderDecoder can run 2:4 kernels' in err
+    assert 'no weighted layer of EncoderDecoder can run 2:4 kernels' in err
     assert not (tmp_path / 'out.pth').exists()
 
 
