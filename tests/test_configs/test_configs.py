@@ -34,7 +34,7 @@ def expected_pattern(name: str):
     """The pattern a config's file name promises (None for dense)."""
     if 'dense' in name:
         return None
-    for tag in ('2-4', '4-8', '1-4', '2-8'):
+    for tag in ('2-4', '4-8', '1-4', '2-8', '1-16'):
         if f'_{tag}' in name:
             return NMPattern.parse(tag.replace('-', ':'))
     raise AssertionError(f'{name}: no pattern in the file name')
@@ -72,10 +72,33 @@ def seg_batch(num_classes: int, batch_size: int = 2):
     return dict(inputs=images, data_samples=samples)
 
 
+def cls_batch(num_classes: int, batch_size: int = 2):
+    """Two images with their class labels."""
+    from mmpretrain.structures import DataSample
+    gen = torch.Generator().manual_seed(0)
+    return dict(
+        inputs=[
+            torch.randint(
+                0, 256, (3, SIZE, SIZE), generator=gen, dtype=torch.uint8)
+            for _ in range(batch_size)
+        ],
+        data_samples=[
+            DataSample().set_gt_label(int(label)) for label in torch.randint(
+                0, num_classes, (batch_size, ), generator=gen)
+        ])
+
+
 def test_configs_found():
     assert 'faster_rcnn_r50_2-4.py' in ALL
     families = {osp.dirname(name) for name in ALL}
-    assert {'faster_rcnn', 'mask_rcnn', 'segmentation', 'demo'} <= families
+    assert {
+        'faster_rcnn', 'mask_rcnn', 'segmentation', 'classification', 'demo'
+    } <= families
+    # the reference recipe's patterns, for both ResNets
+    for depth in (18, 50):
+        for tag in ('dense', '2-4', '4-8', '1-4', '2-8', '1-16'):
+            assert f'classification/resnet{depth}_{tag}_8xb32-120e_in1k.py' \
+                in ALL
 
 
 @pytest.mark.parametrize('name', ALL)
@@ -91,8 +114,11 @@ def test_config_builds_and_trains_one_iteration(name):
 
     init_default_scope(cfg.get('default_scope'))
     is_seg = cfg.default_scope == 'mmseg'
+    is_cls = cfg.default_scope == 'mmpretrain'
     if is_seg:
         cfg.model.data_preprocessor.size = (SIZE, SIZE)
+    if is_cls:  # as the Runner does: the top-level preprocessor
+        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
     model = revert_sync_batchnorm(MODELS.build(cfg.model))
     model.init_weights()
     if sparsity is not None:
@@ -111,6 +137,8 @@ def test_config_builds_and_trains_one_iteration(name):
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     if is_seg:
         data = seg_batch(cfg.model.decode_head.num_classes)
+    elif is_cls:
+        data = cls_batch(cfg.model.head.num_classes)
     else:
         head = cfg.model.roi_head.bbox_head if 'roi_head' in cfg.model \
             else cfg.model.bbox_head
