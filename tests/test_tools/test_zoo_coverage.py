@@ -1,9 +1,9 @@
 """The CI subset of the zoo coverage check (tools/analysis/zoo_coverage.py):
-real models from the configs shipped in the mmdet and mmseg wheels, one
-per layer kind that mmnm covers, each trained one loss step and run one
-predict step dense and 2:4 sparse, with the targets of the coverage table
-asserted: it runs sparse, and at least 98% of its weighted layers' weights
-are N:M."""
+real models from the configs shipped in the mmdet, mmseg and mmpretrain
+wheels, one per layer kind that mmnm covers, each trained one loss step and
+run one predict step dense and 2:4 sparse, with the targets of the coverage
+table asserted: it runs sparse, and at least 98% of its weighted layers'
+weights whose shape can be N:M are N:M."""
 import importlib.util
 import os.path as osp
 
@@ -14,6 +14,7 @@ import mmnm
 REPO = osp.dirname(osp.dirname(mmnm.__file__))
 pytest.importorskip('mmdet')
 pytest.importorskip('mmseg')
+pytest.importorskip('mmpretrain')
 
 
 def load_tool():
@@ -44,6 +45,9 @@ SUBSET = [
     ('mmseg', 'deeplabv3plus',
      'deeplabv3plus_r50-d8_4xb2-40k_cityscapes-512x1024.py'),
     ('mmseg', 'pspnet', 'pspnet_r50-d8_4xb2-40k_cityscapes-512x1024.py'),
+    ('mmpretrain', 'deit', 'deit-tiny_4xb256_in1k.py'),  # ViT attention
+    # Conv2dAdaptivePadding (and depthwise convs, dense by their shape)
+    ('mmpretrain', 'efficientnet', 'efficientnet-b0_8xb32_in1k.py'),
 ]
 
 #: whole models run faster on one intra-op thread on a busy 2-core machine
@@ -130,3 +134,12 @@ def test_summary_names_the_families_below_target():
     assert '1 run dense on this machine, 1 of them also sparse, 0 with' in \
         table
     assert 'below: mmdet/low 94.7%' in table
+
+
+def test_self_supervised_configs_are_listed_not_run():
+    result = zoo.check_config(
+        'mmpretrain', 'mae',
+        config_path('mmpretrain', 'mae',
+                    'mae_vit-base-p16_8xb512-amp-coslr-300e_in1k.py'))
+    assert result.status.startswith('not a classifier (MAE')
+    assert result.steps == {} and result.nm_share is None

@@ -1,15 +1,18 @@
-"""How much of every model family of the mmdet and mmseg zoos mmnm makes
-N:M sparse, and whether the sparse model still trains and predicts.
+"""How much of every model family of the mmdet, mmseg and mmpretrain zoos
+mmnm makes N:M sparse, and whether the sparse model still trains and
+predicts.
 
 For each model family folder of the configs shipped inside the installed
-mmdet / mmseg wheels, one config's model is built (no pretrained weights,
-SyncBN reverted), run dense for one loss step (with backward) and one
-predict step on two small generated images (boxes, masks and label
-maps), made 2:4 sparse with ``sparsify_model`` and run again. The table
-gives the share of the weighted layers' weights (Conv, Linear,
-attention, deformable; embeddings left out) that are N:M, the layers left
-dense and why, and each step's outcome; a family whose dense model cannot
-run on this machine (CUDA-only ops, missing packages) says so.
+mmdet / mmseg / mmpretrain wheels, one config's model is built (no
+pretrained weights, SyncBN reverted), run dense for one loss step (with
+backward) and one predict step on two small generated images (boxes,
+masks, label maps or class labels), made 2:4 sparse with
+``sparsify_model`` and run again. The table gives the share of the
+weighted layers' weights (Conv, Linear, attention, deformable; embeddings
+left out) that are N:M, the layers left dense and why, and each step's
+outcome; a family whose dense model cannot run on this machine (CUDA-only
+ops, missing packages, a download) says so. mmpretrain's self-supervised
+and multi-modal models are listed, not run.
 
     python tools/analysis/zoo_coverage.py                  # every family
     python tools/analysis/zoo_coverage.py --families detr dino segformer
@@ -35,10 +38,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 #: The zoos covered and the default scope of their configs.
-PACKAGES = ('mmdet', 'mmseg')
+PACKAGES = ('mmdet', 'mmseg', 'mmpretrain')
 #: Error messages that mean the dense model cannot run on this machine.
 UNAVAILABLE = ('CUDA', 'cuda', 'No module named', 'not compiled with GPU',
-               'not installed', 'for device cpu not found', 'GPU')
+               'not installed', 'pip install', 'mim install',
+               'for device cpu not found', 'GPU')
+#: ... and those that mean it needs a download (a teacher checkpoint).
+DOWNLOAD = ('URLError', 'urlopen', 'Name or service not known')
 
 #: Dense-layer reasons of the shape itself: no N:M layer could hold them.
 SHAPE_REASONS = ('reduction size not divisible by M', 'grouped/depthwise conv')
@@ -51,6 +57,7 @@ class FamilyResult:
     package: str
     family: str
     config: str
+    size: int = 128
     nm_share: Optional[float] = None
     nm_weights: int = 0
     weights: int = 0
@@ -72,10 +79,17 @@ class FamilyResult:
         return self.nm_weights / max(self.weights - unfit, 1)
 
 
+def package_root(package: str) -> str:
+    """Where ``package``'s shipped configs live (``<root>/configs``): the
+    folder their relative paths (e.g. a distillation teacher's
+    ``configs/gfl/...``) start from."""
+    module = __import__(package)
+    return osp.join(osp.dirname(module.__file__), '.mim')
+
+
 def family_configs(package: str) -> Dict[str, List[str]]:
     """``{family folder: its config files}`` shipped inside ``package``."""
-    module = __import__(package)
-    root = osp.join(osp.dirname(module.__file__), '.mim', 'configs')
+    root = osp.join(package_root(package), 'configs')
     families = {}
     for folder in sorted(os.listdir(root)):
         files = sorted(glob.glob(osp.join(root, folder, '*.py')))
@@ -162,6 +176,31 @@ def segmentation_batch(num_classes: int, size: int) -> dict:
     return batch
 
 
+def classification_batch(num_classes: int, size: int) -> dict:
+    """Two images with class labels."""
+    import torch
+    from mmpretrain.structures import DataSample
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, num_classes, (2, ), generator=gen)
+    return dict(
+        inputs=[
+            torch.randint(0, 256, (3, size, size), generator=gen).float()
+            for _ in labels
+        ],
+        data_samples=[DataSample().set_gt_label(int(k)) for k in labels])
+
+
+def _not_checked(package: str, cfg) -> Optional[str]:
+    """Why a config is no model this check can run, or ``None``."""
+    if 'model' not in cfg:
+        return 'no model (data or schedule configs)'
+    kind = cfg.model.get('type', '')
+    if package == 'mmpretrain' and kind != 'ImageClassifier':
+        return (f'not a classifier ({kind}: self-supervised or multi-modal '
+                'models need their own inputs)')
+    return None
+
+
 def _steps(model, batch: dict, prefix: str, steps: Dict[str, str]) -> None:
     """One loss step with backward and one predict step; raises the first
     error after recording it."""
@@ -193,20 +232,29 @@ def check_config(package: str,
 
     from mmnm.conversion import sparsify_model
 
-    result = FamilyResult(package, family, osp.basename(config))
+    result = FamilyResult(package, family, osp.basename(config), size)
     start = time.time()
     stage = 'dense'
     try:
         cfg = Config.fromfile(config)
+        skip = _not_checked(package, cfg)
+        if skip:
+            result.status = skip
+            return result
         _small_input_config(cfg, size)
         init_default_scope(cfg.get('default_scope', package))
         torch.manual_seed(0)
+        if package == 'mmpretrain':  # as the Runner does
+            cfg.model.setdefault('data_preprocessor',
+                                 cfg.get('data_preprocessor'))
         model = revert_sync_batchnorm(MODELS.build(cfg.model))
         classes = _num_classes(cfg)
         if package == 'mmdet':  # box-only heads reject mask targets
             batch = detection_batch(classes, size, 'mask' in str(cfg.model))
-        else:
+        elif package == 'mmseg':
             batch = segmentation_batch(classes, size)
+        else:
+            batch = classification_batch(classes, size)
         _steps(model, batch, 'dense', result.steps)
         stage = 'sparse'
         model.zero_grad(set_to_none=True)
@@ -218,7 +266,9 @@ def check_config(package: str,
         result.error = message[:300]
         unavailable = isinstance(err, ImportError) or any(
             key in message for key in UNAVAILABLE)
-        if stage == 'dense' and unavailable:
+        if stage == 'dense' and any(key in message for key in DOWNLOAD):
+            result.status = 'needs a download'
+        elif stage == 'dense' and unavailable:
             result.status = 'needs a GPU op or an extra package'
         else:
             result.status = f'{stage} fails'
@@ -262,9 +312,9 @@ def _reason_kind(note: str) -> str:
 def markdown(results: Sequence[FamilyResult]) -> str:
     """The table as Markdown, one row per family, then a summary."""
     lines = [
-        '| package | family | config | N:M share | of N:M-able shapes | '
-        'left dense (layers, share of weights) | dense steps | '
-        'sparse steps | note |', '|---|---|---|---|---|---|---|---|---|'
+        '| package | family | config | input | N:M share | of N:M-able '
+        'shapes | left dense (layers, share of weights) | dense steps | '
+        'sparse steps | note |', '|---|---|---|---|---|---|---|---|---|---|'
     ]
     for res in results:
         share, shape_share = ('' if value is None else f'{100 * value:.2f}%'
@@ -277,12 +327,14 @@ def markdown(results: Sequence[FamilyResult]) -> str:
                      for step in ('loss', 'predict'))
             for prefix in ('dense', 'sparse')
         ]
-        note = res.status if res.status == 'ok' else \
-            f'{res.status}: {res.error}'
-        lines.append(f'| {res.package} | {res.family} | {res.config} | '
-                     f'{share} | {shape_share} | {dense.replace("|", "/")} | '
-                     f'{steps[0]} | '
-                     f'{steps[1]} | {note.replace("|", "/")} |')
+        note = f'{res.status}: {res.error}' if res.error else res.status
+        cells = [
+            res.package, res.family, res.config, res.size, share, shape_share,
+            dense, steps[0], steps[1], note
+        ]
+        lines.append('| ' +
+                     ' | '.join(str(cell).replace('|', '/')
+                                for cell in cells) + ' |')
     return '\n'.join(lines + ['', summary(results)])
 
 
@@ -304,16 +356,18 @@ def preamble(argv=None) -> str:
     import mmcv
     import mmdet
     import mmengine
+    import mmpretrain
     import mmseg
     import torch
     command = ' '.join(['python tools/analysis/zoo_coverage.py'] +
                        list(sys.argv[1:] if argv is None else argv))
     return (
-        '# N:M coverage of the mmdet and mmseg model zoos\n\n'
+        '# N:M coverage of the mmdet, mmseg and mmpretrain model zoos\n\n'
         f'Made by `{command}` on {time.strftime("%Y-%m-%d")} with torch '
         f'{torch.__version__}, mmengine {mmengine.__version__}, mmcv '
         f'{mmcv.__version__}, mmdet {mmdet.__version__}, mmseg '
-        f'{mmseg.__version__}, on a CPU. One config per family folder of the '
+        f'{mmseg.__version__}, mmpretrain {mmpretrain.__version__}, on a '
+        'CPU. One config per family folder of the '
         'configs shipped in the wheels, built without pretrained weights, '
         'run one loss step (with backward) and one predict step on two '
         'generated images dense, then made 2:4 with `sparsify_model` and '
@@ -326,31 +380,42 @@ def preamble(argv=None) -> str:
 def check_family(args, package: str, family: str,
                  files: Sequence[str]) -> FamilyResult:
     """The first of the family's ranked configs (up to ``args.tries``)
-    whose dense model runs here, else the first one's result."""
+    whose dense model runs here, else the first one's result. A dense
+    failure other than a missing op or package is retried once at twice
+    the input size (query selection, large kernels and deep strides need
+    more pixels than ``args.size``)."""
     results = []
     for config in ranked_configs(files)[:args.tries]:
-        result = _run_one(args, package, family, config)
+        result = _run_one(args, package, family, config, args.size)
+        if result.status == 'dense fails':
+            result = _run_one(args, package, family, config, 2 * args.size)
         if result.steps.get('dense predict') == 'ok':
             return result
         results.append(result)
     return results[0]
 
 
-def _run_one(args, package: str, family: str, config: str) -> FamilyResult:
+def _run_one(args, package: str, family: str, config: str,
+             size: int) -> FamilyResult:
     """``check_config`` in a fresh process, within the time limit."""
     cmd = [
-        sys.executable, __file__, '--worker', package, family, config,
-        '--size',
-        str(args.size)
+        sys.executable,
+        osp.abspath(__file__), '--worker', package, family, config, '--size',
+        str(size)
     ]
     try:
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=args.timeout)
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=args.timeout,
+            cwd=package_root(package))
     except subprocess.TimeoutExpired:
         return FamilyResult(
             package,
             family,
             osp.basename(config),
+            size,
             status='timed out',
             error=f'over {args.timeout} s')
     for line in reversed(proc.stdout.splitlines()):
@@ -361,13 +426,14 @@ def _run_one(args, package: str, family: str, config: str) -> FamilyResult:
         package,
         family,
         osp.basename(config),
+        size,
         status='crashed',
         error=f'exit {proc.returncode}: {tail[0][:300]}')
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description='N:M coverage of the mmdet / mmseg model zoos')
+        description='N:M coverage of the mmdet / mmseg / mmpretrain zoos')
     parser.add_argument(
         '--packages', nargs='+', default=list(PACKAGES), choices=PACKAGES)
     parser.add_argument(
