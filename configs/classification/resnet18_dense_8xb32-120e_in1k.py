@@ -5,25 +5,8 @@
 # Recipe (the paper's reference code): 120 epochs, SGD lr 0.1 for a total
 # batch of 256 (8 GPUs x 32), momentum 0.9, weight decay 5e-5, 5 linear
 # warm-up epochs then cosine, no label smoothing, no pretrained weights.
-_base_ = 'mmpretrain::resnet/resnet18_8xb32_in1k.py'
+# The recipe is ResNet-50's; only the depth differs (mmpretrain's
+# resnet18_8xb32_in1k.py model).
+_base_ = './resnet50_dense_8xb32-120e_in1k.py'
 
-optim_wrapper = dict(
-    optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-5))
-param_scheduler = [
-    dict(
-        type='LinearLR',
-        start_factor=1e-3,
-        by_epoch=True,
-        begin=0,
-        end=5,
-        convert_to_iter_based=True),
-    dict(
-        type='CosineAnnealingLR',
-        T_max=115,
-        eta_min=0.0,
-        by_epoch=True,
-        begin=5,
-        end=120,
-        convert_to_iter_based=True),
-]
-train_cfg = dict(max_epochs=120)
+model = dict(backbone=dict(depth=18), head=dict(in_channels=512))

@@ -152,3 +152,44 @@ def test_config_builds_and_trains_one_iteration(name):
             kept = group_view(layer.mask, layer.nm.m,
                               layer.nm.orientation).sum(2)
             assert bool((kept == layer.nm.n).all()), layer.nm_name
+
+
+def _without_scope(node):
+    if isinstance(node, dict):
+        return {
+            k: _without_scope(v)
+            for k, v in node.items() if k != '_scope_'
+        }
+    if isinstance(node, (list, tuple)):
+        return [_without_scope(v) for v in node]
+    return node
+
+
+@pytest.mark.parametrize('depth', [18, 50])
+def test_resnet_classification_follows_the_reference_recipe(depth):
+    """The SR-STE reference ImageNet recipe, on the stock mmpretrain
+    model of that depth."""
+    pytest.importorskip('mmpretrain')
+    import mmpretrain
+    for tag in ('dense', '2-4', '1-16'):
+        cfg = Config.fromfile(
+            osp.join(CONFIGS, 'classification',
+                     f'resnet{depth}_{tag}_8xb32-120e_in1k.py'))
+        stock = Config.fromfile(
+            osp.join(
+                osp.dirname(mmpretrain.__file__), '.mim', 'configs', 'resnet',
+                f'resnet{depth}_8xb32_in1k.py'))
+        assert _without_scope(cfg.model.to_dict()) == _without_scope(
+            stock.model.to_dict())
+        assert cfg.model.head.loss.type == 'CrossEntropyLoss'  # no smoothing
+        optimizer = cfg.optim_wrapper.optimizer
+        assert (optimizer.type, optimizer.lr, optimizer.momentum,
+                optimizer.weight_decay) == ('SGD', 0.1, 0.9, 5e-5)
+        assert cfg.train_dataloader.batch_size * 8 == 256
+        assert cfg.train_cfg.max_epochs == 120
+        warmup, cosine = cfg.param_scheduler
+        assert (warmup.type, warmup.begin, warmup.end) == ('LinearLR', 0, 5)
+        assert (cosine.type, cosine.begin, cosine.end, cosine.T_max,
+                cosine.eta_min) == ('CosineAnnealingLR', 5, 120, 115, 0.0)
+        if tag != 'dense':
+            assert hook_sparsity(cfg)['exclude'] == ['head.fc']
