@@ -96,6 +96,8 @@ _NO_COUNTERPART = (
      "a transposed conv's GEMM reduces over the weight's first dim (input "
      'channels); mmnm groups along the second'),
     (nn.Embedding, 'a lookup table, not a GEMM: N:M would save nothing'),
+    ((nn.LayerNorm, nn.GroupNorm),
+     "a normalisation's elementwise scale, not a GEMM weight"),
 )
 
 

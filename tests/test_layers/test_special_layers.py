@@ -309,17 +309,20 @@ def test_every_weighted_module_is_in_the_table():
             up=nn.ConvTranspose2d(8, 8, 2, 2),
             embed=nn.Embedding(10, 8),
             custom=Custom(),
-            norm=nn.LayerNorm(8),
+            norm=nn.LayerNorm(8),  # 1-D weight: not a weighted layer
+            norm2d=nn.LayerNorm((4, 8)),  # 2-D, as GCNet's context block
             dcn=DeformConv2dPack(8, 8, 3, padding=1)))
     report = sparsify_model(model)
     notes = {row.name: row.note for row in report.layers}
     assert set(notes) == {
-        'ws', 'aws', 'up', 'embed', 'custom', 'dcn', 'dcn.conv_offset'
+        'ws', 'aws', 'up', 'embed', 'custom', 'norm2d', 'dcn',
+        'dcn.conv_offset'
     }
     assert 'standardises the weight' in notes['ws']
     assert 'standardises the weight' in notes['aws']
     assert 'transposed conv' in notes['up']
     assert 'lookup table' in notes['embed']
+    assert 'not a GEMM weight' in notes['norm2d']
     assert notes['custom'] == 'no sparse counterpart for Custom'
     assert notes['dcn'] == 'default'
     dense = [row for row in report.layers if row.pattern is None]
