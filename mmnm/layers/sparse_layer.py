@@ -156,6 +156,9 @@ class NMSparseMixin:
     plain_type: type
     #: the name of the masked parameter (state_dict key suffix)
     weight_key: str = 'weight'
+    #: the attributes :meth:`init_sparsity` sets (dropped by ``to_dense``)
+    SPARSITY_STATE = ('nm', 'nm_name', 'sparse_enabled', 'mask_frozen', 'mask',
+                      '_masked', '_mask_stamp')
 
     def __init__(self,
                  *args,
@@ -338,8 +341,7 @@ class NMSparseMixin:
             self.masked_weight(), requires_grad=self.weight.requires_grad)
         plain = retyped(self, self.plain_type)
         plain._parameters[self.weight_key] = weight
-        for key in ('nm', 'nm_name', 'sparse_enabled', 'mask_frozen', 'mask',
-                    '_masked', '_mask_stamp'):
+        for key in self.SPARSITY_STATE:
             plain.__dict__.pop(key, None)
         return plain
 

@@ -347,3 +347,12 @@ def test_attention_fused_inference_path_uses_masked_weights(monkeypatch):
         want = ref(query, query, query, need_weights=False)[0]
     assert len(calls) == 2  # both took PyTorch's fused path
     torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-6)
+
+
+def test_sparsity_state_lists_what_init_sparsity_sets():
+    """to_dense drops exactly the attributes init_sparsity adds."""
+    plain = nn.Linear(8, 4)
+    before = set(plain.__dict__)
+    sparse = SparseLinear.from_dense(nn.Linear(8, 4), 2, 4)
+    assert set(sparse.__dict__) - before == set(SparseLinear.SPARSITY_STATE)
+    assert set(sparse.to_dense().__dict__) == before
