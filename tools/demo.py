@@ -9,6 +9,7 @@ tools make.
     python tools/demo.py               # Mask R-CNN R18-FPN 2:4, bbox + segm
     python tools/demo.py --task det    # Faster R-CNN R18-FPN 2:4, COCO bbox
     python tools/demo.py --task seg    # FCN-R18-D8 2:4, mIoU
+    python tools/demo.py --task cls    # ResNet-18 2:4 classifier, top-1
     python tools/demo.py --config \
         configs/demo/mask-rcnn_r18_fpn_dense_shapes-64x64.py
     python tools/demo.py --cfg-options \
@@ -17,7 +18,7 @@ tools make.
 import argparse
 import os.path as osp
 import sys
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 from mmengine.config import DictAction
@@ -29,14 +30,15 @@ from mmnm.apis import (build_runner, config_sparsity,
                        verify_nm_checkpoint, verify_nm_sparsity,
                        without_sparsity)
 from mmnm.conversion import SparsitySummary
-from mmnm.datasets import generate_shapes_dataset
+from mmnm.datasets import generate_shapes_cls_dataset, generate_shapes_dataset
 from mmnm.utils.cli import report_errors
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMOS = dict(
     ins='mask-rcnn_r18_fpn_2-4_shapes-64x64.py',
     det='faster-rcnn_r18_fpn_2-4_shapes-64x64.py',
-    seg='fcn_r18-d8_2-4_shapes-64x64.py')
+    seg='fcn_r18-d8_2-4_shapes-64x64.py',
+    cls='resnet18_2-4_shapes-cls-64x64.py')
 
 
 def parse_args() -> argparse.Namespace:
@@ -49,12 +51,26 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--config', help='a demo config; overrides --task')
     parser.add_argument('--work-dir')
     parser.add_argument(
-        '--data-root', default=osp.join(REPO, 'data', 'demo', 'shapes'))
+        '--data-root',
+        help='where the generated data goes (default: data/demo/shapes, '
+        'data/demo/shapes_cls for classification)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args()
     args.config = args.config or osp.join(REPO, 'configs', 'demo',
                                           DEMOS[args.task])
     return args
+
+
+def generate_data(cfg, data_root: Optional[str]) -> str:
+    """Write the generated data the config reads (classification or
+    detection/segmentation shapes); return its folder."""
+    if cfg.train_dataloader.dataset.type == 'ShapesClsDataset':
+        root = data_root or osp.join(REPO, 'data', 'demo', 'shapes_cls')
+        generate_shapes_cls_dataset(root)
+    else:
+        root = data_root or osp.join(REPO, 'data', 'demo', 'shapes')
+        generate_shapes_dataset(root)
+    return root
 
 
 def format_metrics(metrics: Dict[str, float]) -> str:
@@ -79,11 +95,10 @@ def same_weights(export: str, checkpoint: str) -> bool:
 @report_errors
 def main() -> None:
     args = parse_args()
-    generate_shapes_dataset(args.data_root)
     cfg = load_config(args.config, args.cfg_options)
     name = osp.splitext(osp.basename(args.config))[0]
     cfg.work_dir = args.work_dir or osp.join(REPO, 'work_dirs', 'demo', name)
-    redirect_data_root(cfg, args.data_root)
+    redirect_data_root(cfg, generate_data(cfg, args.data_root))
 
     runner = build_runner(cfg)
     model = runner.train()  # ends with the validation of the last iteration

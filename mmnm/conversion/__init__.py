@@ -5,6 +5,8 @@ from .checkpoint import (NM_CHECKPOINT_FORMAT, NM_CHECKPOINT_KEY, WEIGHT_SETS,
                          nm_checkpoint_format, pack_mask, unpack_mask)
 from .export import (check_nm_state_dict, export_state_dict,
                      save_nm_checkpoint, sparse_weight_patterns)
+from .pretrained import (check_pretrained_init, checkpoint_patterns,
+                         pretrained_inits)
 from .sparsify import (LayerDecision, SparsityReport, find_sparse_layers,
                        sparse_layer_slots, sparsify_model)
 from .surgery import (WEIGHTED_LAYER_TYPES, check_globs, first_match,
@@ -17,7 +19,8 @@ __all__ = [
     'NM_CHECKPOINT_FORMAT', 'NM_CHECKPOINT_KEY', 'WEIGHT_SETS',
     'decode_nm_checkpoint', 'encode_nm_checkpoint', 'nm_checkpoint_format',
     'pack_mask', 'unpack_mask', 'check_nm_state_dict', 'export_state_dict',
-    'save_nm_checkpoint', 'sparse_weight_patterns', 'LayerDecision',
+    'save_nm_checkpoint', 'check_pretrained_init', 'checkpoint_patterns',
+    'pretrained_inits', 'sparse_weight_patterns', 'LayerDecision',
     'LayerSparsity', 'SparsityReport', 'WEIGHTED_LAYER_TYPES', 'check_globs',
     'first_match', 'is_weighted_layer', 'module_names', 'parents',
     'replace_layers', 'weighted_layers', 'find_sparse_layers',

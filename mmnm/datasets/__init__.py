@@ -1,17 +1,18 @@
-"""Generated demo data, and its datasets for mmdet and mmseg.
+"""Generated demo data, and its datasets for mmdet, mmseg and mmpretrain.
 
 Importing this package registers ``ShapesCocoDataset`` in mmdet's
-``DATASETS`` and ``ShapesSegDataset`` in mmseg's, each left out where its
-library is not installed. The demo configs import it
-(``custom_imports = dict(imports=['mmnm.datasets'])``); ``import mmnm``
-does not, so that it imports neither mmdet nor mmseg.
+``DATASETS``, ``ShapesSegDataset`` in mmseg's and ``ShapesClsDataset`` in
+mmpretrain's, each left out where its library is not installed. The demo
+configs import it (``custom_imports = dict(imports=['mmnm.datasets'])``);
+``import mmnm`` does not, so that it imports none of them.
 """
 from .shapes import (CLASSES, SEG_CLASSES, SEG_PALETTE,
                      generate_shapes_dataset, shapes_metainfo)
+from .shapes_cls_data import CLS_CLASSES, generate_shapes_cls_dataset
 
 __all__ = [
-    'CLASSES', 'SEG_CLASSES', 'SEG_PALETTE', 'generate_shapes_dataset',
-    'shapes_metainfo'
+    'CLASSES', 'CLS_CLASSES', 'SEG_CLASSES', 'SEG_PALETTE',
+    'generate_shapes_cls_dataset', 'generate_shapes_dataset', 'shapes_metainfo'
 ]
 
 try:
@@ -29,3 +30,11 @@ except ModuleNotFoundError as error:
         raise
 else:
     __all__ += ['ShapesSegDataset']
+
+try:
+    from .shapes_cls import ShapesClsDataset
+except ModuleNotFoundError as error:
+    if error.name != 'mmpretrain':
+        raise
+else:
+    __all__ += ['ShapesClsDataset']

@@ -112,6 +112,19 @@ def test_config_builds_and_trains_one_iteration(name):
     sparsity = hook_sparsity(cfg)
     assert (sparsity is None) == (pattern is None)
 
+    # a backbone initialised from an N:M classifier names a local file that
+    # a config of this repository trains (it is checked on training runs)
+    init = (cfg.model.get('backbone') or {}).get('init_cfg') or {}
+    if init.get('type') == 'Pretrained':
+        assert init.checkpoint.startswith('work_dirs/') and \
+            init.prefix == 'backbone.'
+        classifier = init.checkpoint.split('/')[-2]
+        assert any(
+            osp.basename(other) == f'{classifier}.py' and Config.fromfile(
+                osp.join(CONFIGS, other)).default_scope == 'mmpretrain'
+            for other in ALL), init.checkpoint
+        assert expected_pattern(classifier) == pattern
+        cfg.model.backbone.init_cfg = None  # no trained classifier here
     init_default_scope(cfg.get('default_scope'))
     is_seg = cfg.default_scope == 'mmseg'
     is_cls = cfg.default_scope == 'mmpretrain'

@@ -1,7 +1,7 @@
 """The hook that runs N:M sparsity in an mmengine run: it makes the model
 sparse, logs sparsity and Sparse Architecture Divergence (SAD) during
 training, and stops the run if a layer's effective weight is not N:M."""
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.hooks import Hook
@@ -11,8 +11,9 @@ from mmengine.runner import find_latest_checkpoint
 from torch import Tensor
 
 from mmnm.conversion import (NM_CHECKPOINT_KEY, LayerSparsity,
-                             decode_nm_checkpoint, find_sparse_layers,
-                             pack_mask, sparsify_model, unpack_mask)
+                             check_pretrained_init, decode_nm_checkpoint,
+                             find_sparse_layers, pack_mask, pretrained_inits,
+                             sparsify_model, unpack_mask)
 from mmnm.deploy import sparse24_layer_names
 from mmnm.layers import NMSparseMixin, invalidate_masks
 from mmnm.ops import group_view
@@ -74,6 +75,14 @@ class NMSparsityHook(Hook):
     a message for a file that cannot be trained from (a 2:4 inference
     checkpoint; an export given to ``--resume``).
 
+    Pretrained weights: an N:M classifier checkpoint given as a module's
+    ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``
+    (the ``*_nm-in1k-pretrained*`` configs) is checked when training starts:
+    a missing file, or a key of the module that the checkpoint lacks or
+    holds in another shape, stops the run naming the first one; the log
+    says which N:M layers keep the checkpoint's masks and which it held
+    dense (see :func:`mmnm.conversion.check_pretrained_init`).
+
     Args:
         sparsity (dict, optional): arguments of
             :func:`mmnm.conversion.sparsify_model`, e.g.
@@ -87,6 +96,10 @@ class NMSparsityHook(Hook):
         interval (int): log every ``interval`` iterations. Defaults to 50.
         per_layer (bool): also log per-layer values. Defaults to False.
         verify (bool): check the N:M pattern when logging. Defaults to True.
+        pretrained_missing_ok (Sequence[str]): patterns of module keys a
+            ``Pretrained`` init_cfg's checkpoint may lack (layers the model
+            adds, e.g. ``'*.conv_offset.*'``); any other missing key stops a
+            training run. Defaults to None (none).
     """
 
     # before hooks that copy the model (EMA) and before LoggerHook writes
@@ -100,7 +113,8 @@ class NMSparsityHook(Hook):
                  freeze_mask_iter: Optional[int] = None,
                  interval: int = 50,
                  per_layer: bool = False,
-                 verify: bool = True) -> None:
+                 verify: bool = True,
+                 pretrained_missing_ok: Sequence[str] = None) -> None:
         if interval < 1:
             raise ValueError(f'interval must be >= 1, got {interval}')
         self.sparsity = dict(sparsity) if sparsity is not None else None
@@ -111,6 +125,7 @@ class NMSparsityHook(Hook):
         self.interval = interval
         self.per_layer = per_layer
         self.verify = verify
+        self.pretrained_missing_ok = tuple(pretrained_missing_ok or ())
         self.layers: Dict[str, NMSparseMixin] = {}
         # the sparse layers whose weight no optimizer of the run updates
         self.untrained: List[NMSparseMixin] = []
@@ -145,8 +160,19 @@ class NMSparsityHook(Hook):
         if not any(
                 isinstance(hook, NMCheckpointHook) for hook in runner.hooks):
             runner.register_hook(NMCheckpointHook(), priority='LOWEST')
+        if _built_optim_wrappers(runner):  # training: weights get initialised
+            self._check_pretrained(runner, model)
         if self._loaded is not None:
             self._restore_run_state(runner)
+
+    def _check_pretrained(self, runner, model) -> None:
+        """Stop before a ``Pretrained`` init_cfg loads a checkpoint that
+        does not fit (mmengine would only warn); log what the N:M layers
+        take from it."""
+        for name, key, init_cfg in pretrained_inits(model):
+            lines = check_pretrained_init(model, name, key, init_cfg,
+                                          self.pretrained_missing_ok)
+            runner.logger.info('\n'.join(lines))
 
     def _set_up_optim_wrappers(self, runner) -> None:
         """Hand the SR-STE settings to the SR-STE wrappers; stop if a
