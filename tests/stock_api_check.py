@@ -1,6 +1,6 @@
 """Run as ``python tests/stock_api_check.py CONFIG CHECKPOINT IMAGE...`` in
 a fresh process: load an mmnm training checkpoint with the stock inference
-API of mmdet (``init_detector``, ``inference_detector``) or mmseg
+API of mmdet (``init_detector``, ``inference_detector``), mmseg or mmpretrain
 (``init_model``, ``inference_model``), as any user script would, and check
 that the model it builds is dense, its weights are exactly N:M where the run
 trained them N:M, and its predictions equal those of the trained sparse
@@ -12,6 +12,8 @@ import torch
 
 
 def predictions(result) -> list:
+    if isinstance(result, dict):  # mmpretrain
+        return [torch.as_tensor(result['pred_scores'])]
     if hasattr(result, 'pred_sem_seg'):
         return [result.pred_sem_seg.data, result.seg_logits.data]
     inst = result.pred_instances
@@ -20,8 +22,15 @@ def predictions(result) -> list:
 
 
 def main(config: str, checkpoint: str, images: list) -> None:
-    if 'fcn' in config:
+    from mmengine.config import Config
+    scope = Config.fromfile(config).default_scope
+    if scope == 'mmseg':
         from mmseg.apis import inference_model, init_model
+    elif scope == 'mmpretrain':  # its inference_model needs a model zoo
+        from mmpretrain.apis import ImageClassificationInferencer, init_model
+
+        def inference_model(model, image):
+            return ImageClassificationInferencer(model)(image)[0]
     else:
         from mmdet.apis import inference_detector as inference_model
         from mmdet.apis import init_detector as init_model
@@ -37,7 +46,9 @@ def main(config: str, checkpoint: str, images: list) -> None:
     trained = torch.load(checkpoint, map_location='cpu')
     decode_nm_checkpoint(trained, checkpoint)
     sparse.load_state_dict(trained['state_dict'], strict=True)
-    sparse.cfg, sparse.dataset_meta = stock.cfg, stock.dataset_meta
+    for attr in ('cfg', '_config', 'dataset_meta'):  # what init_* sets
+        if hasattr(stock, attr):
+            setattr(sparse, attr, getattr(stock, attr))
     sparse.eval()
     patterns = sparse_weight_patterns(sparse)
     check_nm_state_dict(stock.state_dict(), patterns)

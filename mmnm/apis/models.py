@@ -19,10 +19,15 @@ from .config import ConfigType, config_sparsity, load_config
 def build_model(config: ConfigType,
                 cfg_options: Optional[dict] = None) -> nn.Module:
     """The model of ``config`` as the config builds it (dense, unless it
-    names sparse layers itself)."""
+    names sparse layers itself), with the config's top-level
+    ``data_preprocessor`` (mmpretrain's configs put it there) as the Runner
+    gives it."""
     cfg = load_config(config, cfg_options)
     init_default_scope(cfg.get('default_scope'))
-    return MODELS.build(cfg.model)
+    model = cfg.model.copy()
+    if cfg.get('data_preprocessor') is not None:
+        model.setdefault('data_preprocessor', cfg.data_preprocessor)
+    return MODELS.build(model)
 
 
 def build_sparse_model(config: ConfigType,

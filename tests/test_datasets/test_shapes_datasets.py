@@ -1,8 +1,9 @@
-"""The shapes data's datasets: ``ShapesCocoDataset`` in mmdet's and
-``ShapesSegDataset`` in mmseg's ``DATASETS``, with the class names and
-palettes of ``mmnm/datasets/shapes.py``, are where every demo config gets
-them from; the metrics read them from the dataset. ``import mmnm`` imports
-neither mmdet nor mmseg."""
+"""The shapes data's datasets: ``ShapesCocoDataset`` in mmdet's,
+``ShapesSegDataset`` in mmseg's and ``ShapesClsDataset`` in mmpretrain's
+``DATASETS``, with the class names and palettes of
+``mmnm/datasets/shapes.py`` and ``shapes_cls_data.py``, are where every demo
+config gets them from; the metrics read them from the dataset. ``import
+mmnm`` imports none of mmdet, mmseg and mmpretrain."""
 import glob
 import os.path as osp
 import subprocess
@@ -23,7 +24,11 @@ from mmnm.datasets import (CLASSES, SEG_CLASSES, SEG_PALETTE,
 REPO = osp.dirname(osp.dirname(mmnm.__file__))
 DEMO = osp.join(REPO, 'configs', 'demo')
 CONFIGS = sorted(
-    osp.basename(path) for path in glob.glob(osp.join(DEMO, '*.py')))
+    osp.basename(path) for path in glob.glob(osp.join(DEMO, '*.py'))
+    if 'shapes-cls' not in path)
+CLS_CONFIGS = sorted(
+    osp.basename(path)
+    for path in glob.glob(osp.join(DEMO, '*shapes-cls*.py')))
 SPLITS = {'train': 6, 'val': 8}
 DET_PALETTE = [tuple(p) for p in SEG_PALETTE[1:]]
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
@@ -80,18 +85,19 @@ def test_import_mmnm_leaves_mmdet_and_mmseg_out():
     code = '\n'.join([
         'import sys',
         'import mmnm',
-        "loaded = {'mmdet', 'mmseg'} & set(sys.modules)",
+        "loaded = {'mmdet', 'mmseg', 'mmpretrain'} & set(sys.modules)",
         "assert not loaded, f'import mmnm imported {loaded}'",
         '# without mmdet and mmseg, mmnm.datasets still imports',
         'class NotInstalled:',
         '    def find_spec(self, name, path=None, target=None):',
-        "        if name in ('mmdet', 'mmseg'):",
+        "        if name in ('mmdet', 'mmseg', 'mmpretrain'):",
         "            raise ModuleNotFoundError(f'No module named {name!r}',",
         '                                      name=name)',
         'sys.meta_path.insert(0, NotInstalled())',
         'import mmnm.datasets as datasets',
         "assert not hasattr(datasets, 'ShapesCocoDataset')",
         "assert not hasattr(datasets, 'ShapesSegDataset')",
+        "assert not hasattr(datasets, 'ShapesClsDataset')",
         "assert 'ShapesCocoDataset' not in datasets.__all__",
         "assert datasets.shapes_metainfo('det')['classes'] == "
         'datasets.CLASSES',
@@ -175,3 +181,50 @@ def test_seg_metric_reads_the_classes_from_the_dataset(data_root):
         evaluator.process([sample])
     metrics = evaluator.evaluate(len(dataset))
     assert metrics['mIoU'] == pytest.approx(100.0)
+
+
+def test_cls_data_is_balanced_deterministic_and_reused(tmp_path):
+    from mmnm.datasets import CLS_CLASSES, generate_shapes_cls_dataset
+    first, second = str(tmp_path / 'a'), str(tmp_path / 'b')
+    splits = {'train': 16, 'val': 8}
+    ann_files = generate_shapes_cls_dataset(first, splits=splits)
+    generate_shapes_cls_dataset(second, splits=splits)
+    lines = open(ann_files['train']).read().split('\n')[:-1]
+    assert len(lines) == 16
+    labels = [int(line.split()[1]) for line in lines]
+    assert sorted(labels) == sorted(list(range(8)) * 2)  # balanced
+    for line in lines:
+        path, label = line.split()
+        assert path.split('/')[0] == CLS_CLASSES[int(label)]
+        a = open(osp.join(first, 'train', path), 'rb').read()
+        assert a == open(osp.join(second, 'train', path), 'rb').read()
+    # a complete split is not written again; another size is
+    stamp = osp.getmtime(ann_files['val'])
+    generate_shapes_cls_dataset(first, splits=splits)
+    assert osp.getmtime(ann_files['val']) == stamp
+    generate_shapes_cls_dataset(first, splits={'train': 16, 'val': 16})
+    assert len(open(ann_files['val']).readlines()) == 16
+
+
+@pytest.mark.parametrize('name', CLS_CONFIGS)
+def test_cls_demo_configs_read_the_classes_from_the_dataset(name, tmp_path):
+    from mmpretrain.registry import DATASETS as MMPRETRAIN_DATASETS
+
+    from mmnm.datasets import (CLS_CLASSES, ShapesClsDataset,
+                               generate_shapes_cls_dataset)
+    assert MMPRETRAIN_DATASETS.get('ShapesClsDataset') is ShapesClsDataset
+    root = str(tmp_path)
+    generate_shapes_cls_dataset(root, splits={'train': 16, 'val': 8})
+    cfg = Config.fromfile(osp.join(DEMO, name))
+    for class_name in CLS_CLASSES:  # nothing typed again
+        assert repr(class_name) not in open(osp.join(DEMO, name)).read()
+    assert cfg.model.head.num_classes == len(CLS_CLASSES)
+    init_default_scope(cfg.default_scope)
+    for key in LOADERS:
+        cfg[key].dataset.data_root = root
+        dataset = Runner.build_dataloader(cfg[key]).dataset
+        assert dataset.metainfo['classes'] == CLS_CLASSES
+        assert len(dataset) == (16 if key == 'train_dataloader' else 8)
+        info = dataset.get_data_info(1)
+        assert info['gt_label'] == 1
+        assert info['img_path'].endswith(f'{CLS_CLASSES[1]}/00001.png')

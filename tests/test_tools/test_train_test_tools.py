@@ -23,6 +23,8 @@ TESTS = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, 'configs', 'demo', 'fcn_r18-d8_2-4_shapes-64x64.py')
 MASK_RCNN = osp.join(REPO, 'configs', 'demo',
                      'mask-rcnn_r18_fpn_2-4_shapes-64x64.py')
+CLASSIFIER = osp.join(REPO, 'configs', 'demo',
+                      'resnet18_2-4_shapes-cls-64x64.py')
 
 
 @pytest.fixture(scope='module')
@@ -30,6 +32,14 @@ def data_root(tmp_path_factory):
     from mmnm.datasets import generate_shapes_dataset
     root = tmp_path_factory.mktemp('shapes')
     generate_shapes_dataset(str(root), splits={'train': 8, 'val': 4})
+    return str(root)
+
+
+@pytest.fixture(scope='module')
+def cls_data_root(tmp_path_factory):
+    from mmnm.datasets import generate_shapes_cls_dataset
+    root = tmp_path_factory.mktemp('shapes_cls')
+    generate_shapes_cls_dataset(str(root), splits={'train': 8, 'val': 8})
     return str(root)
 
 
@@ -79,9 +89,12 @@ def group_nonzeros(weight: torch.Tensor, m: int = 4) -> torch.Tensor:
     'config,metric', [
         (CONFIG, 'mIoU'),
         (MASK_RCNN, 'coco/segm_mAP'),
+        (CLASSIFIER, 'accuracy/top1'),
     ],
-    ids=['fcn', 'mask-rcnn'])
-def test_train_resume_test_export(tmp_path, data_root, config, metric):
+    ids=['fcn', 'mask-rcnn', 'resnet18-cls'])
+def test_train_resume_test_export(request, tmp_path, config, metric):
+    data_root = request.getfixturevalue('cls_data_root' if config ==
+                                        CLASSIFIER else 'data_root')
     work = str(tmp_path / 'work')
     train = [sys.executable, 'tools/train.py', config, '--work-dir', work]
     out = run(train + small(data_root, 2, config) +
@@ -96,7 +109,9 @@ def test_train_resume_test_export(tmp_path, data_root, config, metric):
                  <= 2).all())
 
     # the stock inference API, in a process that never builds a runner
-    images = sorted(glob.glob(osp.join(data_root, 'images', 'val', '*')))
+    images = sorted(
+        glob.glob(osp.join(data_root, 'images', 'val', '*')) +
+        glob.glob(osp.join(data_root, 'val', '*', '*.png')))
     out = run([
         sys.executable,
         osp.join(TESTS, 'stock_api_check.py'), config,
