@@ -24,3 +24,4 @@ bench: env
 	$(PYTHON) benchmarks/bench_nm_mask.py
 	$(PYTHON) benchmarks/bench_train_cost.py
 	$(PYTHON) benchmarks/bench_sparse24_inference.py
+	$(PYTHON) benchmarks/bench_cls_throughput.py
