@@ -15,13 +15,14 @@ import mmnm
 REPO = osp.dirname(osp.dirname(mmnm.__file__))
 
 
-def test_demo_trains_evaluates_exports_and_reevaluates(tmp_path):
-    work = tmp_path / 'work'
+def run_demo(task: str, data_root, work, iters: int, batch: int) -> str:
+    """The demo's result block, after a run of ``iters`` iterations."""
     proc = subprocess.run([
-        sys.executable, 'tools/demo.py', '--task', 'ins', '--data-root',
-        str(tmp_path / 'shapes'), '--work-dir',
-        str(work), '--cfg-options', 'train_cfg.max_iters=2',
-        'train_cfg.val_interval=2', 'train_dataloader.batch_size=2'
+        sys.executable, 'tools/demo.py', '--task', task, '--data-root',
+        str(data_root), '--work-dir',
+        str(work), '--cfg-options', f'train_cfg.max_iters={iters}',
+        f'train_cfg.val_interval={iters}',
+        f'train_dataloader.batch_size={batch}'
     ],
                           cwd=REPO,
                           env=dict(os.environ, OMP_NUM_THREADS='1'),
@@ -29,7 +30,12 @@ def test_demo_trains_evaluates_exports_and_reevaluates(tmp_path):
                           text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = proc.stdout[proc.stdout.index('=== mmnm demo result ==='):]
+    return proc.stdout[proc.stdout.index('=== mmnm demo result ==='):]
+
+
+def test_demo_trains_evaluates_exports_and_reevaluates(tmp_path):
+    work = tmp_path / 'work'
+    result = run_demo('ins', tmp_path / 'shapes', work, iters=2, batch=2)
 
     trained = re.search(r'^trained model: +(.*)$', result, re.M).group(1)
     stock = re.search(r'^training checkpoint in the stock dense model: +(.*)$',
@@ -66,19 +72,7 @@ def test_cls_demo_top1_is_the_same_in_every_model(tmp_path):
     from mmnm.apis import evaluate_checkpoint, load_config
     work = tmp_path / 'work'
     data_root = tmp_path / 'shapes_cls'
-    proc = subprocess.run([
-        sys.executable, 'tools/demo.py', '--task', 'cls', '--data-root',
-        str(data_root), '--work-dir',
-        str(work), '--cfg-options', 'train_cfg.max_iters=4',
-        'train_cfg.val_interval=4', 'train_dataloader.batch_size=8'
-    ],
-                          cwd=REPO,
-                          env=dict(os.environ, OMP_NUM_THREADS='1'),
-                          capture_output=True,
-                          text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = proc.stdout[proc.stdout.index('=== mmnm demo result ==='):]
+    result = run_demo('cls', data_root, work, iters=4, batch=8)
 
     def top1(line: str) -> float:
         match = re.search(rf'^{line}: +accuracy/top1: ([\d.]+)$', result, re.M)
