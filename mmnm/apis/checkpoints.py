@@ -3,8 +3,11 @@ exactly-N:M checkpoint, verify one."""
 import os.path as osp
 from typing import Optional
 
+from torch import nn
+
 from mmnm.conversion import (SparsitySummary, check_nm_state_dict,
-                             export_state_dict, save_nm_checkpoint,
+                             checkpoint_patterns, export_state_dict,
+                             save_nm_checkpoint, sparse_layer_slots,
                              sparse_weight_patterns)
 from mmnm.utils import read_checkpoint
 from .config import ConfigType
@@ -33,12 +36,15 @@ def export_nm_checkpoint(
     Raises:
         FileNotFoundError: no such config or checkpoint.
         ValueError: the config is not sparse, the checkpoint does not fit
-            it, or a weight is not N:M (each message names the file/key).
+            it, the config makes a layer N:M that the run trained dense or
+            at another pattern, or a weight is not N:M (each message names
+            the file/key).
         OSError: ``out`` is a folder or cannot be written.
     """
     check_output_file(out)
     model = build_sparse_model(config, cfg_options)
     load_weights(model, checkpoint)
+    check_trained_patterns(model, checkpoint)
     patterns = sparse_weight_patterns(model)
     try:
         with writing(out):
@@ -50,6 +56,29 @@ def export_nm_checkpoint(
     except ValueError as err:
         raise ValueError(f'{checkpoint}: {err}') from None
     return SparsitySummary(layers)
+
+
+def check_trained_patterns(model: nn.Module, checkpoint: str) -> None:
+    """Raise ``ValueError`` naming the layers that ``model`` (built from a
+    config) makes N:M but an mmnm ``checkpoint`` records as trained dense
+    (excluded, or still in the dense warm-up) or at another pattern: masking
+    them now would prune weights that never trained N:M. Checkpoints
+    without mmnm's record pass."""
+    trained = checkpoint_patterns(read_checkpoint(checkpoint))
+    if trained is None:
+        return
+    wrong = [
+        f'{name} ({trained.get(name, ("dense", ))[0]} in the checkpoint, '
+        f'{layer.nm} in the config)'
+        for name, layer in sparse_layer_slots(model).items()
+        if trained.get(name) != (str(layer.nm), layer.nm.orientation)
+    ]
+    if wrong:
+        raise ValueError(
+            f'{checkpoint}: the config makes {len(wrong)} layers N:M that '
+            'this run did not train so: ' + ', '.join(wrong) + '. Export '
+            'with the config the run was trained with (its work dir holds a '
+            'copy), or after its dense warm-up.')
 
 
 def verify_nm_checkpoint(

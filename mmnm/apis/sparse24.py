@@ -12,6 +12,7 @@ from mmnm.conversion import weighted_layers
 from mmnm.deploy import (Sparse24Report, convert_to_sparse24,
                          load_sparse24_checkpoint, save_sparse24_checkpoint)
 from mmnm.layers import gemm_weight
+from .checkpoints import check_trained_patterns
 from .config import ConfigType, config_sparsity, load_config
 from .models import (build_model, build_sparse_model, check_output_file,
                      load_weights, writing)
@@ -69,8 +70,10 @@ def convert_checkpoint_to_sparse24(
 
     Raises:
         FileNotFoundError: no such config or checkpoint.
-        ValueError: the checkpoint does not fit the model, no layer can run
-            2:4, or ``dtype`` is unknown (each message names the file).
+        ValueError: the checkpoint does not fit the model, the config
+            masks a layer the run trained dense or at another pattern
+            (see :func:`check_trained_patterns`), no layer can run 2:4, or
+            ``dtype`` is unknown (each message names the file).
         OSError: ``out`` is a folder or cannot be written.
     """
     if isinstance(dtype, str):
@@ -85,6 +88,8 @@ def convert_checkpoint_to_sparse24(
     model = revert_sync_batchnorm(model).eval()
     load_weights(model, checkpoint,
                  f'the model of {cfg.filename or "the config"}')
+    if sparse:
+        check_trained_patterns(model, checkpoint)
 
     weights = {
         name: gemm_weight(layer)

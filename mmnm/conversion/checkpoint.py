@@ -26,7 +26,7 @@ warm-up (``state='dense'``) is stored dense: that is the model trained so
 far.
 """
 import math
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -164,3 +164,23 @@ def _restore(masked: Tensor, entry: Mapping, layer: Optional[Mapping],
             raise ValueError(f'{where}: the restored weights give other '
                              f'masks than {NM_CHECKPOINT_KEY!r} records')
     return dense
+
+
+def checkpoint_patterns(
+        checkpoint: Mapping) -> Optional[Dict[str, Tuple[str, str]]]:
+    """``{layer name: (pattern, orientation)}`` of the layers an mmnm
+    checkpoint holds N:M (a training checkpoint's ``nm_sparsity`` record or
+    an export's ``meta['nm_patterns']``); ``None`` for other checkpoints."""
+    record = (checkpoint.get(NM_CHECKPOINT_KEY) or {}).get('layers')
+    if record is not None:
+        return {
+            name: (info['pattern'], info['orientation'])
+            for name, info in record.items() if info.get('state') != 'dense'
+        }
+    exported = (checkpoint.get('meta') or {}).get('nm_patterns')
+    if exported is not None:
+        return {
+            key.rsplit('.', 1)[0]: tuple(spec.split('/'))
+            for key, spec in exported.items()
+        }
+    return None

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from mmnm.layers import NMSparseMixin
-from .checkpoint import NM_CHECKPOINT_KEY
+from .checkpoint import checkpoint_patterns
 
 
 def pretrained_inits(model: nn.Module) -> Iterator[Tuple[str, str, dict]]:
@@ -91,26 +91,6 @@ def check_pretrained_init(model: nn.Module,
             "from its weights' magnitudes"
         ]
     return lines + _mask_hand_off(model, name, prefix, patterns)
-
-
-def checkpoint_patterns(
-        checkpoint: Mapping) -> Optional[Dict[str, Tuple[str, str]]]:
-    """``{layer name: (pattern, orientation)}`` of the layers an mmnm
-    checkpoint holds N:M (a training checkpoint's ``nm_sparsity`` record or
-    an export's ``meta['nm_patterns']``); ``None`` for other checkpoints."""
-    record = (checkpoint.get(NM_CHECKPOINT_KEY) or {}).get('layers')
-    if record is not None:
-        return {
-            name: (info['pattern'], info['orientation'])
-            for name, info in record.items() if info.get('state') != 'dense'
-        }
-    exported = (checkpoint.get('meta') or {}).get('nm_patterns')
-    if exported is not None:
-        return {
-            key.rsplit('.', 1)[0]: tuple(spec.split('/'))
-            for key, spec in exported.items()
-        }
-    return None
 
 
 def _prefixed(checkpoint: Mapping, prefix: str, path: str,

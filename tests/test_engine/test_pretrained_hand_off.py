@@ -16,7 +16,8 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 import mmnm
-from mmnm.apis import export_nm_checkpoint, redirect_data_root
+from mmnm.apis import (convert_checkpoint_to_sparse24, export_nm_checkpoint,
+                       redirect_data_root)
 from mmnm.conversion import (check_pretrained_init, checkpoint_patterns,
                              unpack_mask)
 from mmnm.layers import NMSparseMixin
@@ -120,6 +121,18 @@ def test_detector_starts_from_the_classifier_masks(tmp_path, det_data_root,
 def test_an_export_hands_off_as_the_training_checkpoint(
         tmp_path, classifier_checkpoint):
     export = str(tmp_path / 'classifier_nm.pth')
+    # the shipped config would make the layer the run kept dense 2:4: the
+    # export would prune weights that never trained N:M
+    with pytest.raises(
+            ValueError,
+            match=r'makes 1 layers N:M that this run did not '
+            r'train so: backbone.layer1.0.conv1 \(dense in the '
+            r'checkpoint, 2:4 in the config\)'):
+        export_nm_checkpoint(CLASSIFIER, classifier_checkpoint, export)
+    with pytest.raises(ValueError, match='backbone.layer1.0.conv1 '):
+        convert_checkpoint_to_sparse24(CLASSIFIER, classifier_checkpoint,
+                                       export)
+    assert not osp.exists(export)
     cfg = Config.fromfile(CLASSIFIER)  # the classifier as it was trained
     cfg.default_hooks.nm_sparsity.sparsity.exclude.append(KEPT_DENSE)
     export_nm_checkpoint(cfg, classifier_checkpoint, export)
