@@ -68,10 +68,10 @@ def check_trained_patterns(model: nn.Module, checkpoint: str) -> None:
     if trained is None:
         return
     wrong = [
-        f'{name} ({trained.get(name, ("dense", ))[0]} in the checkpoint, '
+        f'{name} ({trained.get(name, "dense")} in the checkpoint, '
         f'{layer.nm} in the config)'
         for name, layer in sparse_layer_slots(model).items()
-        if trained.get(name) != (str(layer.nm), layer.nm.orientation)
+        if trained.get(name) != layer.nm
     ]
     if wrong:
         raise ValueError(

@@ -26,13 +26,14 @@ warm-up (``state='dense'``) is stored dense: that is the model trained so
 far.
 """
 import math
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional
 
 import torch
 from torch import Tensor
 
 from mmnm.layers import NMSparseMixin
 from mmnm.ops import nm_mask
+from mmnm.pattern import NMPattern
 from mmnm.version import __version__
 
 #: The checkpoint key mmnm writes.
@@ -166,21 +167,20 @@ def _restore(masked: Tensor, entry: Mapping, layer: Optional[Mapping],
     return dense
 
 
-def checkpoint_patterns(
-        checkpoint: Mapping) -> Optional[Dict[str, Tuple[str, str]]]:
-    """``{layer name: (pattern, orientation)}`` of the layers an mmnm
-    checkpoint holds N:M (a training checkpoint's ``nm_sparsity`` record or
-    an export's ``meta['nm_patterns']``); ``None`` for other checkpoints."""
+def checkpoint_patterns(checkpoint: Mapping) -> Optional[Dict[str, NMPattern]]:
+    """``{layer name: pattern}`` of the layers an mmnm checkpoint holds N:M
+    (a training checkpoint's ``nm_sparsity`` record or an export's
+    ``meta['nm_patterns']``); ``None`` for other checkpoints."""
     record = (checkpoint.get(NM_CHECKPOINT_KEY) or {}).get('layers')
     if record is not None:
         return {
-            name: (info['pattern'], info['orientation'])
+            name: NMPattern.parse(info['pattern'], info['orientation'])
             for name, info in record.items() if info.get('state') != 'dense'
         }
     exported = (checkpoint.get('meta') or {}).get('nm_patterns')
     if exported is not None:
         return {
-            key.rsplit('.', 1)[0]: tuple(spec.split('/'))
+            key.rsplit('.', 1)[0]: NMPattern.parse(*spec.split('/'))
             for key, spec in exported.items()
         }
     return None

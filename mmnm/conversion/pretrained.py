@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from mmnm.layers import NMSparseMixin
+from mmnm.pattern import NMPattern
+from mmnm.utils import read_checkpoint
 from .checkpoint import checkpoint_patterns
 
 
@@ -69,10 +71,9 @@ def check_pretrained_init(model: nn.Module,
             f'{key}.checkpoint: no such file {path!r}; give the N:M '
             f'classifier checkpoint with --cfg-options {key}.checkpoint=PATH')
     try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=False)
-    except Exception as err:  # noqa: B902 (unpickling errors of any kind)
-        raise ValueError(f'{key}.checkpoint: cannot read {path}: '
-                         f'{type(err).__name__}: {err}') from None
+        checkpoint = read_checkpoint(path)
+    except ValueError as err:
+        raise ValueError(f'{key}.checkpoint: {err}') from None
     source, prefix = _prefixed(checkpoint, init_cfg.get('prefix'), path, key)
     module = model.get_submodule(name) if name else model
     target = module.state_dict()
@@ -152,7 +153,7 @@ def _check_keys(source: Mapping, target: Mapping, prefix: str, path: str,
 
 
 def _mask_hand_off(model: nn.Module, name: str, prefix: str,
-                   patterns: Mapping[str, Tuple[str, str]]) -> List[str]:
+                   patterns: Mapping[str, NMPattern]) -> List[str]:
     """Which N:M layers of module ``name`` keep the checkpoint's masks."""
     kept, other, dense = [], [], []
     start = f'{name}.' if name else ''
@@ -164,8 +165,8 @@ def _mask_hand_off(model: nn.Module, name: str, prefix: str,
         pattern = patterns.get(prefix + local)
         if pattern is None:
             dense.append(local)
-        elif pattern != (str(layer.nm), layer.nm.orientation):
-            other.append(f'{local} ({pattern[0]} there, {layer.nm} here)')
+        elif pattern != layer.nm:
+            other.append(f'{local} ({pattern} there, {layer.nm} here)')
         else:
             kept.append(local)
     lines = [f'  {len(kept)} N:M layers keep the checkpoint\'s masks']

@@ -21,6 +21,7 @@ from mmnm.apis import (convert_checkpoint_to_sparse24, export_nm_checkpoint,
 from mmnm.conversion import (check_pretrained_init, checkpoint_patterns,
                              unpack_mask)
 from mmnm.layers import NMSparseMixin
+from mmnm.pattern import NMPattern
 
 REPO = osp.dirname(osp.dirname(mmnm.__file__))
 DEMO = osp.join(REPO, 'configs', 'demo')
@@ -140,7 +141,7 @@ def test_an_export_hands_off_as_the_training_checkpoint(
         torch.load(classifier_checkpoint, weights_only=False))
     exported = checkpoint_patterns(torch.load(export, weights_only=False))
     assert exported == training
-    assert training['backbone.layer2.0.conv1'] == ('2:4', 'channel')
+    assert training['backbone.layer2.0.conv1'] == NMPattern(2, 4, 'channel')
     assert KEPT_DENSE not in training
     assert checkpoint_patterns({'state_dict': {}}) is None
 
