@@ -3,8 +3,9 @@ mmnm makes N:M sparse, and whether the sparse model still trains and
 predicts.
 
 For each model family folder of the configs shipped inside the installed
-mmdet / mmseg / mmpretrain wheels, one config's model is built (no
-pretrained weights, SyncBN reverted), run dense for one loss step (with
+mmdet / mmseg / mmpretrain wheels, one config's model is built and
+initialised by its own ``init_weights`` (no pretrained weights, SyncBN
+reverted), run dense for one loss step (with
 backward) and one predict step on two small generated images (boxes,
 masks, label maps or class labels), made 2:4 sparse with
 ``sparsify_model`` and run again. The table gives the share of the
@@ -121,6 +122,25 @@ def _small_input_config(cfg, size: int) -> None:
     preprocessor.pop('batch_augments', None)
 
 
+def _without_pretrained(node) -> None:
+    """Drop every ``Pretrained`` ``init_cfg`` and ``pretrained`` path of a
+    model config in place, so that ``init_weights`` downloads nothing."""
+    if isinstance(node, dict):
+        init_cfg = node.get('init_cfg')
+        inits = init_cfg if isinstance(init_cfg, list) else [init_cfg]
+        if any(
+                isinstance(init, dict) and init.get('type') == 'Pretrained'
+                for init in inits):
+            node.pop('init_cfg')
+        if isinstance(node.get('pretrained'), str):
+            node['pretrained'] = None
+        for value in node.values():
+            _without_pretrained(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _without_pretrained(value)
+
+
 def _num_classes(cfg) -> int:
     """The smallest ``num_classes`` the model config names (the labels of
     the generated targets must fit every head)."""
@@ -220,15 +240,31 @@ def _steps(model, batch: dict, prefix: str, steps: Dict[str, str]) -> None:
     steps[f'{prefix} predict'] = 'ok'
 
 
+def build_initialised(package: str, cfg):
+    """The config's model, seeded, without pretrained weights, initialised
+    by its own ``init_weights`` (DINO's and Deformable DETR's level
+    embeddings are uninitialised memory until it runs) and SyncBN
+    reverted."""
+    import torch
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import MODELS, init_default_scope
+    model_cfg = copy.deepcopy(cfg.model)
+    _without_pretrained(model_cfg)
+    if package == 'mmpretrain':  # as the Runner does
+        model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    init_default_scope(cfg.get('default_scope', package))
+    torch.manual_seed(0)
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    return revert_sync_batchnorm(model)
+
+
 def check_config(package: str,
                  family: str,
                  config: str,
                  size: int = 128) -> FamilyResult:
     """Build, run dense, sparsify 2:4 and run sparse one config's model."""
-    import torch
     from mmengine.config import Config
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import MODELS, init_default_scope
 
     from mmnm.conversion import sparsify_model
 
@@ -242,12 +278,7 @@ def check_config(package: str,
             result.status = skip
             return result
         _small_input_config(cfg, size)
-        init_default_scope(cfg.get('default_scope', package))
-        torch.manual_seed(0)
-        if package == 'mmpretrain':  # as the Runner does
-            cfg.model.setdefault('data_preprocessor',
-                                 cfg.get('data_preprocessor'))
-        model = revert_sync_batchnorm(MODELS.build(cfg.model))
+        model = build_initialised(package, cfg)
         classes = _num_classes(cfg)
         if package == 'mmdet':  # box-only heads reject mask targets
             batch = detection_batch(classes, size, 'mask' in str(cfg.model))
