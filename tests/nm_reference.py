@@ -62,14 +62,21 @@ class ForwardRecorder:
 
 
 def count_mask_computations(monkeypatch) -> collections.Counter:
-    """Counts, by layer name, the masks the sparse layers compute."""
+    """Counts, by layer name, the masks the sparse layers compute: their
+    forwards' (``MaskedWeightBuffer.update``) and ``mask_for``'s."""
     import mmnm.layers.sparse_layer as sparse_layer
+    from mmnm.ops import MaskedWeightBuffer
     calls = collections.Counter()
-    compute = sparse_layer.nm_mask
+    compute, update = sparse_layer.nm_mask, MaskedWeightBuffer.update
 
     def counting(weight, n, m, orientation, name=None, *args):
         calls[name] += 1
         return compute(weight, n, m, orientation, name, *args)
 
+    def counting_update(buffer, name=None):
+        calls[name] += 1
+        return update(buffer, name)
+
     monkeypatch.setattr(sparse_layer, 'nm_mask', counting)
+    monkeypatch.setattr(MaskedWeightBuffer, 'update', counting_update)
     return calls

@@ -7,7 +7,7 @@ from typing import Iterable, Iterator, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from mmnm.ops import nm_mask, reduction_size
+from mmnm.ops import MaskedWeightBuffer, nm_mask, reduction_size
 from mmnm.pattern import NMPattern
 from .weight_updates import weight_stamp
 
@@ -158,7 +158,7 @@ class NMSparseMixin:
     weight_key: str = 'weight'
     #: the attributes :meth:`init_sparsity` sets (dropped by ``to_dense``)
     SPARSITY_STATE = ('nm', 'nm_name', 'sparse_enabled', 'mask_frozen', 'mask',
-                      '_masked', '_mask_stamp')
+                      '_masked', '_mask_stamp', '_mask_buffer')
 
     def __init__(self,
                  *args,
@@ -204,6 +204,7 @@ class NMSparseMixin:
         self.mask: Optional[Tensor] = None
         self._masked: Optional[Tensor] = None
         self._mask_stamp: Optional[tuple] = None
+        self._mask_buffer: Optional[MaskedWeightBuffer] = None
         _LIVE_LAYERS.add(self)
 
     @classmethod
@@ -247,22 +248,16 @@ class NMSparseMixin:
         stamp = weight_stamp(self.weight)
         if stamp == self._mask_stamp and self.mask is not None:
             return self.mask, self._masked
-        weight = self.weight.detach()
-        # a new tensor of the weight's size costs more in page faults than
-        # the mask itself: reuse the last one
-        out = self._masked
-        if out is None or out.shape != weight.shape or \
-                out.dtype != weight.dtype or out.device != weight.device or \
-                out.is_inference() != torch.is_inference_mode_enabled():
-            out = None
-        if self.mask_frozen and self.mask is not None:
-            self.mask = self.mask.to(weight.device)
-            self._masked = torch.mul(weight, self.mask, out=out)
-        else:
+        buffer = self._mask_buffer
+        if buffer is None or not buffer.serves(self.weight):
             nm = self.nm
-            self.mask, self._masked = nm_mask(weight, nm.n,
-                                              nm.m, nm.orientation,
-                                              self.describe(), True, out)
+            buffer = self._mask_buffer = MaskedWeightBuffer(
+                self.weight, nm.n, nm.m, nm.orientation, self.describe())
+        if self.mask_frozen and self.mask is not None:
+            self.mask = self.mask.to(buffer.weight.device)
+            self._masked = buffer.apply(self.mask)
+        else:
+            self.mask, self._masked = buffer.update(self.describe())
         self._mask_stamp = stamp
         return self.mask, self._masked
 

@@ -1,17 +1,18 @@
 """Tensor-level operations behind N:M sparsity, compiled in ``mmnm._ext``
 where built, in pure PyTorch otherwise."""
 from .ext_loader import ext_available, ext_has_cuda, ext_status
-from .nm_mask import (count_nm_violations, group_view, nm_mask, nm_mask_torch,
-                      reduction_size, selection_network)
+from .nm_mask import (MaskedWeightBuffer, count_nm_violations, group_view,
+                      nm_mask, nm_mask_torch, reduction_size,
+                      selection_network)
 from .sparse24 import (SPARSE24_LAYOUTS, Sparse24Layout, compress_sparse24,
                        compress_sparse24_torch, decompress_sparse24,
                        decompress_sparse24_torch, sparse24_layout)
 from .sr_ste import add_sr_ste_term_
 
 __all__ = [
-    'SPARSE24_LAYOUTS', 'Sparse24Layout', 'add_sr_ste_term_',
-    'compress_sparse24', 'compress_sparse24_torch', 'count_nm_violations',
-    'decompress_sparse24', 'decompress_sparse24_torch', 'ext_available',
-    'ext_has_cuda', 'ext_status', 'group_view', 'nm_mask', 'nm_mask_torch',
-    'reduction_size', 'selection_network', 'sparse24_layout'
+    'MaskedWeightBuffer', 'SPARSE24_LAYOUTS', 'Sparse24Layout',
+    'add_sr_ste_term_', 'compress_sparse24', 'compress_sparse24_torch',
+    'count_nm_violations', 'decompress_sparse24', 'decompress_sparse24_torch',
+    'ext_available', 'ext_has_cuda', 'ext_status', 'group_view', 'nm_mask',
+    'nm_mask_torch', 'reduction_size', 'selection_network', 'sparse24_layout'
 ]

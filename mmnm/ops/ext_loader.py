@@ -34,8 +34,11 @@ def ext_has_cuda(ext: Optional[ModuleType] = None) -> bool:
 def ext_status() -> str:
     """One line saying which implementation the ops use, and why."""
     if ext_available():
+        # an extension built before the instruction-set choice existed
+        isa = getattr(_ext, 'cpu_isa', lambda: 'sse2')()
+        cpu = f'{isa.upper()} CPU mask kernels'
         if ext_has_cuda():
-            return 'mmnm._ext (compiled C++ ops, with CUDA kernels)'
-        return ('mmnm._ext (compiled C++ ops, CPU kernels only: CUDA '
-                'tensors use the PyTorch path)')
+            return f'mmnm._ext (compiled C++ ops, {cpu}, with CUDA kernels)'
+        return (f'mmnm._ext (compiled C++ ops, {cpu}; no CUDA kernels: '
+                'CUDA tensors use the PyTorch path)')
     return f'pure PyTorch (mmnm._ext not loaded: {_load_error})'

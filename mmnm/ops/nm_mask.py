@@ -124,11 +124,7 @@ def nm_mask(
     pattern, a shape that cannot be grouped, or a weight holding NaN or Inf.
     """
     prefix = f'{name}: ' if name else ''
-    try:
-        NMPattern(n, m, orientation)
-        grouped = group_view(weight.detach(), m, orientation)
-    except (TypeError, ValueError) as err:
-        raise type(err)(f'{prefix}{err}') from None
+    grouped = _grouped_checked(weight, n, m, orientation, prefix)
     grouped_out = None
     if out is not None:
         if not return_masked or out.shape != weight.shape or \
@@ -138,26 +134,117 @@ def nm_mask(
                              'the weight\'s shape, dtype and device, given '
                              'with return_masked=True')
         grouped_out = out.view(grouped.shape)
+    outputs = _select(grouped.contiguous(), n, return_masked, grouped_out,
+                      weight, prefix)
+    if out is not None:
+        torch.autograd.graph.increment_version(out)
+    outputs = [tensor.view(weight.shape) for tensor in outputs]
+    return tuple(outputs) if return_masked else outputs[0]
+
+
+def _grouped_checked(weight: Tensor, n: int, m: int, orientation: str,
+                     prefix: str) -> Tensor:
+    """The grouped view of ``weight``; ``ValueError`` (prefixed) for an
+    invalid pattern or a shape that cannot be grouped."""
+    try:
+        NMPattern(n, m, orientation)
+        return group_view(weight.detach(), m, orientation)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f'{prefix}{err}') from None
+
+
+def _select(grouped: Tensor, n: int, return_masked: bool,
+            grouped_out: Optional[Tensor], weight: Tensor,
+            prefix: str) -> List[Tensor]:
+    """``[keep]`` or ``[keep, masked]`` of a contiguous grouped view, from
+    the compiled kernel where it applies, else from :func:`nm_mask_torch`;
+    ``masked`` is written into ``grouped_out`` if given."""
     ext = load_ext()
-    if ext is not None and m in EXT_GROUP_SIZES and \
+    if ext is not None and grouped.shape[2] in EXT_GROUP_SIZES and \
             (grouped.device.type == 'cpu' or ext_has_cuda(ext)):
         try:
-            outputs = ext.nm_mask_forward(grouped.contiguous(), n,
-                                          return_masked, grouped_out)
+            return ext.nm_mask_forward(grouped, n, return_masked, grouped_out)
         except RuntimeError as err:
             if 'NaN/Inf' not in str(err):
                 raise
             raise _non_finite_error(weight, prefix) from None
-        if out is not None:
-            torch.autograd.graph.increment_version(out)
-    else:
-        if grouped.numel() and not torch.isfinite(grouped.abs().amax()):
-            raise _non_finite_error(weight, prefix)
-        keep = nm_mask_torch(grouped, n)
-        outputs = [keep, torch.mul(grouped, keep, out=grouped_out)] \
-            if return_masked else [keep]
-    outputs = [tensor.view(weight.shape) for tensor in outputs]
-    return tuple(outputs) if return_masked else outputs[0]
+    if grouped.numel() and not torch.isfinite(grouped.abs().amax()):
+        raise _non_finite_error(weight, prefix)
+    keep = nm_mask_torch(grouped, n)
+    return [keep, torch.mul(grouped, keep, out=grouped_out)] \
+        if return_masked else [keep]
+
+
+class MaskedWeightBuffer:
+    """The N:M mask and masked copy of one weight tensor, recomputed on
+    request into the same buffer (a new tensor of a weight's size costs
+    more in page faults than the mask itself).
+
+    The checks and views are made once, at construction, so that a
+    training step's recomputation is one kernel call. :meth:`serves` says
+    whether the buffer still fits a (possibly replaced) weight.
+
+    Args:
+        weight (Tensor): the weight (a parameter; only read).
+        n (int): weights kept per group.
+        m (int): the group size.
+        orientation (str): the grouping (see :func:`group_view`).
+        name (str, optional): the layer's name, prefixed to the errors of
+            a pattern or shape that cannot be grouped.
+    """
+
+    def __init__(self,
+                 weight: Tensor,
+                 n: int,
+                 m: int,
+                 orientation: str = 'channel',
+                 name: Optional[str] = None) -> None:
+        prefix = f'{name}: ' if name else ''
+        self.n = n
+        self.m, self.orientation = m, orientation
+        self.weight = weight.detach()
+        self.grouped = _grouped_checked(self.weight, n, m, orientation, prefix)
+        # unless the grouped view is a contiguous view of the weight itself
+        # (channels_last weights: a strided view or a copy), it is made again,
+        # a copy, at every update; the masked weight is always contiguous
+        self._regroup = not self.grouped.is_contiguous() or \
+            self.grouped.data_ptr() != self.weight.data_ptr()
+        self.masked = torch.empty(
+            self.weight.shape,
+            dtype=self.weight.dtype,
+            device=self.weight.device)
+        self._grouped_out = self.masked.view(self.grouped.shape)
+        self._inference = torch.is_inference_mode_enabled()
+
+    def serves(self, weight: Tensor) -> bool:
+        """Whether ``weight`` is the tensor this buffer was made for (same
+        memory, shape, dtype and device) and the inference mode the same
+        (a buffer made under ``torch.inference_mode`` cannot serve
+        autograd)."""
+        return weight.data_ptr() == self.weight.data_ptr() and \
+            weight.shape == self.weight.shape and \
+            weight.stride() == self.weight.stride() and \
+            weight.dtype == self.weight.dtype and \
+            weight.device == self.weight.device and \
+            torch.is_inference_mode_enabled() == self._inference
+
+    def update(self, name: Optional[str] = None) -> Tuple[Tensor, Tensor]:
+        """``(mask, masked)`` of the weight's current values: a new mask,
+        the masked weight rewritten in place (its version bumped, so that a
+        graph holding the old values fails at backward). ``name`` prefixes
+        the error for a weight holding NaN or Inf."""
+        grouped = group_view(self.weight, self.m, self.orientation) \
+            .contiguous() if self._regroup else self.grouped
+        keep, _ = _select(grouped, self.n, True, self._grouped_out,
+                          self.weight, f'{name}: ' if name else '')
+        torch.autograd.graph.increment_version(self.masked)
+        return keep.view(self.weight.shape), self.masked
+
+    def apply(self, mask: Tensor) -> Tensor:
+        """The masked weight under a given (frozen) ``mask``, rewritten in
+        place."""
+        torch.mul(self.weight, mask, out=self.masked)
+        return self.masked
 
 
 def _non_finite_error(weight: Tensor, prefix: str) -> ValueError:

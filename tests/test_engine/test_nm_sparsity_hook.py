@@ -73,16 +73,16 @@ def test_logged_sad_matches_recorded_masks(tmp_path):
 def test_non_nm_weight_stops_the_run_naming_the_layer(tmp_path, monkeypatch):
     runner = build_runner(toy_runner_cfg(str(tmp_path), max_iters=2))
     # a broken mask op (keeps everything) must not go unnoticed
-    import mmnm.layers.sparse_layer as sparse_layer
-    real_nm_mask = sparse_layer.nm_mask
+    from mmnm.ops import MaskedWeightBuffer
+    real_update = MaskedWeightBuffer.update
 
-    def keep_all_in_conv(weight, n, m, orientation, name, *args):
+    def keep_all_in_conv(buffer, name=None):
         if name != "layer 'conv'":
-            return real_nm_mask(weight, n, m, orientation, name, *args)
-        keep = torch.ones_like(weight, dtype=torch.bool)
-        return (keep, weight.clone()) if args and args[0] else keep
+            return real_update(buffer, name)
+        buffer.masked.copy_(buffer.weight)
+        return torch.ones_like(buffer.weight, dtype=torch.bool), buffer.masked
 
-    monkeypatch.setattr(sparse_layer, 'nm_mask', keep_all_in_conv)
+    monkeypatch.setattr(MaskedWeightBuffer, 'update', keep_all_in_conv)
     with pytest.raises(RuntimeError, match=r"layer 'conv' is not 2:4"):
         runner.train()
 

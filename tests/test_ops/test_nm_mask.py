@@ -522,3 +522,52 @@ def test_out_must_not_be_the_weight():
     grouped = torch.randn(8, 4, 4, 1)
     with pytest.raises(RuntimeError, match='must not be the weight'):
         load_ext().nm_mask_forward(grouped, 2, True, grouped)
+
+
+@pytest.mark.parametrize('orientation', ['channel', 'flat'])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_masked_weight_buffer_follows_the_weight_in_place(
+        mask_path, orientation, channels_last):
+    """One buffer serves every update of its weight: the mask of the
+    current values, the masked weight rewritten into the same memory, its
+    version bumped; a channels_last weight is regrouped each time."""
+    from mmnm.ops import MaskedWeightBuffer
+    weight = torch.randn(8, 16, 3, 3)
+    if channels_last:
+        weight = weight.contiguous(memory_format=torch.channels_last)
+    buffer = MaskedWeightBuffer(weight, 2, 4, orientation, name='neck.conv')
+    address = buffer.masked.data_ptr()
+    for step in range(3):
+        version = buffer.masked._version
+        mask, masked = buffer.update('neck.conv')
+        assert torch.equal(mask, nm_mask(weight, 2, 4, orientation))
+        assert torch.equal(masked, weight * mask)
+        assert masked.data_ptr() == address and masked.is_contiguous()
+        assert masked._version > version
+        assert buffer.serves(weight)
+        weight.mul_(-1.5).add_(torch.randn_like(weight))  # an update
+    frozen = nm_mask(weight, 1, 4, orientation)
+    assert torch.equal(buffer.apply(frozen), weight * frozen)
+
+
+def test_masked_weight_buffer_knows_when_it_no_longer_fits(mask_path):
+    from mmnm.ops import MaskedWeightBuffer
+    weight = torch.randn(8, 16)
+    buffer = MaskedWeightBuffer(weight, 2, 4)
+    assert buffer.serves(weight) and buffer.serves(weight.detach())
+    for other in (weight.clone(), weight.double(), weight.t(),
+                  weight.view(16, 8)):
+        assert not buffer.serves(other)
+    with torch.inference_mode():
+        assert not buffer.serves(weight)
+
+
+def test_masked_weight_buffer_errors_name_the_layer(mask_path):
+    from mmnm.ops import MaskedWeightBuffer
+    with pytest.raises(ValueError, match='neck.fc: reduction size 10'):
+        MaskedWeightBuffer(torch.randn(4, 10), 2, 4, name='neck.fc')
+    weight = torch.randn(4, 8)
+    buffer = MaskedWeightBuffer(weight, 2, 4, name='neck.fc')
+    weight[1, 3] = float('nan')
+    with pytest.raises(ValueError, match='neck.fc: weight holds 1 NaN'):
+        buffer.update('neck.fc')

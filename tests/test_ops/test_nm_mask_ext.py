@@ -54,22 +54,84 @@ def test_kernel_rejects_bad_arguments():
         ext.nm_mask_forward(torch.randn(2, 2, 7, 1), 2, False)
 
 
+ISAS = ('scalar', 'sse2', 'avx2')
+
+
+def available_isas():
+    """The instruction sets this CPU and build run, lowest first."""
+    ext = load_ext()
+    best = ext.cpu_isa() if ext is not None else 'scalar'
+    return ISAS[:ISAS.index(best) + 1]
+
+
+@pytest.fixture
+def cpu_isa(request):
+    """Run the M=4 float kernels on ``request.param``; restore after."""
+    ext = load_ext()
+    if request.param not in available_isas():
+        pytest.skip(f'this CPU has no {request.param} kernels')
+    ext.set_cpu_isa(request.param)
+    assert ext.cpu_isa() == request.param
+    yield request.param
+    ext.set_cpu_isa('auto')
+
+
+@pytest.mark.parametrize('cpu_isa', ISAS, indirect=True)
 @pytest.mark.parametrize('n', [1, 2, 3])
 @pytest.mark.parametrize('shape', [(37, 12, 1, 1), (64, 64, 3, 3),
                                    (9, 8, 5, 5), (23, 4, 2, 7), (129, 36),
-                                   (8, 8, 1, 2), (6, 8, 1, 3)])
-def test_vectorised_m4_float_path_equals_torch_path(n, shape):
-    """float32 M=4 runs a SIMD path: vector blocks (the last one of a row
-    overlapping the one before when the row length is not a multiple of 4),
-    scalar code for rows shorter than 4, split across threads at arbitrary
-    rows."""
+                                   (8, 8, 1, 2), (6, 8, 1, 3), (5, 8, 1, 8),
+                                   (7, 12, 4, 4), (3, 4, 1, 17), (33, 28)])
+def test_vectorised_m4_float_path_equals_torch_path(cpu_isa, n, shape):
+    """float32 M=4 runs a SIMD path (AVX2: 8 groups per step, SSE2: 4):
+    vector blocks, the last one of a row overlapping the one before when
+    the row length is not a multiple of the width, narrower code for
+    shorter rows and for the contiguous groups left over, split across
+    threads at arbitrary rows."""
     gen = torch.Generator().manual_seed(sum(shape) + n)
     weight = torch.randn(shape, generator=gen)
     weight[torch.rand(shape, generator=gen) < 0.2] = 0.5  # ties
     weight[torch.rand(shape, generator=gen) < 0.1] *= -1
+    weight[torch.rand(shape, generator=gen) < 0.05] = 0.0  # +0 / -0 ties
+    weight[torch.rand(shape, generator=gen) < 0.05] = -0.0
     grouped = group_view(weight, 4)
     keep, masked = load_ext().nm_mask_forward(grouped.contiguous(), n, True)
     expected = nm_mask_torch(grouped, n)
     assert torch.equal(keep, expected)
     assert torch.equal(masked, grouped * expected)
+    # pruned negative weights give -0.0, as in the PyTorch path
+    assert torch.equal(masked.signbit(), (grouped * expected).signbit())
     assert bool((keep.sum(2) == n).all())
+
+
+@pytest.mark.parametrize('cpu_isa', ISAS, indirect=True)
+@pytest.mark.parametrize('shape', [(16, 64), (8, 8, 3, 3), (4, 8, 1, 1)])
+def test_vectorised_path_finds_non_finite_anywhere(cpu_isa, shape):
+    """A NaN or Inf in any lane of any vector block is reported."""
+    ext = load_ext()
+    for flat in range(0, torch.Size(shape).numel(), 7):
+        for bad in (float('nan'), float('inf'), -float('inf')):
+            weight = torch.randn(shape)
+            weight.view(-1)[flat] = bad
+            with pytest.raises(RuntimeError, match='NaN/Inf'):
+                ext.nm_mask_forward(group_view(weight, 4).contiguous(), 2)
+
+
+def test_cpu_isa_choice_is_checked():
+    ext = load_ext()
+    assert ext.cpu_isa() == available_isas()[-1]  # the best by default
+    with pytest.raises(RuntimeError, match='unknown instruction set'):
+        ext.set_cpu_isa('avx512')
+    ext.set_cpu_isa('auto')
+    assert ext.cpu_isa() == available_isas()[-1]
+
+
+def test_status_names_the_instruction_set():
+    from mmnm.ops import ext_status
+    ext = load_ext()
+    assert f'{ext.cpu_isa().upper()} CPU mask kernels' in ext_status()
+    ext.set_cpu_isa('scalar')
+    try:
+        assert 'SCALAR CPU mask kernels' in ext_status()
+    finally:
+        ext.set_cpu_isa('auto')

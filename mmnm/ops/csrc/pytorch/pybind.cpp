@@ -11,6 +11,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sparse24_compress(
     const at::Tensor& dense);
 std::tuple<at::Tensor, at::Tensor> sparse24_decompress(
     const at::Tensor& values, const at::Tensor& meta);
+std::string cpu_isa();
+void set_cpu_isa(const std::string& name);
 }  // namespace mmnm
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -29,6 +31,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "(dense, num_bad) of a CUTLASS 2:4 (values, meta) pair; num_bad "
         "counts invalid meta codes",
         py::arg("values"), py::arg("meta"));
+  m.def("cpu_isa", &mmnm::cpu_isa,
+        "instruction set of the float32 M=4 CPU mask kernels: avx2, sse2 "
+        "or scalar");
+  m.def("set_cpu_isa", &mmnm::set_cpu_isa,
+        "choose it: auto (the best the CPU has), avx2, sse2 or scalar",
+        py::arg("name"));
   m.def("with_cuda", [] {
 #ifdef MMNM_WITH_CUDA
     return true;

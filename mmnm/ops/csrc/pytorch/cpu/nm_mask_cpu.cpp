@@ -7,11 +7,20 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <string>
 #include <type_traits>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #include <xmmintrin.h>
+#endif
+// AVX2 kernels are compiled into every x86-64 build (function target
+// attributes: the rest of the file keeps the baseline ISA) and chosen at
+// run time where the CPU has AVX2 and BMI2.
+#if defined(__SSE2__) && defined(__x86_64__) && defined(__GNUC__)
+#define MMNM_HAVE_AVX2 1
+#include <immintrin.h>
+#define MMNM_AVX2 __attribute__((target("avx2,bmi2")))
 #endif
 
 #include "../../common/nm_mask_utils.h"
@@ -19,6 +28,29 @@
 namespace mmnm {
 
 namespace {
+
+// The instruction set of the float32 M=4 kernels: the best the CPU has,
+// unless set_cpu_isa chose a lower one (tests and benchmarks compare them).
+enum class CpuIsa : int { kScalar = 0, kSse2 = 1, kAvx2 = 2 };
+
+CpuIsa best_cpu_isa() {
+#if defined(MMNM_HAVE_AVX2)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2")) {
+    return CpuIsa::kAvx2;
+  }
+#endif
+#if defined(__SSE2__)
+  return CpuIsa::kSse2;
+#else
+  return CpuIsa::kScalar;
+#endif
+}
+
+std::atomic<int>& active_isa() {
+  static std::atomic<int> isa{static_cast<int>(best_cpu_isa())};
+  return isa;
+}
 
 #if defined(__SSE2__)
 // 2:4-style groups of M = 4 floats, four groups per SSE2 instruction; the
@@ -140,6 +172,154 @@ bool nm_mask_4_strided(const float* w, bool* keep, float* masked,
 }
 #endif  // __SSE2__
 
+#if defined(MMNM_HAVE_AVX2)
+// The AVX2 versions: eight groups per step, the same ranking as rank4.
+struct Rank8 {
+  __m256i keep[4];
+  bool finite;
+};
+
+MMNM_AVX2 inline Rank8 rank8(const __m256 (&a)[4], int64_t n) {
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 mag[4];
+  __m256 finite = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (int j = 0; j < 4; ++j) {
+    finite = _mm256_and_ps(
+        finite, _mm256_cmp_ps(_mm256_sub_ps(a[j], a[j]), zero, _CMP_EQ_OQ));
+    mag[j] = _mm256_andnot_ps(sign, a[j]);
+  }
+  __m256i rank[4];
+  for (int j = 0; j < 4; ++j) rank[j] = _mm256_setzero_si256();
+  const __m256i one = _mm256_set1_epi32(1);
+  for (int i = 0; i < 4; ++i) {
+    for (int j = i + 1; j < 4; ++j) {
+      const __m256i j_first =
+          _mm256_castps_si256(_mm256_cmp_ps(mag[j], mag[i], _CMP_GT_OQ));
+      rank[i] = _mm256_sub_epi32(rank[i], j_first);
+      rank[j] = _mm256_add_epi32(rank[j], _mm256_add_epi32(one, j_first));
+    }
+  }
+  Rank8 out;
+  const __m256i limit = _mm256_set1_epi32(static_cast<int>(n));
+  for (int j = 0; j < 4; ++j) out.keep[j] = _mm256_cmpgt_epi32(limit, rank[j]);
+  out.finite = _mm256_movemask_ps(finite) == 0xFF;
+  return out;
+}
+
+// Eight 0/-1 int32 lanes -> eight bool bytes at dst (one bit per lane,
+// spread to the low bit of each byte).
+MMNM_AVX2 inline void store_bools8(bool* dst, __m256i keep) {
+  const uint64_t bits = _pdep_u64(
+      static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(keep))),
+      0x0101010101010101ULL);
+  std::memcpy(dst, &bits, 8);
+}
+
+MMNM_AVX2 inline __m256 masked8(__m256 w, __m256i keep) {
+  return _mm256_mul_ps(
+      w, _mm256_and_ps(_mm256_castsi256_ps(keep), _mm256_set1_ps(1.0f)));
+}
+
+// _MM_TRANSPOSE4_PS within each 128-bit lane.
+MMNM_AVX2 inline void transpose4_lanes(__m256 (&r)[4]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]);
+  const __m256 t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]);
+  const __m256 t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  r[0] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  r[1] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  r[2] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  r[3] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+}
+
+// Contiguous groups, 8 per step: register q holds groups 2q and 2q + 1 of
+// the step (one per 128-bit lane), so the in-lane transpose gives entry j
+// of all eight in register j, and the same transpose brings the keep masks
+// back in memory order.
+MMNM_AVX2 bool nm_mask_4_contiguous_avx2(const float* w, bool* keep,
+                                         float* masked, int64_t begin,
+                                         int64_t end, int64_t n) {
+  bool ok = true;
+  int64_t g = begin;
+  for (; g + 8 <= end; g += 8) {
+    const float* p = w + g * 4;
+    __m256 a[4] = {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8),
+                   _mm256_loadu_ps(p + 16), _mm256_loadu_ps(p + 24)};
+    transpose4_lanes(a);
+    const Rank8 r = rank8(a, n);
+    ok &= r.finite;
+    __m256 k[4];
+    for (int j = 0; j < 4; ++j) k[j] = _mm256_castsi256_ps(r.keep[j]);
+    transpose4_lanes(k);
+    for (int q = 0; q < 4; ++q) {
+      const __m256i kq = _mm256_castps_si256(k[q]);
+      store_bools8(keep + g * 4 + 8 * q, kq);
+      if (masked != nullptr) {
+        _mm256_storeu_ps(masked + g * 4 + 8 * q,
+                         masked8(_mm256_loadu_ps(p + 8 * q), kq));
+      }
+    }
+  }
+  return nm_mask_4_contiguous(w, keep, masked, g, end, n) && ok;
+}
+
+// Strided groups, 8 consecutive positions per step; the last step of a row
+// overlaps the one before (3x3 kernels: 9 = 8 + 1 -> two steps). Rows
+// shorter than 8 take the SSE2 path.
+MMNM_AVX2 bool nm_mask_4_strided_avx2(const float* w, bool* keep,
+                                      float* masked, int64_t begin,
+                                      int64_t end, int64_t inner, int64_t n) {
+  if (inner < 8) return nm_mask_4_strided(w, keep, masked, begin, end, inner, n);
+  bool ok = true;
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t base = row * 4 * inner;
+    for (int64_t b = 0; b < inner; b += 8) {
+      if (b + 8 > inner) b = inner - 8;
+      __m256 a[4];
+      for (int j = 0; j < 4; ++j) {
+        a[j] = _mm256_loadu_ps(w + base + j * inner + b);
+      }
+      const Rank8 r = rank8(a, n);
+      ok &= r.finite;
+      for (int j = 0; j < 4; ++j) {
+        const int64_t at = base + j * inner + b;
+        store_bools8(keep + at, r.keep[j]);
+        if (masked != nullptr) {
+          _mm256_storeu_ps(masked + at, masked8(a[j], r.keep[j]));
+        }
+      }
+    }
+  }
+  return ok;
+}
+#endif  // MMNM_HAVE_AVX2
+
+// float32 M=4 rows [begin, end) on the active instruction set; false if
+// there is no SIMD kernel for it (the caller runs the scalar code).
+bool nm_mask_4_simd(const float* w, bool* keep, float* masked,
+                    int64_t begin, int64_t end, int64_t inner, int64_t n,
+                    bool* ok) {
+  const CpuIsa isa = static_cast<CpuIsa>(active_isa().load());
+#if defined(MMNM_HAVE_AVX2)
+  if (isa == CpuIsa::kAvx2) {
+    *ok = inner == 1
+              ? nm_mask_4_contiguous_avx2(w, keep, masked, begin, end, n)
+              : nm_mask_4_strided_avx2(w, keep, masked, begin, end, inner, n);
+    return true;
+  }
+#endif
+#if defined(__SSE2__)
+  if (isa == CpuIsa::kSse2) {
+    *ok = inner == 1
+              ? nm_mask_4_contiguous(w, keep, masked, begin, end, n)
+              : nm_mask_4_strided(w, keep, masked, begin, end, inner, n);
+    return true;
+  }
+#endif
+  return false;
+}
+
 // Runs select_group over every group of a contiguous (A, G, M, B) view.
 template <typename scalar_t, int M>
 bool nm_mask_cpu_impl(const scalar_t* w, bool* keep, scalar_t* masked,
@@ -148,15 +328,12 @@ bool nm_mask_cpu_impl(const scalar_t* w, bool* keep, scalar_t* masked,
   const int64_t grain = std::max<int64_t>(1, 4096 / (M * inner));
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     bool ok = true;
-#if defined(__SSE2__)
     if constexpr (std::is_same<scalar_t, float>::value && M == 4) {
-      ok = inner == 1
-               ? nm_mask_4_contiguous(w, keep, masked, begin, end, n)
-               : nm_mask_4_strided(w, keep, masked, begin, end, inner, n);
-      if (!ok) finite = false;
-      return;
+      if (nm_mask_4_simd(w, keep, masked, begin, end, inner, n, &ok)) {
+        if (!ok) finite = false;
+        return;
+      }
     }
-#endif
     for (int64_t row = begin; row < end; ++row) {
       for (int64_t b = 0; b < inner; ++b) {
         const int64_t first = row * M * inner + b;
@@ -170,6 +347,41 @@ bool nm_mask_cpu_impl(const scalar_t* w, bool* keep, scalar_t* masked,
   return finite.load();
 }
 }  // namespace
+
+std::string cpu_isa() {
+  switch (static_cast<CpuIsa>(active_isa().load())) {
+    case CpuIsa::kAvx2:
+      return "avx2";
+    case CpuIsa::kSse2:
+      return "sse2";
+    default:
+      return "scalar";
+  }
+}
+
+void set_cpu_isa(const std::string& name) {
+  const CpuIsa best = best_cpu_isa();
+  CpuIsa isa;
+  if (name == "auto") {
+    isa = best;
+  } else if (name == "avx2") {
+    isa = CpuIsa::kAvx2;
+  } else if (name == "sse2") {
+    isa = CpuIsa::kSse2;
+  } else if (name == "scalar") {
+    isa = CpuIsa::kScalar;
+  } else {
+    TORCH_CHECK(false, "set_cpu_isa: unknown instruction set '", name,
+                "' (auto, avx2, sse2 or scalar)");
+  }
+  TORCH_CHECK(static_cast<int>(isa) <= static_cast<int>(best),
+              "set_cpu_isa: this CPU or build has no ", name,
+              " kernels (best: ", best == CpuIsa::kAvx2  ? "avx2"
+                                  : best == CpuIsa::kSse2 ? "sse2"
+                                                          : "scalar",
+              ")");
+  active_isa() = static_cast<int>(isa);
+}
 
 // grouped: contiguous (A, G, M, B) view of a weight; groups run along dim 2.
 void nm_mask_cpu(const at::Tensor& grouped, at::Tensor& keep,
