@@ -10,6 +10,9 @@ device-to-device copy, measured here) and, on a GPU, its nominal peak.
 
     python benchmarks/bench_nm_mask.py [--pattern 2:4] [--repeats 5]
     python benchmarks/bench_nm_mask.py --device cuda   # the GPU check
+    python benchmarks/bench_nm_mask.py --cpu-isa sse2  # the CPU kernel's
+                                                       # SSE2 path (AVX2 is
+                                                       # chosen where present)
 """
 import argparse
 import statistics
@@ -19,7 +22,8 @@ from typing import Callable, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from mmnm.ops import nm_mask
+from mmnm.ops import ext_status, nm_mask
+from mmnm.ops.ext_loader import load_ext
 from mmnm.pattern import NMPattern
 
 
@@ -91,7 +95,18 @@ def main() -> None:
     parser.add_argument('--pattern', default='2:4')
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--device', default='cpu')
+    parser.add_argument(
+        '--cpu-isa',
+        default='auto',
+        choices=['auto', 'avx2', 'sse2', 'scalar'],
+        help='instruction set of the compiled float32 M=4 CPU kernel')
     args = parser.parse_args()
+    ext = load_ext()
+    if ext is not None:
+        ext.set_cpu_isa(args.cpu_isa)
+    elif args.cpu_isa != 'auto':
+        parser.error('--cpu-isa needs the compiled mmnm._ext')
+    print(ext_status())
     nm = NMPattern.parse(args.pattern)
     device = torch.device(args.device)
     calls = 20 if device.type == 'cuda' else 1

@@ -15,11 +15,15 @@ reported as the ratio of the medians and the median of the paired ratios:
    shapes data.
 
 The sparse extra is split into its parts, each timed alone on the same
-weights (for a model: summed over its sparse layers, once per step): the
-mask (``nm_mask``), the masked weight (what writing ``W * mask`` in the
-same pass adds), the straight-through weight of a forward (cached-mask
-check and autograd node, forward and backward) and the SR-STE term; "rest"
-is what the parts leave unexplained.
+weights (for a layer: repeated on it, its data in cache as in its own
+step; for a model: once per sparse layer over all of them in turn, as its
+step runs them): the mask (``nm_mask``), the masked weight (what writing
+``W * mask`` in the same pass adds), the straight-through weight of a
+forward (cached-mask check and autograd node, forward and backward) and
+the SR-STE term; "rest" is what the parts leave unexplained. A model row
+is followed by a control: an identical copy of the dense model timed in
+the same rounds, whose ratio to dense shows what differences this machine
+can resolve (on a busy 2-core CPU, a few percent).
 
     python benchmarks/bench_train_cost.py [--rounds 15] [--model-rounds 8]
     python benchmarks/bench_train_cost.py --tiny   # seconds; CI runs this
@@ -114,8 +118,8 @@ def median(values: Sequence[float]) -> float:
 
 def ratios(times: Dict[str, List[float]]) -> Tuple[float, float, float, float]:
     """Dense median, sparse median, ratio of medians, median of the paired
-    ratios."""
-    dense, sparse = times.values()
+    ratios (of the first two steps: dense and sparse)."""
+    dense, sparse = list(times.values())[:2]
     paired = median([s / d for d, s in zip(dense, sparse)])
     return median(dense), median(sparse), median(sparse) / median(dense), \
         paired
@@ -125,16 +129,21 @@ def ratios(times: Dict[str, List[float]]) -> Tuple[float, float, float, float]:
 # the parts of the sparse extra
 # ----------------------------------------------------------------------
 def part_times(layers: Sequence[NMSparseMixin],
-               rounds: int) -> Dict[str, float]:
+               rounds: int,
+               sweep: bool = False) -> Dict[str, float]:
     """Seconds per step of each part of the sparse extra, summed over
-    ``layers`` (medians of ``rounds``)."""
-    parts = {name: 0.0 for name in ('mask', 'masked', 'ste', 'sr_ste')}
+    ``layers`` (medians of ``rounds``). Each part is timed on one layer at
+    a time, repeated (its data hot in cache, as in a layer's own step), or
+    with ``sweep`` once per layer over all of them in turn, as a model's
+    step runs it (each layer's weight read from memory)."""
+    per_layer = []
     for layer in layers:
         weight = layer.weight.detach()
         nm = layer.nm
         grad = torch.randn_like(weight)
         mask = nm_mask(weight, nm.n, nm.m, nm.orientation)
         layer.update_mask()
+        out = torch.empty_like(weight)
 
         def ste_step(layer=layer, grad=grad):
             layer.weight.grad = None
@@ -144,28 +153,41 @@ def part_times(layers: Sequence[NMSparseMixin],
             layer.weight.grad = None
             layer.weight.backward(grad)
 
-        steps = {
+        per_layer.append({
             'mask':
-            lambda: nm_mask(weight, nm.n, nm.m, nm.orientation),
+            lambda weight=weight, nm=nm: nm_mask(weight, nm.n, nm.m, nm.
+                                                 orientation),
             'mask+masked':
-            lambda: nm_mask(weight, nm.n, nm.m, nm.orientation, None, True),
+            lambda weight=weight, nm=nm, out=out: nm_mask(
+                weight, nm.n, nm.m, nm.orientation, None, True, out),
             'ste':
             ste_step,
             'leaf':
             leaf_step,
             'sr_ste':
-            lambda: add_sr_ste_term_(grad, weight, mask, LAMBDA_W),
-        }
-        repeats = repeats_for(steps['mask+masked'], 0.002)
+            lambda grad=grad, weight=weight, mask=mask: add_sr_ste_term_(
+                grad, weight, mask, LAMBDA_W),
+        })
+    if sweep:
+        groups = [{
+            name: (lambda name=name: [steps[name]() for steps in per_layer])
+            for name in per_layer[0]
+        }] if per_layer else []
+    else:
+        groups = per_layer
+    parts = {name: 0.0 for name in ('mask', 'masked', 'ste', 'sr_ste')}
+    for steps in groups:
+        repeats = 1 if sweep else repeats_for(steps['mask+masked'], 0.002)
         times = {
             name: median(values)
             for name, values in side_by_side(steps, rounds, repeats).items()
         }
-        layer.weight.grad = None
         parts['mask'] += times['mask']
         parts['masked'] += max(0.0, times['mask+masked'] - times['mask'])
         parts['ste'] += max(0.0, times['ste'] - times['leaf'])
         parts['sr_ste'] += times['sr_ste']
+    for layer in layers:
+        layer.weight.grad = None
     return parts
 
 
@@ -318,9 +340,11 @@ def bench_resnet(depth: int, batch: int, size: int, rounds: int, device: str,
     images = torch.randn(
         batch, 3, size, size,
         device=device).contiguous(memory_format=memory_format)
+    control = copy.deepcopy(dense)
     steps = {
         'dense': loss_step(dense, dense_wrapper, images),
         '2:4': loss_step(sparse, sparse_wrapper, images),
+        'control': loss_step(control, OptimWrapper(sgd(control)), images),
     }
     for step in steps.values():  # warm-up
         step()
@@ -334,7 +358,7 @@ def bench_resnet(depth: int, batch: int, size: int, rounds: int, device: str,
         name=f'ResNet-{depth} ({source}) step, batch {batch}, '
         f'{size}x{size}{extras} ({len(layers)} layers 2:4)',
         times=times,
-        parts=part_times(layers, 3))
+        parts=part_times(layers, 3, sweep=True))
 
 
 def bench_mask_rcnn(rounds: int, images: int) -> dict:
@@ -370,9 +394,11 @@ def bench_mask_rcnn(rounds: int, images: int) -> dict:
 
         return step
 
+    control = copy.deepcopy(dense)
     steps = {
         'dense': train_step(dense, dense_wrapper),
         '2:4': train_step(sparse, sparse_wrapper),
+        'control': train_step(control, OptimWrapper(sgd(control))),
     }
     for step in steps.values():  # warm-up
         step()
@@ -382,7 +408,7 @@ def bench_mask_rcnn(rounds: int, images: int) -> dict:
         name=f'demo Mask R-CNN iteration, batch {images} '
         f'({len(layers)} layers 2:4)',
         times=times,
-        parts=part_times(layers, 3))
+        parts=part_times(layers, 3, sweep=True))
 
 
 # ----------------------------------------------------------------------
@@ -404,6 +430,12 @@ def report(row: dict, target: float) -> bool:
           f'{1e6 * parts["mask"]:6.0f} {1e6 * parts["masked"]:6.0f} '
           f'{1e6 * parts["ste"]:6.0f} {1e6 * parts["sr_ste"]:6.0f} '
           f'{1e6 * rest:7.0f}  <= {target:.2f} {"ok" if ok else "MISSED"}')
+    if 'control' in row['times']:
+        control = median(row['times']['control'])
+        print(f'  control: an identical dense copy, in the same rounds, ran '
+              f'at {control / dense:.3f}x dense (what this machine '
+              f'resolves); 2:4 against the mean of the two: '
+              f'{2 * sparse / (dense + control):.3f}')
     return ok
 
 
