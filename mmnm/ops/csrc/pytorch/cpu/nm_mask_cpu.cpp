@@ -348,8 +348,9 @@ bool nm_mask_cpu_impl(const scalar_t* w, bool* keep, scalar_t* masked,
 }
 }  // namespace
 
-std::string cpu_isa() {
-  switch (static_cast<CpuIsa>(active_isa().load())) {
+namespace {
+const char* isa_name(CpuIsa isa) {
+  switch (isa) {
     case CpuIsa::kAvx2:
       return "avx2";
     case CpuIsa::kSse2:
@@ -358,29 +359,28 @@ std::string cpu_isa() {
       return "scalar";
   }
 }
+}  // namespace
+
+std::string cpu_isa() {
+  return isa_name(static_cast<CpuIsa>(active_isa().load()));
+}
 
 void set_cpu_isa(const std::string& name) {
   const CpuIsa best = best_cpu_isa();
-  CpuIsa isa;
   if (name == "auto") {
-    isa = best;
-  } else if (name == "avx2") {
-    isa = CpuIsa::kAvx2;
-  } else if (name == "sse2") {
-    isa = CpuIsa::kSse2;
-  } else if (name == "scalar") {
-    isa = CpuIsa::kScalar;
-  } else {
-    TORCH_CHECK(false, "set_cpu_isa: unknown instruction set '", name,
-                "' (auto, avx2, sse2 or scalar)");
+    active_isa() = static_cast<int>(best);
+    return;
   }
-  TORCH_CHECK(static_cast<int>(isa) <= static_cast<int>(best),
-              "set_cpu_isa: this CPU or build has no ", name,
-              " kernels (best: ", best == CpuIsa::kAvx2  ? "avx2"
-                                  : best == CpuIsa::kSse2 ? "sse2"
-                                                          : "scalar",
-              ")");
-  active_isa() = static_cast<int>(isa);
+  for (const CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kSse2, CpuIsa::kAvx2}) {
+    if (name != isa_name(isa)) continue;
+    TORCH_CHECK(static_cast<int>(isa) <= static_cast<int>(best),
+                "set_cpu_isa: this CPU or build has no ", name,
+                " kernels (best: ", isa_name(best), ")");
+    active_isa() = static_cast<int>(isa);
+    return;
+  }
+  TORCH_CHECK(false, "set_cpu_isa: unknown instruction set '", name,
+              "' (auto, avx2, sse2 or scalar)");
 }
 
 // grouped: contiguous (A, G, M, B) view of a weight; groups run along dim 2.
