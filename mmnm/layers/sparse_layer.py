@@ -207,6 +207,14 @@ class NMSparseMixin:
         self._mask_buffer: Optional[MaskedWeightBuffer] = None
         _LIVE_LAYERS.add(self)
 
+    def __setstate__(self, state: dict) -> None:
+        """A copy (``copy.deepcopy``, unpickling) is a live layer of its
+        own, with its own mask cache (rebuilt on its first forward)."""
+        super().__setstate__(state)
+        if 'nm' in state:
+            self._masked = self._mask_stamp = self._mask_buffer = None
+            _LIVE_LAYERS.add(self)
+
     @classmethod
     def from_dense(cls,
                    dense: nn.Module,
@@ -241,16 +249,17 @@ class NMSparseMixin:
     def _current_mask(self) -> Tuple[Tensor, Tensor]:
         """The mask and the masked weight, both detached: cached, and
         recomputed only when :func:`weight_stamp` says the weight may have
-        changed, so that gradient accumulation and evaluation compute one
-        mask per weight update. The cache holds one masked copy of the
-        weight, rewritten in place (a graph still holding the old values
-        fails loudly at backward)."""
-        stamp = weight_stamp(self.weight)
+        changed (or :attr:`nm` was set to another pattern), so that gradient
+        accumulation and evaluation compute one mask per weight update. The
+        cache holds one masked copy of the weight, rewritten in place (a
+        graph still holding the old values fails loudly at backward)."""
+        stamp = (weight_stamp(self.weight), self.nm)
         if stamp == self._mask_stamp and self.mask is not None:
             return self.mask, self._masked
         buffer = self._mask_buffer
-        if buffer is None or not buffer.serves(self.weight):
-            nm = self.nm
+        nm = self.nm
+        if buffer is None or \
+                not buffer.serves(self.weight, (nm.n, nm.m, nm.orientation)):
             buffer = self._mask_buffer = MaskedWeightBuffer(
                 self.weight, nm.n, nm.m, nm.orientation, self.describe())
         if self.mask_frozen and self.mask is not None:

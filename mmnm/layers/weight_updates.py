@@ -12,7 +12,7 @@ under still holds. The stamp changes when
 - the weight is written in place through the parameter (``copy_``,
   ``mul_``, ``load_state_dict``: its version counter), replaced
   (``load_state_dict(assign=True)``, a new ``Parameter``), re-allocated
-  (``.data = t``, ``.to()``, ``.half()``) or reshaped;
+  (``.data = t``, ``.to()``, ``.half()``), reshaped or re-strided;
 - :func:`invalidate_masks` is called: ``NMSparsityHook`` does so around
   every validation and test (EMA hooks swap weights through ``.data``
   there); it also invalidates, after every training iteration, the layers
@@ -54,5 +54,5 @@ def weight_stamp(weight: Tensor) -> Tuple[Hashable, ...]:
     weight cannot have changed (except through ``.data`` in place)."""
     # a mask made under torch.inference_mode() cannot serve autograd
     return (_generation, id(weight), weight._version, weight.data_ptr(),
-            weight.dtype, weight.device, weight.shape,
+            weight.dtype, weight.device, weight.shape, weight.stride(),
             torch.is_inference_mode_enabled())

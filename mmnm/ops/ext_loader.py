@@ -34,9 +34,9 @@ def ext_has_cuda(ext: Optional[ModuleType] = None) -> bool:
 def ext_status() -> str:
     """One line saying which implementation the ops use, and why."""
     if ext_available():
-        # an extension built before the instruction-set choice existed
-        isa = getattr(_ext, 'cpu_isa', lambda: 'sse2')()
-        cpu = f'{isa.upper()} CPU mask kernels'
+        isa = getattr(_ext, 'cpu_isa', None)
+        cpu = f'{isa().upper()} CPU kernels' if isa is not None else \
+            'CPU kernels of an older build (rebuild: pip install -e .)'
         if ext_has_cuda():
             return f'mmnm._ext (compiled C++ ops, {cpu}, with CUDA kernels)'
         return (f'mmnm._ext (compiled C++ ops, {cpu}; no CUDA kernels: '

@@ -200,28 +200,30 @@ class MaskedWeightBuffer:
                  orientation: str = 'channel',
                  name: Optional[str] = None) -> None:
         prefix = f'{name}: ' if name else ''
-        self.n = n
-        self.m, self.orientation = m, orientation
+        self.n, self.m, self.orientation = n, m, orientation
         self.weight = weight.detach()
-        self.grouped = _grouped_checked(self.weight, n, m, orientation, prefix)
+        grouped = _grouped_checked(self.weight, n, m, orientation, prefix)
         # unless the grouped view is a contiguous view of the weight itself
         # (channels_last weights: a strided view or a copy), it is made again,
         # a copy, at every update; the masked weight is always contiguous
-        self._regroup = not self.grouped.is_contiguous() or \
-            self.grouped.data_ptr() != self.weight.data_ptr()
+        self._regroup = not grouped.is_contiguous() or \
+            grouped.data_ptr() != self.weight.data_ptr()
+        self.grouped: Optional[Tensor] = None if self._regroup else grouped
         self.masked = torch.empty(
             self.weight.shape,
             dtype=self.weight.dtype,
             device=self.weight.device)
-        self._grouped_out = self.masked.view(self.grouped.shape)
+        self._grouped_out = self.masked.view(grouped.shape)
         self._inference = torch.is_inference_mode_enabled()
 
-    def serves(self, weight: Tensor) -> bool:
+    def serves(self, weight: Tensor, pattern: Tuple[int, int, str]) -> bool:
         """Whether ``weight`` is the tensor this buffer was made for (same
-        memory, shape, dtype and device) and the inference mode the same
+        memory, shape, strides, dtype and device), ``pattern``
+        ``(n, m, orientation)`` its pattern, and the inference mode the same
         (a buffer made under ``torch.inference_mode`` cannot serve
         autograd)."""
-        return weight.data_ptr() == self.weight.data_ptr() and \
+        return pattern == (self.n, self.m, self.orientation) and \
+            weight.data_ptr() == self.weight.data_ptr() and \
             weight.shape == self.weight.shape and \
             weight.stride() == self.weight.stride() and \
             weight.dtype == self.weight.dtype and \
@@ -235,9 +237,11 @@ class MaskedWeightBuffer:
         the error for a weight holding NaN or Inf."""
         grouped = group_view(self.weight, self.m, self.orientation) \
             .contiguous() if self._regroup else self.grouped
-        keep, _ = _select(grouped, self.n, True, self._grouped_out,
-                          self.weight, f'{name}: ' if name else '')
-        torch.autograd.graph.increment_version(self.masked)
+        try:
+            keep, _ = _select(grouped, self.n, True, self._grouped_out,
+                              self.weight, f'{name}: ' if name else '')
+        finally:  # also after a partial write (a NaN weight raises)
+            torch.autograd.graph.increment_version(self.masked)
         return keep.view(self.weight.shape), self.masked
 
     def apply(self, mask: Tensor) -> Tensor:

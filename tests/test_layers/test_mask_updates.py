@@ -15,6 +15,7 @@ from torch import nn
 
 from mmnm.engine import SRSTEOptimWrapper
 from mmnm.layers import SparseConv, SparseLinear, invalidate_masks
+from mmnm.pattern import NMPattern
 
 
 class Net(nn.Module):
@@ -181,6 +182,51 @@ def test_dense_phase_then_sparse_recomputes(mask_calls):
     model(inputs())
     assert mask_calls["layer 'conv'"] == 2
     assert len(recorder.records) == 6
+
+
+def test_a_new_pattern_gets_a_new_mask(mask_calls):
+    """Setting ``layer.nm`` (the weights unchanged) recomputes the mask
+    with the new pattern at the next forward."""
+    model = Net()
+    recorder = ForwardRecorder(model)
+    model(inputs())
+    model.conv.nm = NMPattern(1, 4)
+    model(inputs())  # checked by the recorder against a 1:4 mask
+    assert mask_calls == {"layer 'conv'": 2, "layer 'fc'": 1}
+    assert int(recorder.records[-2][2].sum()) == model.conv.weight.numel() // 4
+
+
+def test_channels_last_weights_get_their_own_buffer(mask_calls):
+    """``model.to(memory_format=torch.channels_last)`` re-lays out the
+    conv weight (same values, new strides): its mask is recomputed on the
+    new tensor, the Linear's (untouched) is not."""
+    model = Net()
+    ForwardRecorder(model)
+    model(inputs())
+    before = model.conv.mask.clone()
+    model.to(memory_format=torch.channels_last)
+    assert model.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    model(inputs().contiguous(memory_format=torch.channels_last))
+    assert mask_calls == {"layer 'conv'": 2, "layer 'fc'": 1}
+    assert torch.equal(model.conv.mask, before)
+
+
+def test_a_deep_copy_trains_as_a_sparse_model_of_its_own(mask_calls):
+    """A ``copy.deepcopy`` of a model (an EMA or teacher copy, a copy
+    trained on its own) has live sparse layers: an SR-STE optim wrapper of
+    the copy finds them, and their masks follow the copy's weights."""
+    model = Net()
+    model(inputs())
+    copied = copy.deepcopy(model)
+    ForwardRecorder(copied)
+    wrapper = SRSTEOptimWrapper(
+        optimizer=torch.optim.SGD(copied.parameters(), lr=5.0))
+    train_micro_batches(copied, wrapper, 2)
+    assert wrapper.sparse_layers == [copied.conv, copied.fc]
+    # the original's one mask, the copy's two (one per step)
+    assert mask_calls == {"layer 'conv'": 3, "layer 'fc'": 3}
+    assert model.conv._mask_buffer is not copied.conv._mask_buffer
+    assert not torch.equal(model.conv.mask, copied.conv.mask)
 
 
 def test_copies_and_exports_do_not_share_the_cache():

@@ -544,7 +544,7 @@ def test_masked_weight_buffer_follows_the_weight_in_place(
         assert torch.equal(masked, weight * mask)
         assert masked.data_ptr() == address and masked.is_contiguous()
         assert masked._version > version
-        assert buffer.serves(weight)
+        assert buffer.serves(weight, (2, 4, orientation))
         weight.mul_(-1.5).add_(torch.randn_like(weight))  # an update
     frozen = nm_mask(weight, 1, 4, orientation)
     assert torch.equal(buffer.apply(frozen), weight * frozen)
@@ -554,12 +554,16 @@ def test_masked_weight_buffer_knows_when_it_no_longer_fits(mask_path):
     from mmnm.ops import MaskedWeightBuffer
     weight = torch.randn(8, 16)
     buffer = MaskedWeightBuffer(weight, 2, 4)
-    assert buffer.serves(weight) and buffer.serves(weight.detach())
+    pattern = (2, 4, 'channel')
+    assert buffer.serves(weight, pattern)
+    assert buffer.serves(weight.detach(), pattern)
     for other in (weight.clone(), weight.double(), weight.t(),
                   weight.view(16, 8)):
-        assert not buffer.serves(other)
+        assert not buffer.serves(other, pattern)
+    for other in ((1, 4, 'channel'), (2, 8, 'channel'), (2, 4, 'flat')):
+        assert not buffer.serves(weight, other)
     with torch.inference_mode():
-        assert not buffer.serves(weight)
+        assert not buffer.serves(weight, pattern)
 
 
 def test_masked_weight_buffer_errors_name_the_layer(mask_path):
@@ -569,5 +573,8 @@ def test_masked_weight_buffer_errors_name_the_layer(mask_path):
     weight = torch.randn(4, 8)
     buffer = MaskedWeightBuffer(weight, 2, 4, name='neck.fc')
     weight[1, 3] = float('nan')
+    version = buffer.masked._version
     with pytest.raises(ValueError, match='neck.fc: weight holds 1 NaN'):
         buffer.update('neck.fc')
+    # the buffer may hold a partial write: a graph built on it must fail
+    assert buffer.masked._version > version

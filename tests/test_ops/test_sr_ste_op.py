@@ -37,3 +37,17 @@ def test_kernel_rejects_mismatched_inputs():
     with pytest.raises(RuntimeError, match='mask must be bool'):
         ext.sr_ste_add_(
             torch.zeros(4, 4), torch.zeros(4, 4), torch.zeros(4, 4), 1.0)
+
+
+@pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
+@pytest.mark.parametrize('numel', [7, 8, 4099, 3 * 32768 + 5])
+def test_kernel_rounds_as_pytorch_on_every_instruction_set(cpu_isa, numel):
+    """float32 grad + (lambda * pruned) * weight, bit for bit, on the
+    vectorised and scalar kernels alike (tails, several threads)."""
+    gen = torch.Generator().manual_seed(numel)
+    weight = torch.randn(numel, generator=gen)
+    grad = torch.randn(numel, generator=gen)
+    mask = torch.rand(numel, generator=gen) < 0.5
+    expected = grad + (3e-3 * (~mask).float()) * weight
+    add_sr_ste_term_(grad, weight, mask, 3e-3)
+    assert torch.equal(grad, expected)

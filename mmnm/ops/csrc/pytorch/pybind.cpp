@@ -1,6 +1,8 @@
 // Python bindings of mmnm._ext.
 #include <torch/extension.h>
 
+#include "cpu/cpu_isa.h"
+
 namespace mmnm {
 std::vector<at::Tensor> nm_mask_forward(
     const at::Tensor& grouped, int64_t n, bool with_masked,
@@ -11,8 +13,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sparse24_compress(
     const at::Tensor& dense);
 std::tuple<at::Tensor, at::Tensor> sparse24_decompress(
     const at::Tensor& values, const at::Tensor& meta);
-std::string cpu_isa();
-void set_cpu_isa(const std::string& name);
 }  // namespace mmnm
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -32,8 +32,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "counts invalid meta codes",
         py::arg("values"), py::arg("meta"));
   m.def("cpu_isa", &mmnm::cpu_isa,
-        "instruction set of the float32 M=4 CPU mask kernels: avx2, sse2 "
-        "or scalar");
+        "instruction set of the float32 CPU kernels (M=4 mask, SR-STE "
+        "term): avx2, sse2 or scalar");
   m.def("set_cpu_isa", &mmnm::set_cpu_isa,
         "choose it: auto (the best the CPU has), avx2, sse2 or scalar",
         py::arg("name"));

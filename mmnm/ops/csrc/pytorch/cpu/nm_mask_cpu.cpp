@@ -7,50 +7,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <string>
 #include <type_traits>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#include <xmmintrin.h>
-#endif
-// AVX2 kernels are compiled into every x86-64 build (function target
-// attributes: the rest of the file keeps the baseline ISA) and chosen at
-// run time where the CPU has AVX2 and BMI2.
-#if defined(__SSE2__) && defined(__x86_64__) && defined(__GNUC__)
-#define MMNM_HAVE_AVX2 1
-#include <immintrin.h>
-#define MMNM_AVX2 __attribute__((target("avx2,bmi2")))
-#endif
-
 #include "../../common/nm_mask_utils.h"
+#include "cpu_isa.h"
 
 namespace mmnm {
 
 namespace {
-
-// The instruction set of the float32 M=4 kernels: the best the CPU has,
-// unless set_cpu_isa chose a lower one (tests and benchmarks compare them).
-enum class CpuIsa : int { kScalar = 0, kSse2 = 1, kAvx2 = 2 };
-
-CpuIsa best_cpu_isa() {
-#if defined(MMNM_HAVE_AVX2)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2")) {
-    return CpuIsa::kAvx2;
-  }
-#endif
-#if defined(__SSE2__)
-  return CpuIsa::kSse2;
-#else
-  return CpuIsa::kScalar;
-#endif
-}
-
-std::atomic<int>& active_isa() {
-  static std::atomic<int> isa{static_cast<int>(best_cpu_isa())};
-  return isa;
-}
 
 #if defined(__SSE2__)
 // 2:4-style groups of M = 4 floats, four groups per SSE2 instruction; the
@@ -207,13 +171,14 @@ MMNM_AVX2 inline Rank8 rank8(const __m256 (&a)[4], int64_t n) {
   return out;
 }
 
-// Eight 0/-1 int32 lanes -> eight bool bytes at dst (one bit per lane,
-// spread to the low bit of each byte).
+// Eight 0/-1 int32 lanes -> eight bool bytes at dst (saturating packs to
+// 0/-1 bytes, then their low bit).
 MMNM_AVX2 inline void store_bools8(bool* dst, __m256i keep) {
-  const uint64_t bits = _pdep_u64(
-      static_cast<uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(keep))),
-      0x0101010101010101ULL);
-  std::memcpy(dst, &bits, 8);
+  const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(keep),
+                                        _mm256_extracti128_si256(keep, 1));
+  const __m128i bytes = _mm_packs_epi16(words, words);
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(dst),
+                   _mm_and_si128(bytes, _mm_set1_epi8(1)));
 }
 
 MMNM_AVX2 inline __m256 masked8(__m256 w, __m256i keep) {
@@ -300,7 +265,7 @@ MMNM_AVX2 bool nm_mask_4_strided_avx2(const float* w, bool* keep,
 bool nm_mask_4_simd(const float* w, bool* keep, float* masked,
                     int64_t begin, int64_t end, int64_t inner, int64_t n,
                     bool* ok) {
-  const CpuIsa isa = static_cast<CpuIsa>(active_isa().load());
+  const CpuIsa isa = active_cpu_isa();
 #if defined(MMNM_HAVE_AVX2)
   if (isa == CpuIsa::kAvx2) {
     *ok = inner == 1
@@ -347,41 +312,6 @@ bool nm_mask_cpu_impl(const scalar_t* w, bool* keep, scalar_t* masked,
   return finite.load();
 }
 }  // namespace
-
-namespace {
-const char* isa_name(CpuIsa isa) {
-  switch (isa) {
-    case CpuIsa::kAvx2:
-      return "avx2";
-    case CpuIsa::kSse2:
-      return "sse2";
-    default:
-      return "scalar";
-  }
-}
-}  // namespace
-
-std::string cpu_isa() {
-  return isa_name(static_cast<CpuIsa>(active_isa().load()));
-}
-
-void set_cpu_isa(const std::string& name) {
-  const CpuIsa best = best_cpu_isa();
-  if (name == "auto") {
-    active_isa() = static_cast<int>(best);
-    return;
-  }
-  for (const CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kSse2, CpuIsa::kAvx2}) {
-    if (name != isa_name(isa)) continue;
-    TORCH_CHECK(static_cast<int>(isa) <= static_cast<int>(best),
-                "set_cpu_isa: this CPU or build has no ", name,
-                " kernels (best: ", isa_name(best), ")");
-    active_isa() = static_cast<int>(isa);
-    return;
-  }
-  TORCH_CHECK(false, "set_cpu_isa: unknown instruction set '", name,
-              "' (auto, avx2, sse2 or scalar)");
-}
 
 // grouped: contiguous (A, G, M, B) view of a weight; groups run along dim 2.
 void nm_mask_cpu(const at::Tensor& grouped, at::Tensor& keep,

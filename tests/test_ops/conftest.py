@@ -1,0 +1,45 @@
+"""The instruction sets of the compiled CPU kernels, for tests that run
+them all."""
+import platform
+
+import pytest
+
+from mmnm.ops.ext_loader import load_ext
+
+ISAS = ('scalar', 'sse2', 'avx2')
+
+
+def available_isas():
+    """The instruction sets this CPU runs, lowest first, from what the
+    kernel reports (not from the extension: its choice is what the tests
+    check)."""
+    if platform.machine() not in ('x86_64', 'AMD64'):
+        return ISAS[:1]
+    try:
+        with open('/proc/cpuinfo') as cpuinfo:
+            flags = next(line for line in cpuinfo
+                         if line.startswith('flags')).split()
+    except (OSError, StopIteration):
+        return ISAS[:2]  # x86-64 always has SSE2
+    return ISAS if 'avx2' in flags else ISAS[:2]
+
+
+@pytest.fixture(params=ISAS)
+def cpu_isa(request):
+    """Each instruction set in turn for the float32 kernels (skipped where
+    the CPU or build lacks it); the best one restored after."""
+    ext = load_ext()
+    if ext is None:
+        pytest.skip('mmnm._ext not built')
+    if request.param not in available_isas():
+        pytest.skip(f'this CPU has no {request.param} kernels')
+    ext.set_cpu_isa(request.param)
+    assert ext.cpu_isa() == request.param
+    yield request.param
+    ext.set_cpu_isa('auto')
+
+
+@pytest.fixture
+def available_cpu_isas():
+    """The instruction sets this CPU and build run, lowest first."""
+    return available_isas()
