@@ -25,6 +25,12 @@ is followed by a control: an identical copy of the dense model timed in
 the same rounds, whose ratio to dense shows what differences this machine
 can resolve (on a busy 2-core CPU, a few percent).
 
+The last column counts minor page faults per step, dense/2:4: where a
+step's tensors come from fresh pages rather than reused memory (glibc's
+choice, depending on the run's history), the kernel faulting in and
+zeroing them costs about as much as the step's kernels: one run here had
+R50 layer4 at 8 ms dense without faults and 13-15 ms with 4700 per step.
+
     python benchmarks/bench_train_cost.py [--rounds 15] [--model-rounds 8]
     python benchmarks/bench_train_cost.py --tiny   # seconds; CI runs this
     # the GPU check: ResNet-50 with AMP, batch 32, channels_last
@@ -37,7 +43,12 @@ import math
 import statistics
 import tempfile
 import time
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None
 
 import torch
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
@@ -100,15 +111,36 @@ def time_call(fn: Callable[[], None], repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def side_by_side(steps: Dict[str, Callable[[], None]], rounds: int,
-                 repeats: int) -> Dict[str, List[float]]:
+def minor_faults() -> int:
+    """Page faults of this process so far that found no page in memory
+    (fresh memory the kernel maps and zeroes); 0 where not reported."""
+    if resource is None:
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def side_by_side(
+        steps: Dict[str, Callable[[], None]],
+        rounds: int,
+        repeats: int,
+        faults: Optional[Dict[str, float]] = None) -> Dict[str, List[float]]:
     """Times of each step over ``rounds`` rounds, the order of the steps
-    alternating from round to round."""
+    alternating from round to round; ``faults`` receives each step's
+    minor page faults per call (which memory a step gets from the
+    allocator can cost it more than its kernels: see :func:`report`)."""
     times = {name: [] for name in steps}
+    counts = {name: 0 for name in steps}
     names = list(steps)
     for index in range(rounds):
         for name in (names if index % 2 == 0 else names[::-1]):
+            before = minor_faults()
             times[name].append(time_call(steps[name], repeats))
+            counts[name] += minor_faults() - before
+    if faults is not None:
+        faults.update({
+            name: count / (rounds * repeats)
+            for name, count in counts.items()
+        })
     return times
 
 
@@ -253,9 +285,14 @@ def bench_layers(specs, rounds: int) -> List[dict]:
             backward_step(sparse, sparse_wrapper, lambda: run(sparse), [grad]),
         }
         repeats = repeats_for(steps['dense'])
-        times = side_by_side(steps, rounds, repeats)
+        faults = {}
+        times = side_by_side(steps, rounds, repeats, faults)
         rows.append(
-            dict(name=name, times=times, parts=part_times([sparse], rounds)))
+            dict(
+                name=name,
+                times=times,
+                faults=faults,
+                parts=part_times([sparse], rounds)))
     return rows
 
 
@@ -348,7 +385,8 @@ def bench_resnet(depth: int, batch: int, size: int, rounds: int, device: str,
     }
     for step in steps.values():  # warm-up
         step()
-    times = side_by_side(steps, rounds, 1)
+    faults = {}
+    times = side_by_side(steps, rounds, 1, faults)
     layers = find_sparse_layers(sparse)
     extras = ''.join(f', {flag}'
                      for flag, on in (('AMP', amp), ('channels_last',
@@ -358,6 +396,7 @@ def bench_resnet(depth: int, batch: int, size: int, rounds: int, device: str,
         name=f'ResNet-{depth} ({source}) step, batch {batch}, '
         f'{size}x{size}{extras} ({len(layers)} layers 2:4)',
         times=times,
+        faults=faults,
         parts=part_times(layers, 3, sweep=True))
 
 
@@ -402,12 +441,14 @@ def bench_mask_rcnn(rounds: int, images: int) -> dict:
     }
     for step in steps.values():  # warm-up
         step()
-    times = side_by_side(steps, rounds, 1)
+    faults = {}
+    times = side_by_side(steps, rounds, 1, faults)
     layers = find_sparse_layers(sparse)
     return dict(
         name=f'demo Mask R-CNN iteration, batch {images} '
         f'({len(layers)} layers 2:4)',
         times=times,
+        faults=faults,
         parts=part_times(layers, 3, sweep=True))
 
 
@@ -416,7 +457,18 @@ def bench_mask_rcnn(rounds: int, images: int) -> dict:
 # ----------------------------------------------------------------------
 HEADER = (f'{"":<44} {"dense ms":>9} {"2:4 ms":>9} {"ratio":>6} '
           f'{"paired":>6} | {"extra":>7} {"mask":>6} {"masked":>6} '
-          f'{"STE":>6} {"SR-STE":>6} {"rest":>7}  (us) target')
+          f'{"STE":>6} {"SR-STE":>6} {"rest":>7}  (us) target  '
+          f'faults/step')
+
+
+def fault_counts(row: dict) -> str:
+    """``dense/2:4`` minor page faults per step. Where these differ, the
+    two steps got their gradients' memory differently from the allocator
+    (glibc returns large freed blocks to the system or keeps them,
+    depending on the process's history), and the kernel zeroing fresh
+    pages weighs in the ratio as much as the kernels do."""
+    faults = row.get('faults', {})
+    return '/'.join(f'{faults.get(name, 0):.0f}' for name in ('dense', '2:4'))
 
 
 def report(row: dict, target: float) -> bool:
@@ -429,7 +481,8 @@ def report(row: dict, target: float) -> bool:
           f'{ratio:6.3f} {paired:6.3f} | {1e6 * extra:7.0f} '
           f'{1e6 * parts["mask"]:6.0f} {1e6 * parts["masked"]:6.0f} '
           f'{1e6 * parts["ste"]:6.0f} {1e6 * parts["sr_ste"]:6.0f} '
-          f'{1e6 * rest:7.0f}  <= {target:.2f} {"ok" if ok else "MISSED"}')
+          f'{1e6 * rest:7.0f}  <= {target:.2f} {"ok" if ok else "MISSED":6} '
+          f'{fault_counts(row)}')
     if 'control' in row['times']:
         control = median(row['times']['control'])
         print(f'  control: an identical dense copy, in the same rounds, ran '

@@ -136,7 +136,8 @@ class NMSparseMixin:
     checkpoint load, ...; see :mod:`mmnm.layers.weight_updates`) and reused
     by the forwards in between (gradient accumulation, evaluation).
     :attr:`mask` is the mask of the last forward, read by the SR-STE optim
-    wrapper and the sparsity hook.
+    wrapper and the sparsity hook; mask and masked weight are rewritten in
+    place at each update (``layer.mask.clone()`` keeps one).
 
     A sparse layer is its plain layer type (:attr:`plain_type`) with
     N:M masking: built like it plus ``n``, ``m``, ``orientation`` and

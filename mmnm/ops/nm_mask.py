@@ -153,17 +153,23 @@ def _grouped_checked(weight: Tensor, n: int, m: int, orientation: str,
         raise type(err)(f'{prefix}{err}') from None
 
 
-def _select(grouped: Tensor, n: int, return_masked: bool,
-            grouped_out: Optional[Tensor], weight: Tensor,
-            prefix: str) -> List[Tensor]:
+def _select(grouped: Tensor,
+            n: int,
+            return_masked: bool,
+            grouped_out: Optional[Tensor],
+            weight: Tensor,
+            prefix: str,
+            keep_out: Optional[Tensor] = None) -> List[Tensor]:
     """``[keep]`` or ``[keep, masked]`` of a contiguous grouped view, from
     the compiled kernel where it applies, else from :func:`nm_mask_torch`;
-    ``masked`` is written into ``grouped_out`` if given."""
+    ``masked`` is written into ``grouped_out`` and ``keep`` into
+    ``keep_out`` if given."""
     ext = load_ext()
     if ext is not None and grouped.shape[2] in EXT_GROUP_SIZES and \
             (grouped.device.type == 'cpu' or ext_has_cuda(ext)):
         try:
-            return ext.nm_mask_forward(grouped, n, return_masked, grouped_out)
+            return ext.nm_mask_forward(grouped, n, return_masked, grouped_out,
+                                       keep_out)
         except RuntimeError as err:
             if 'NaN/Inf' not in str(err):
                 raise
@@ -171,14 +177,16 @@ def _select(grouped: Tensor, n: int, return_masked: bool,
     if grouped.numel() and not torch.isfinite(grouped.abs().amax()):
         raise _non_finite_error(weight, prefix)
     keep = nm_mask_torch(grouped, n)
+    if keep_out is not None:
+        keep = keep_out.copy_(keep)
     return [keep, torch.mul(grouped, keep, out=grouped_out)] \
         if return_masked else [keep]
 
 
 class MaskedWeightBuffer:
     """The N:M mask and masked copy of one weight tensor, recomputed on
-    request into the same buffer (a new tensor of a weight's size costs
-    more in page faults than the mask itself).
+    request into the same two buffers (a new tensor of a weight's size
+    costs more in page faults than the mask itself).
 
     The checks and views are made once, at construction, so that a
     training step's recomputation is one kernel call. :meth:`serves` says
@@ -213,7 +221,10 @@ class MaskedWeightBuffer:
             self.weight.shape,
             dtype=self.weight.dtype,
             device=self.weight.device)
+        self.mask = torch.empty(
+            self.weight.shape, dtype=torch.bool, device=self.weight.device)
         self._grouped_out = self.masked.view(grouped.shape)
+        self._keep_out = self.mask.view(grouped.shape)
         self._inference = torch.is_inference_mode_enabled()
 
     def serves(self, weight: Tensor, pattern: Tuple[int, int, str]) -> bool:
@@ -231,18 +242,19 @@ class MaskedWeightBuffer:
             torch.is_inference_mode_enabled() == self._inference
 
     def update(self, name: Optional[str] = None) -> Tuple[Tensor, Tensor]:
-        """``(mask, masked)`` of the weight's current values: a new mask,
-        the masked weight rewritten in place (its version bumped, so that a
-        graph holding the old values fails at backward). ``name`` prefixes
-        the error for a weight holding NaN or Inf."""
+        """``(mask, masked)`` of the weight's current values, both rewritten
+        in place (the masked weight's version bumped, so that a graph
+        holding the old values fails at backward); clone the mask to keep
+        it past the next update. ``name`` prefixes the error for a weight
+        holding NaN or Inf."""
         grouped = group_view(self.weight, self.m, self.orientation) \
             .contiguous() if self._regroup else self.grouped
         try:
-            keep, _ = _select(grouped, self.n, True, self._grouped_out,
-                              self.weight, f'{name}: ' if name else '')
+            _select(grouped, self.n, True, self._grouped_out, self.weight,
+                    f'{name}: ' if name else '', self._keep_out)
         finally:  # also after a partial write (a NaN weight raises)
             torch.autograd.graph.increment_version(self.masked)
-        return keep.view(self.weight.shape), self.masked
+        return self.mask, self.masked
 
     def apply(self, mask: Tensor) -> Tensor:
         """The masked weight under a given (frozen) ``mask``, rewritten in

@@ -1,20 +1,24 @@
 """benchmarks/bench_train_cost.py runs (on tiny shapes, so that it cannot
 rot) and its plain-PyTorch ResNet-50 fallback is mmdet's architecture."""
+import mmap
 import os.path as osp
 import re
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import mmnm
 
 REPO = osp.dirname(osp.dirname(mmnm.__file__))
 SCRIPT = osp.join(REPO, 'benchmarks', 'bench_train_cost.py')
-# name, dense ms, 2:4 ms, ratio, paired, |, extra, mask, masked, STE, SR-STE
+# name, dense ms, 2:4 ms, ratio, paired, |, extra, mask, masked, STE, SR-STE,
+# rest, target, faults per step dense/2:4
 ROW = re.compile(r'^(?P<name>.+?)\s+(?P<dense>[\d.]+)\s+(?P<sparse>[\d.]+)'
                  r'\s+(?P<ratio>[\d.]+)\s+(?P<paired>[\d.]+) \|'
-                 r'(?P<parts>(\s+-?\d+){6})\s+<= [\d.]+ (ok|MISSED)$')
+                 r'(?P<parts>(\s+-?\d+){6})\s+<= [\d.]+ (ok|MISSED)\s+'
+                 r'(?P<faults>\d+/\d+)$')
 
 
 def test_tiny_run_prints_every_section():
@@ -60,3 +64,22 @@ def test_plain_resnet50_matches_mmdet():
     assert sorted(plain) == sorted(reference)
     image = torch.randn(1, 3, 64, 64)
     assert plain_resnet50()(image).shape == ResNet(depth=50)(image)[-1].shape
+
+
+def test_fresh_memory_counts_as_page_faults():
+    """The faults/step column counts fresh pages: touching a new anonymous
+    mapping faults in each of its 4 KiB pages."""
+    pytest.importorskip('resource')  # POSIX
+    sys.path.insert(0, osp.join(REPO, 'benchmarks'))
+    try:
+        from bench_train_cost import minor_faults
+    finally:
+        sys.path.pop(0)
+    pages = 1024
+    with mmap.mmap(-1, pages * mmap.PAGESIZE) as memory:
+        if hasattr(mmap, 'MADV_NOHUGEPAGE'):
+            memory.madvise(mmap.MADV_NOHUGEPAGE)
+        before = minor_faults()
+        for page in range(pages):
+            memory[page * mmap.PAGESIZE] = 1
+        assert minor_faults() - before >= pages

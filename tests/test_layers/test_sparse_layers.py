@@ -224,7 +224,8 @@ def test_mask_recomputed_after_optimizer_step():
     changed = False
     for _ in range(3):
         opt.zero_grad()
-        before = layer.mask
+        # the layer rewrites its mask in place: keep a copy
+        before = None if layer.mask is None else layer.mask.clone()
         layer(x).pow(2).mean().backward()
         opt.step()
         out = layer(x)

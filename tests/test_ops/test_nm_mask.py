@@ -522,6 +522,12 @@ def test_out_must_not_be_the_weight():
     grouped = torch.randn(8, 4, 4, 1)
     with pytest.raises(RuntimeError, match='must not be the weight'):
         load_ext().nm_mask_forward(grouped, 2, True, grouped)
+    for keep_out in (torch.zeros(8, 4, 4,
+                                 1), torch.zeros(8, 4, 2, 2, dtype=torch.bool),
+                     torch.zeros(8, 1, 4, 4, dtype=torch.bool).transpose(1,
+                                                                         3)):
+        with pytest.raises(RuntimeError, match='keep_out must be'):
+            load_ext().nm_mask_forward(grouped, 2, False, None, keep_out)
 
 
 @pytest.mark.parametrize('orientation', ['channel', 'flat'])
@@ -537,12 +543,14 @@ def test_masked_weight_buffer_follows_the_weight_in_place(
         weight = weight.contiguous(memory_format=torch.channels_last)
     buffer = MaskedWeightBuffer(weight, 2, 4, orientation, name='neck.conv')
     address = buffer.masked.data_ptr()
+    mask_address = buffer.mask.data_ptr()
     for step in range(3):
         version = buffer.masked._version
         mask, masked = buffer.update('neck.conv')
         assert torch.equal(mask, nm_mask(weight, 2, 4, orientation))
         assert torch.equal(masked, weight * mask)
         assert masked.data_ptr() == address and masked.is_contiguous()
+        assert mask.data_ptr() == mask_address and mask.dtype == torch.bool
         assert masked._version > version
         assert buffer.serves(weight, (2, 4, orientation))
         weight.mul_(-1.5).add_(torch.randn_like(weight))  # an update

@@ -15,19 +15,30 @@ void nm_mask_cuda(const at::Tensor& grouped, at::Tensor& keep,
 
 // Mask (and, if with_masked, the masked weight) of a contiguous
 // (A, G, M, B) grouped weight view: keep the n largest magnitudes of each
-// [a, g, :, b] group, ties to the lower index. The masked weight is written
-// into masked_out when given (a reused buffer: no allocation, so no page
-// faults), else into a new tensor.
+// [a, g, :, b] group, ties to the lower index. The masked weight and the
+// mask are written into masked_out and keep_out when given (reused
+// buffers: no allocation, so no page faults), else into new tensors.
 std::vector<at::Tensor> nm_mask_forward(
     const at::Tensor& grouped, int64_t n, bool with_masked,
-    const c10::optional<at::Tensor>& masked_out) {
+    const c10::optional<at::Tensor>& masked_out,
+    const c10::optional<at::Tensor>& keep_out) {
   TORCH_CHECK(grouped.dim() == 4,
               "nm_mask: expected an (A, G, M, B) grouped view, got ",
               grouped.dim(), " dims");
   TORCH_CHECK(grouped.is_contiguous(), "nm_mask: grouped view must be contiguous");
   const int64_t m = grouped.size(2);
   TORCH_CHECK(1 <= n && n < m, "nm_mask: need 1 <= N < M, got ", n, ":", m);
-  at::Tensor keep = at::empty_like(grouped, grouped.options().dtype(at::kBool));
+  at::Tensor keep;
+  if (keep_out.has_value()) {
+    keep = *keep_out;
+    TORCH_CHECK(keep.sizes() == grouped.sizes() &&
+                    keep.scalar_type() == at::kBool &&
+                    keep.device() == grouped.device() && keep.is_contiguous(),
+                "nm_mask: keep_out must be a contiguous bool tensor of the "
+                "grouped view's shape and device");
+  } else {
+    keep = at::empty_like(grouped, grouped.options().dtype(at::kBool));
+  }
   c10::optional<at::Tensor> masked;
   if (masked_out.has_value()) {
     TORCH_CHECK(with_masked, "nm_mask: masked_out needs with_masked=True");

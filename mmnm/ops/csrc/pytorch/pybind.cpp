@@ -6,7 +6,8 @@
 namespace mmnm {
 std::vector<at::Tensor> nm_mask_forward(
     const at::Tensor& grouped, int64_t n, bool with_masked,
-    const c10::optional<at::Tensor>& masked_out);
+    const c10::optional<at::Tensor>& masked_out,
+    const c10::optional<at::Tensor>& keep_out);
 void sr_ste_add_(at::Tensor grad, const at::Tensor& weight,
                  const at::Tensor& mask, double lambda_w);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sparse24_compress(
@@ -19,7 +20,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("nm_mask_forward", &mmnm::nm_mask_forward,
         "N:M mask of an (A, G, M, B) grouped weight view",
         py::arg("grouped"), py::arg("n"), py::arg("with_masked") = false,
-        py::arg("masked_out") = py::none());
+        py::arg("masked_out") = py::none(), py::arg("keep_out") = py::none());
   m.def("sr_ste_add_", &mmnm::sr_ste_add_,
         "grad += lambda_w * (1 - mask) * weight, in place", py::arg("grad"),
         py::arg("weight"), py::arg("mask"), py::arg("lambda_w"));
