@@ -462,11 +462,8 @@ HEADER = (f'{"":<44} {"dense ms":>9} {"2:4 ms":>9} {"ratio":>6} '
 
 
 def fault_counts(row: dict) -> str:
-    """``dense/2:4`` minor page faults per step. Where these differ, the
-    two steps got their gradients' memory differently from the allocator
-    (glibc returns large freed blocks to the system or keeps them,
-    depending on the process's history), and the kernel zeroing fresh
-    pages weighs in the ratio as much as the kernels do."""
+    """``dense/2:4`` minor page faults per step (see the module
+    docstring for why they matter)."""
     faults = row.get('faults', {})
     return '/'.join(f'{faults.get(name, 0):.0f}' for name in ('dense', '2:4'))
 

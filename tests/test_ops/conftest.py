@@ -10,9 +10,9 @@ ISAS = ('scalar', 'sse2', 'avx2')
 
 
 def available_isas():
-    """The instruction sets this CPU runs, lowest first, from what the
-    kernel reports (not from the extension: its choice is what the tests
-    check)."""
+    """The instruction sets this CPU runs, lowest first, from the CPU
+    flags the OS reports (not from the extension: its choice is what the
+    tests check)."""
     if platform.machine() not in ('x86_64', 'AMD64'):
         return ISAS[:1]
     try:
