@@ -20,7 +20,10 @@ step; for a model: once per sparse layer over all of them in turn, as its
 step runs them): the mask (``nm_mask``), the masked weight (what writing
 ``W * mask`` in the same pass adds), the straight-through weight of a
 forward (cached-mask check and autograd node, forward and backward) and
-the SR-STE term; "rest" is what the parts leave unexplained. A model row
+the SR-STE term (where the wrapper fuses it into the SGD step, the time
+of that fused step over torch's own fused SGD step on the same weight:
+the cost of reading the mask); "rest" is what the parts leave
+unexplained. A model row
 is followed by a control: an identical copy of the dense model timed in
 the same rounds, whose ratio to dense shows what differences this machine
 can resolve (on a busy 2-core CPU, a few percent).
@@ -30,6 +33,13 @@ step's tensors come from fresh pages rather than reused memory (glibc's
 choice, depending on the run's history), the kernel faulting in and
 zeroing them costs about as much as the step's kernels: one run here had
 R50 layer4 at 8 ms dense without faults and 13-15 ms with 4700 per step.
+
+Both sides use the same ``torch.optim.SGD``, by default ``fused=True``
+(one pass per tensor; ``--sgd plain`` for the default implementation,
+several passes). On CPU the SR-STE wrapper steps each sparse weight with
+its own fused kernel, so with ``--sgd plain`` part of the 2:4 step's gain
+is a faster optimizer that dense training would get from ``fused=True``
+as well: compare at ``fused`` for the cost of N:M itself.
 
     python benchmarks/bench_train_cost.py [--rounds 15] [--model-rounds 8]
     python benchmarks/bench_train_cost.py --tiny   # seconds; CI runs this
@@ -43,7 +53,7 @@ import math
 import statistics
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 try:
     import resource
@@ -57,9 +67,14 @@ from torch import nn
 from mmnm.conversion import find_sparse_layers, sparsify_model
 from mmnm.engine import AmpSRSTEOptimWrapper, SRSTEOptimWrapper
 from mmnm.layers import NMSparseMixin, SparseConv, SparseLinear
-from mmnm.ops import add_sr_ste_term_, nm_mask
+from mmnm.ops import (add_sr_ste_term_, fused_sgd_step_unavailable, nm_mask,
+                      sr_ste_sgd_step_)
 
 LAMBDA_W = 2e-4
+SGD_SETTINGS = dict(lr=1e-4, momentum=0.9, weight_decay=1e-4)
+#: the torch.optim.SGD implementation both sides use (``--sgd``)
+SGD_IMPLEMENTATIONS = {'fused': dict(fused=True), 'plain': {}}
+sgd_implementation = 'fused'
 TARGETS = {'layer': 1.10, 'resnet': 1.03, 'mask_rcnn': 1.05}
 
 # (name, layer kind, constructor arguments, input shape)
@@ -162,12 +177,15 @@ def ratios(times: Dict[str, List[float]]) -> Tuple[float, float, float, float]:
 # ----------------------------------------------------------------------
 def part_times(layers: Sequence[NMSparseMixin],
                rounds: int,
-               sweep: bool = False) -> Dict[str, float]:
+               sweep: bool = False,
+               fused_step: bool = False) -> Dict[str, float]:
     """Seconds per step of each part of the sparse extra, summed over
     ``layers`` (medians of ``rounds``). Each part is timed on one layer at
     a time, repeated (its data hot in cache, as in a layer's own step), or
     with ``sweep`` once per layer over all of them in turn, as a model's
-    step runs it (each layer's weight read from memory)."""
+    step runs it (each layer's weight read from memory). With
+    ``fused_step`` the SR-STE part is the wrapper's fused SGD step over
+    torch's (on copies of the weights)."""
     per_layer = []
     for layer in layers:
         weight = layer.weight.detach()
@@ -176,6 +194,23 @@ def part_times(layers: Sequence[NMSparseMixin],
         mask = nm_mask(weight, nm.n, nm.m, nm.orientation)
         layer.update_mask()
         out = torch.empty_like(weight)
+        parts = {}
+        if fused_step and fused_sgd_step_unavailable(weight, grad, mask,
+                                                     out) is None:
+            param = nn.Parameter(weight.clone())
+            param.grad = grad
+            torch_sgd = sgd(param)
+            torch_sgd.step()  # allocates its momentum buffer
+            copy, buffer = weight.clone(), torch.zeros_like(weight)
+
+            def sr_ste_step(copy=copy, grad=grad, mask=mask, buffer=buffer):
+                sr_ste_sgd_step_(copy, grad, mask, buffer, LAMBDA_W,
+                                 **SGD_SETTINGS)
+
+            parts.update(sgd=torch_sgd.step, sr_ste=sr_ste_step)
+        else:
+            parts['sr_ste'] = lambda grad=grad, weight=weight, mask=mask: \
+                add_sr_ste_term_(grad, weight, mask, LAMBDA_W)
 
         def ste_step(layer=layer, grad=grad):
             layer.weight.grad = None
@@ -196,9 +231,7 @@ def part_times(layers: Sequence[NMSparseMixin],
             ste_step,
             'leaf':
             leaf_step,
-            'sr_ste':
-            lambda grad=grad, weight=weight, mask=mask: add_sr_ste_term_(
-                grad, weight, mask, LAMBDA_W),
+            **parts
         })
     if sweep:
         groups = [{
@@ -217,7 +250,7 @@ def part_times(layers: Sequence[NMSparseMixin],
         parts['mask'] += times['mask']
         parts['masked'] += max(0.0, times['mask+masked'] - times['mask'])
         parts['ste'] += max(0.0, times['ste'] - times['leaf'])
-        parts['sr_ste'] += times['sr_ste']
+        parts['sr_ste'] += max(0.0, times['sr_ste'] - times.get('sgd', 0.0))
     for layer in layers:
         layer.weight.grad = None
     return parts
@@ -226,9 +259,17 @@ def part_times(layers: Sequence[NMSparseMixin],
 # ----------------------------------------------------------------------
 # steps
 # ----------------------------------------------------------------------
-def sgd(model: nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.SGD(
-        model.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4)
+def sgd(model: Union[nn.Module, nn.Parameter]) -> torch.optim.Optimizer:
+    params = [model] if isinstance(model, nn.Parameter) else \
+        model.parameters()
+    return torch.optim.SGD(params, **SGD_SETTINGS,
+                           **SGD_IMPLEMENTATIONS[sgd_implementation])
+
+
+def fuses_sgd_step(wrapper: OptimWrapper) -> bool:
+    """Whether an SR-STE wrapper fuses the term into its SGD step."""
+    return isinstance(wrapper, SRSTEOptimWrapper) and \
+        wrapper.why_not_fused() is None
 
 
 def wrappers(dense: nn.Module,
@@ -292,7 +333,9 @@ def bench_layers(specs, rounds: int) -> List[dict]:
                 name=name,
                 times=times,
                 faults=faults,
-                parts=part_times([sparse], rounds)))
+                parts=part_times([sparse],
+                                 rounds,
+                                 fused_step=fuses_sgd_step(sparse_wrapper))))
     return rows
 
 
@@ -397,7 +440,8 @@ def bench_resnet(depth: int, batch: int, size: int, rounds: int, device: str,
         f'{size}x{size}{extras} ({len(layers)} layers 2:4)',
         times=times,
         faults=faults,
-        parts=part_times(layers, 3, sweep=True))
+        parts=part_times(
+            layers, 3, sweep=True, fused_step=fuses_sgd_step(sparse_wrapper)))
 
 
 def bench_mask_rcnn(rounds: int, images: int) -> dict:
@@ -449,7 +493,8 @@ def bench_mask_rcnn(rounds: int, images: int) -> dict:
         f'({len(layers)} layers 2:4)',
         times=times,
         faults=faults,
-        parts=part_times(layers, 3, sweep=True))
+        parts=part_times(
+            layers, 3, sweep=True, fused_step=fuses_sgd_step(sparse_wrapper)))
 
 
 # ----------------------------------------------------------------------
@@ -514,13 +559,22 @@ def main() -> None:
         '--sections',
         default='layers,resnet,mask_rcnn',
         help='comma-separated subset of layers, resnet, mask_rcnn')
+    parser.add_argument(
+        '--sgd',
+        choices=sorted(SGD_IMPLEMENTATIONS),
+        default='fused',
+        help='the torch.optim.SGD implementation of both sides (fused: '
+        'one pass per tensor, as the 2:4 side\'s fused SR-STE step)')
     args = parser.parse_args()
+    global sgd_implementation
+    sgd_implementation = args.sgd
     sections = args.sections.split(',')
     if args.tiny:
         args.rounds = args.model_rounds = 2
     print(f'{torch.get_num_threads()} threads; times are medians of '
           f'alternating rounds ({args.rounds} per layer, '
-          f'{args.model_rounds} per model)')
+          f'{args.model_rounds} per model); torch.optim.SGD '
+          f'{args.sgd} on both sides')
     print(HEADER)
     missed = []
     if 'layers' in sections:

@@ -7,12 +7,14 @@ from .nm_mask import (MaskedWeightBuffer, count_nm_violations, group_view,
 from .sparse24 import (SPARSE24_LAYOUTS, Sparse24Layout, compress_sparse24,
                        compress_sparse24_torch, decompress_sparse24,
                        decompress_sparse24_torch, sparse24_layout)
-from .sr_ste import add_sr_ste_term_
+from .sr_ste import (add_sr_ste_term_, fused_sgd_step_unavailable,
+                     sr_ste_sgd_step_)
 
 __all__ = [
     'MaskedWeightBuffer', 'SPARSE24_LAYOUTS', 'Sparse24Layout',
     'add_sr_ste_term_', 'compress_sparse24', 'compress_sparse24_torch',
     'count_nm_violations', 'decompress_sparse24', 'decompress_sparse24_torch',
-    'ext_available', 'ext_has_cuda', 'ext_status', 'group_view', 'nm_mask',
-    'nm_mask_torch', 'reduction_size', 'selection_network', 'sparse24_layout'
+    'ext_available', 'fused_sgd_step_unavailable', 'ext_has_cuda',
+    'ext_status', 'group_view', 'nm_mask', 'nm_mask_torch', 'reduction_size',
+    'selection_network', 'sparse24_layout', 'sr_ste_sgd_step_'
 ]

@@ -1,8 +1,29 @@
-"""The SR-STE gradient term: ``grad += lambda_w * (1 - mask) * weight``."""
+"""The SR-STE gradient term, ``grad += lambda_w * (1 - mask) * weight``,
+alone or fused into a ``torch.optim.SGD`` step."""
+from typing import Optional
+
 import torch
 from torch import Tensor
 
 from .ext_loader import load_ext
+
+
+def _compiled_kernel_takes(*tensors: Tensor) -> Optional[str]:
+    """``None`` if the compiled CPU kernels take ``tensors`` (the first a
+    floating weight-like one, a bool mask among them), else why not."""
+    if load_ext() is None:
+        return 'mmnm._ext is not loaded'
+    first = tensors[0]
+    for tensor in tensors:
+        if tensor.device.type != 'cpu':
+            return f'on {tensor.device} (the compiled kernel is CPU only)'
+        if not tensor.is_contiguous():
+            return 'not contiguous'
+        if tensor.dtype not in (first.dtype, torch.bool):
+            return f'dtypes differ ({first.dtype}, {tensor.dtype})'
+        if tensor.is_sparse:
+            return 'a sparse gradient'
+    return None
 
 
 @torch.no_grad()
@@ -13,11 +34,83 @@ def add_sr_ste_term_(grad: Tensor, weight: Tensor, mask: Tensor,
     One pass over memory in ``mmnm._ext`` for contiguous CPU tensors; a
     fused PyTorch ``addcmul_`` elsewhere. Returns ``grad``.
     """
-    ext = load_ext()
-    if ext is not None and grad.device.type == 'cpu' and \
-            grad.is_contiguous() and weight.is_contiguous() and \
-            mask.is_contiguous() and grad.dtype == weight.dtype and \
-            mask.dtype == torch.bool:
-        ext.sr_ste_add_(grad, weight, mask, float(lambda_w))
+    if mask.dtype == torch.bool and \
+            _compiled_kernel_takes(grad, weight, mask) is None:
+        load_ext().sr_ste_add_(grad, weight, mask, float(lambda_w))
         return grad
     return grad.addcmul_(weight, mask.logical_not(), value=lambda_w)
+
+
+def fused_sgd_step_unavailable(
+        param: Tensor, grad: Tensor, mask: Tensor,
+        momentum_buffer: Optional[Tensor]) -> Optional[str]:
+    """``None`` if :func:`sr_ste_sgd_step_` runs its one-pass compiled
+    kernel on these tensors, else the reason it would not (for the log)."""
+    if mask.dtype != torch.bool:
+        return f'a {mask.dtype} mask'
+    tensors = (param, grad, mask) if momentum_buffer is None else \
+        (param, grad, mask, momentum_buffer)
+    return _compiled_kernel_takes(*tensors)
+
+
+@torch.no_grad()
+def sr_ste_sgd_step_(param: Tensor,
+                     grad: Tensor,
+                     mask: Tensor,
+                     momentum_buffer: Optional[Tensor],
+                     lambda_w: float,
+                     lr: float,
+                     momentum: float = 0.0,
+                     dampening: float = 0.0,
+                     weight_decay: float = 0.0,
+                     nesterov: bool = False,
+                     maximize: bool = False) -> Optional[Tensor]:
+    """One ``torch.optim.SGD`` step of ``param`` on the SR-STE gradient
+    ``grad + lambda_w * (1 - mask) * param``, in place.
+
+    Where :func:`fused_sgd_step_unavailable` says so, a single pass over
+    memory in ``mmnm._ext`` that reads the mask instead of writing the
+    term into ``grad`` first (``grad`` is left unchanged); elsewhere the
+    same update in PyTorch ops. The arguments after ``lr`` are those of
+    ``torch.optim.SGD`` and mean the same.
+
+    Args:
+        param (Tensor): the weight, updated in place.
+        grad (Tensor): its gradient, without the SR-STE term.
+        mask (Tensor): the bool N:M mask of ``param`` (True: kept).
+        momentum_buffer (Tensor, optional): the optimizer's momentum buffer
+            of ``param``, updated in place; ``None`` on the first step.
+        lambda_w (float): the SR-STE decay of the pruned weights.
+        lr (float): learning rate.
+
+    Returns:
+        Tensor or None: the momentum buffer (new on the first step), or
+        ``None`` without momentum.
+    """
+    init = momentum != 0 and momentum_buffer is None
+    if init:
+        momentum_buffer = torch.empty_like(param)
+    if fused_sgd_step_unavailable(param, grad, mask, momentum_buffer) is None:
+        buffer = momentum_buffer if momentum != 0 else param.new_empty(0)
+        load_ext().sr_ste_sgd_step_(param, grad, mask, buffer, float(lambda_w),
+                                    float(lr), float(momentum),
+                                    float(dampening), float(weight_decay),
+                                    bool(nesterov), bool(maximize), init)
+        # the kernel writes through the data pointer: tell autograd (and
+        # the mask caches) that param changed, as param.add_ would
+        torch.autograd.graph.increment_version(param)
+    else:
+        step = grad.addcmul(param, mask.logical_not(), value=lambda_w)
+        if maximize:
+            step.neg_()
+        if weight_decay != 0:
+            step.add_(param, alpha=weight_decay)
+        if momentum != 0:
+            if init:
+                momentum_buffer.copy_(step)
+            else:
+                momentum_buffer.mul_(momentum).add_(step, alpha=1 - dampening)
+            step = step.add_(momentum_buffer, alpha=momentum) if nesterov \
+                else momentum_buffer
+        param.add_(step, alpha=-lr)
+    return momentum_buffer if momentum != 0 else None

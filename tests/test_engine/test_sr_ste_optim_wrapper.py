@@ -20,6 +20,7 @@ from torch import nn
 import mmnm  # noqa: F401  (registers the wrappers)
 from mmnm.engine.optimizers import AmpSRSTEOptimWrapper, SRSTEOptimWrapper
 from mmnm.layers import SparseConv, SparseLinear
+from mmnm.ops import ext_available
 
 N, M = 2, 4
 NAMES = ('conv.weight', 'conv.bias', 'fc.weight', 'fc.bias')
@@ -184,13 +185,15 @@ def test_reference_mask_and_model_agree():
 # --------------------------------------------------------------------------
 # 1. Two full SGD steps (momentum + weight decay) vs the hand computation
 # --------------------------------------------------------------------------
+@pytest.mark.parametrize('fused', [None, False])
 @pytest.mark.parametrize('lam', [2e-4, 0.1])
-def test_two_sgd_steps_match_hand_computation(lam):
+def test_two_sgd_steps_match_hand_computation(lam, fused):
     lr, mu, wd = 0.05, 0.9, 1e-4
     model = TinyNet()
     wrapper = SRSTEOptimWrapper(
         optimizer=sgd(model, lr=lr, momentum=mu, weight_decay=wd),
-        lambda_w=lam)
+        lambda_w=lam,
+        fused_sgd_step=fused)
     batches = [make_data(seed=1), make_data(seed=2)]
 
     P, bufs, masks_seen = params_of(model), {}, []
@@ -204,6 +207,17 @@ def test_two_sgd_steps_match_hand_computation(lam):
         for k, layer in (('conv.weight', model.conv), ('fc.weight', model.fc)):
             assert torch.equal(layer.mask, masks_seen[i][k])
     assert_params_close(model, P)
+    fused_weights = 0 if fused is False or not ext_available() else 2
+    assert wrapper.fusion_report.startswith(
+        f'SRSTEOptimWrapper: SR-STE term fused into the SGD step of '
+        f'{fused_weights} of 2 sparse weights')
+    # the optimizer keeps the momentum buffers of fused weights too
+    for k, p in model.named_parameters():
+        assert torch.allclose(
+            wrapper.optimizer.state[p]['momentum_buffer'],
+            bufs[k],
+            rtol=1e-12,
+            atol=1e-14)
 
     # the SR-STE term matters: without it the result is measurably different
     P0, bufs0 = params_of(TinyNet()), {}
@@ -230,7 +244,8 @@ def test_mask_follows_weights_between_steps():
 def test_lambda_zero_is_plain_ste():
     lr = 0.1
     model = TinyNet()
-    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=lr), lambda_w=0.)
+    wrapper = SRSTEOptimWrapper(
+        optimizer=sgd(model, lr=lr), lambda_w=0., fused_sgd_step=False)
     seen = spy_grads(wrapper, model)
     data = make_data()
     P = params_of(model)
@@ -244,7 +259,8 @@ def test_lambda_zero_is_plain_ste():
 def test_sr_term_only_touches_pruned_positions():
     lam = 0.1
     model = TinyNet()
-    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=0.1), lambda_w=lam)
+    wrapper = SRSTEOptimWrapper(
+        optimizer=sgd(model, lr=0.1), lambda_w=lam, fused_sgd_step=False)
     seen = spy_grads(wrapper, model)
     data = make_data()
     P = params_of(model)
@@ -284,8 +300,8 @@ def test_gradient_accumulation_matches_full_batch_and_adds_term_once():
         accumulative_counts=2)
     calls = []
     inner_add = acc.add_sr_ste_term
-    acc.add_sr_ste_term = lambda: (calls.append(acc._inner_count), inner_add()
-                                   )[1]
+    acc.add_sr_ste_term = lambda **kw: (calls.append(acc._inner_count),
+                                        inner_add(**kw))[1]
     before = params_of(acc_model)
     for i, data in enumerate(halves):
         acc_model.train_step(data, acc)
@@ -533,7 +549,10 @@ def test_dense_warmup_then_sparse():
     lam = 0.1
     model = TinyNet()
     wrapper = SRSTEOptimWrapper(
-        optimizer=sgd(model, lr=0.1), lambda_w=lam, sparse_start_iter=2)
+        optimizer=sgd(model, lr=0.1),
+        lambda_w=lam,
+        sparse_start_iter=2,
+        fused_sgd_step=False)
     seen = spy_grads(wrapper, model)
     data = make_data()
     for it in range(4):
@@ -641,11 +660,14 @@ def test_freeze_mask_keeps_mask_and_zeroes_pruned_weights():
         # fused optimizers update weights without bumping their version counter
         dict(fused=True),
     ])
-def test_mask_recomputed_after_step_for_every_optimizer_impl(impl):
+@pytest.mark.parametrize('fused_step', [None, False])
+def test_mask_recomputed_after_step_for_every_optimizer_impl(impl, fused_step):
     lr, lam = 3.0, 0.
     model = TinyNet()
     wrapper = SRSTEOptimWrapper(
-        optimizer=sgd(model, lr=lr, **impl), lambda_w=lam)
+        optimizer=sgd(model, lr=lr, **impl),
+        lambda_w=lam,
+        fused_sgd_step=fused_step)
     data = make_data()
     P = params_of(model)
     model.train_step(data, wrapper)
@@ -656,6 +678,130 @@ def test_mask_recomputed_after_step_for_every_optimizer_impl(impl):
     model.train_step(data, wrapper)
     assert torch.equal(model.conv.mask, new['conv.weight'])
     assert torch.equal(model.fc.mask, new['fc.weight'])
+
+
+# --------------------------------------------------------------------------
+# The term fused into the SGD step
+# --------------------------------------------------------------------------
+def test_fused_step_leaves_the_term_out_of_the_gradient():
+    """Fused, ``.grad`` stays the STE gradient and the update still has
+    the term; unfused, the term is in ``.grad``."""
+    lam, lr = 0.1, 0.05
+    data = make_data()
+    for fused in (None, False):
+        model = TinyNet()
+        wrapper = SRSTEOptimWrapper(
+            optimizer=sgd(model, lr=lr), lambda_w=lam, fused_sgd_step=fused)
+        P = params_of(model)
+        ste, _ = ref_grads(P, data, 0.)
+        sr, _ = ref_grads(P, data, lam)
+        with wrapper.optim_context(model):
+            loss = model(**data)['loss']
+        wrapper.backward(loss)
+        wrapper.step()
+        expected = ste if fused is None and ext_available() else sr
+        for k in NAMES:
+            assert torch.allclose(
+                model.get_parameter(k).grad,
+                expected[k],
+                rtol=1e-12,
+                atol=1e-14), (fused, k)
+        assert_params_close(model, ref_sgd(P, sr, {}, lr))
+
+
+@pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
+def test_fused_and_unfused_steps_agree_and_share_optimizer_state():
+    """Two param groups (Nesterov, maximize, dampening, own lr), fused for
+    two steps then unfused for two, against unfused throughout: the
+    momentum buffers carry over between the two paths."""
+
+    def groups(model):
+        return [
+            dict(
+                params=[model.conv.weight, model.conv.bias],
+                lr=0.02,
+                momentum=0.9,
+                nesterov=True,
+                weight_decay=1e-3),
+            dict(
+                params=[model.fc.weight, model.fc.bias],
+                lr=0.05,
+                momentum=0.8,
+                dampening=0.2,
+                maximize=True),
+        ]
+
+    batches = [make_data(seed=s) for s in range(4)]
+    results = []
+    for switch in (True, False):
+        model = TinyNet()
+        wrapper = SRSTEOptimWrapper(
+            optimizer=torch.optim.SGD(groups(model), lr=0.1),
+            lambda_w=0.1,
+            fused_sgd_step=None if switch else False)
+        for i, data in enumerate(batches):
+            if switch and i == 2:
+                assert 'fused into the SGD step of 2 of 2' in \
+                    wrapper.fusion_report
+                wrapper.fused_sgd_step = False
+            model.train_step(data, wrapper)
+        assert '0 of 2' in wrapper.fusion_report
+        results.append(params_of(model))
+    for k in NAMES:
+        torch.testing.assert_close(
+            results[0][k], results[1][k], rtol=1e-12, atol=1e-14)
+    assert params_differ(results[0], params_of(TinyNet()))
+
+
+@pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
+@pytest.mark.parametrize('case,reason', [
+    ('clip', 'clip_grad is set'),
+    ('adam', 'the optimizer is Adam, not torch.optim.SGD'),
+    ('channels_last', 'not contiguous'),
+])
+def test_unfused_weights_are_named_with_the_reason(case, reason):
+    model = TinyNet(dtype=torch.float32)
+    kwargs = dict(lambda_w=0.1)
+    optimizer = sgd(model, lr=0.05, momentum=0.9)
+    if case == 'clip':
+        kwargs['clip_grad'] = dict(max_norm=10.)
+    elif case == 'adam':
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    else:
+        model.conv.weight.data = model.conv.weight.data.contiguous(
+            memory_format=torch.channels_last)
+    wrapper = SRSTEOptimWrapper(optimizer=optimizer, **kwargs)
+    initial = params_of(model)
+    model.train_step(make_data(dtype=torch.float32), wrapper)
+    report = wrapper.fusion_report
+    fused = 1 if case == 'channels_last' else 0
+    assert f'SGD step of {fused} of 2 sparse weights' in report
+    assert reason in report and "layer 'conv'" in report
+    assert ("layer 'fc'" in report) == (case != 'channels_last')
+    # where fusion is required, the same step stops with that message
+    model = TinyNet(dtype=torch.float32)
+    if case == 'channels_last':
+        model.conv.weight.data = model.conv.weight.data.contiguous(
+            memory_format=torch.channels_last)
+        optimizer = sgd(model, lr=0.05, momentum=0.9)
+    elif case == 'adam':
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    else:
+        optimizer = sgd(model, lr=0.05, momentum=0.9)
+    strict = SRSTEOptimWrapper(
+        optimizer=optimizer, fused_sgd_step=True, **kwargs)
+    with pytest.raises(ValueError, match=reason):
+        model.train_step(make_data(dtype=torch.float32), strict)
+    assert not params_differ(params_of(model), initial, atol=0)  # no step
+
+
+def test_amp_wrapper_says_the_term_is_not_fused(monkeypatch):
+    model = TinyNet(dtype=torch.float32)
+    amp = make_amp_wrapper(
+        monkeypatch, model, 2.**4, sgd=dict(lr=0.05), lambda_w=0.1)
+    run_steps(model, amp, [make_data(dtype=torch.float32)])
+    assert 'SGD step of 0 of 2 sparse weights' in amp.fusion_report
+    assert 'unscales and checks the gradients' in amp.fusion_report
 
 
 # --------------------------------------------------------------------------

@@ -1,15 +1,17 @@
 """SR-STE optim wrappers: the sparse-refined gradient term of Zhou et al.
 (ICLR 2021) and the N:M schedule, on top of mmengine's optim wrappers."""
 from contextlib import contextmanager
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
+from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from torch import nn
 
 from mmnm.conversion import find_sparse_layers
 from mmnm.layers import NMSparseMixin, sparse_layers_of
-from mmnm.ops import add_sr_ste_term_
+from mmnm.ops import (add_sr_ste_term_, fused_sgd_step_unavailable,
+                      sr_ste_sgd_step_)
 from mmnm.registry import OPTIM_WRAPPERS
 
 #: What an SR-STE run uses where neither the NMSparsityHook nor the optim
@@ -33,6 +35,12 @@ class SRSTEMixin:
     forward: use :meth:`optim_context` or call :meth:`bind` before
     training.
 
+    With a ``torch.optim.SGD`` optimizer on CPU, the term is fused into the
+    SGD step of each sparse weight (``fused_sgd_step``): one pass over its
+    memory instead of one for the term and several for the step, with the
+    same update. The weight's ``.grad`` then stays without the term; the
+    log says which weights are fused and why the others are not.
+
     Each setting left ``None`` comes from the run's ``NMSparsityHook``
     (the one place configs set them), else :data:`SR_STE_DEFAULTS`.
 
@@ -44,15 +52,26 @@ class SRSTEMixin:
         freeze_mask_iter (int, optional): from this iteration the masks stay
             fixed and the pruned weights at zero (fixed-mask fine-tuning as
             in NVIDIA ASP). Defaults to None (masks follow the weights).
+        fused_sgd_step (bool, optional): ``None`` fuses the term into the
+            SGD step wherever :meth:`why_not_fused` allows, ``True``
+            requires it (an error says what stops it), ``False`` always
+            adds the term to ``.grad`` before ``optimizer.step()``.
+            Defaults to None.
     """
+
+    #: whether this wrapper's step may fuse the term into the SGD step
+    fuses_sgd_step = True
 
     def __init__(self,
                  *args,
                  lambda_w: Optional[float] = None,
                  sparse_start_iter: Optional[int] = None,
                  freeze_mask_iter: Optional[int] = None,
+                 fused_sgd_step: Optional[bool] = None,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.fused_sgd_step = fused_sgd_step
+        self._fusion_report: Optional[str] = None
         given = dict(
             lambda_w=lambda_w,
             sparse_start_iter=sparse_start_iter,
@@ -205,23 +224,139 @@ class SRSTEMixin:
     # the step
     # ------------------------------------------------------------------
     @torch.no_grad()
-    def add_sr_ste_term(self) -> None:
+    def add_sr_ste_term(self, skip: Tuple[NMSparseMixin, ...] = ()) -> None:
         """``grad += lambda_w * (1 - mask) * W`` for every sparse weight
-        whose mask is active."""
+        whose mask is active (except the layers in ``skip``)."""
         if self.lambda_w == 0:
             return
+        skipped = {id(layer) for layer in skip}
         for layer in self.sparse_layers:
             weight, mask = layer.weight, layer.mask
-            if mask is None or weight.grad is None:
+            if mask is None or weight.grad is None or id(layer) in skipped:
                 continue
             add_sr_ste_term_(weight.grad, weight, mask, self.lambda_w)
 
-    def _before_step(self) -> None:
-        """Find the layers if nothing has yet (no optim_context), then add
-        the SR-STE term."""
+    def why_not_fused(self,
+                      step_kwargs: Optional[dict] = None) -> Optional[str]:
+        """Why no weight's term can be fused into this step's SGD update
+        (``None`` if they can, tensor by tensor)."""
+        if self.fused_sgd_step is False:
+            return 'fused_sgd_step=False'
+        if not self.fuses_sgd_step:
+            return (f'{type(self).__name__} unscales and checks the '
+                    'gradients before the step')
+        if type(self.optimizer) is not torch.optim.SGD:
+            return (f'the optimizer is {type(self.optimizer).__name__}, '
+                    'not torch.optim.SGD')
+        if self.clip_grad_kwargs:
+            return 'clip_grad is set (clipping must see the term)'
+        if step_kwargs:
+            return 'step() got arguments (a closure?)'
+        return None
+
+    def _fused_layers(
+        self,
+        step_kwargs: Optional[dict] = None
+    ) -> List[Tuple[NMSparseMixin, dict]]:
+        """The sparse layers (with their param group) whose term this step
+        fuses into the SGD update; logs the choice when it changes."""
+        active = [
+            layer for layer in self.sparse_layers
+            if layer.mask is not None and layer.weight.grad is not None
+        ]
+        if not active:
+            return []
+        blocker = self.why_not_fused(step_kwargs)
+        fused, unfused = [], {}
+        if blocker is None:
+            groups = {
+                id(p): group
+                for group in self.optimizer.param_groups
+                for p in group['params']
+            }
+            for layer in active:
+                group, weight = groups[id(layer.weight)], layer.weight
+                reason = 'its param group is differentiable' if \
+                    group.get('differentiable') else \
+                    fused_sgd_step_unavailable(
+                        weight, weight.grad, layer.mask,
+                        self.optimizer.state[weight].get('momentum_buffer'))
+                if reason is None:
+                    fused.append((layer, group))
+                else:
+                    unfused.setdefault(reason, []).append(layer.describe())
+        else:
+            unfused[blocker] = [layer.describe() for layer in active]
+        self._report_fusion(len(fused), len(active), unfused)
+        return fused
+
+    @property
+    def fusion_report(self) -> Optional[str]:
+        """The last logged line on which weights have the term fused into
+        the SGD step (``None`` before the first sparse step)."""
+        return self._fusion_report
+
+    def _report_fusion(self, num_fused: int, num_active: int,
+                       unfused: Dict[str, List[str]]) -> None:
+        name = type(self).__name__
+        report = (f'{name}: SR-STE term fused into the SGD step of '
+                  f'{num_fused} of {num_active} sparse weights')
+        for reason, layers in unfused.items():
+            shown = ', '.join(layers[:3]) + \
+                (f' and {len(layers) - 3} more' if len(layers) > 3 else '')
+            report += (f'; added to .grad before optimizer.step() for '
+                       f'{shown}: {reason}')
+        if unfused and self.fused_sgd_step:
+            raise ValueError(
+                f'{report}. fused_sgd_step=True requires every sparse weight '
+                'to be fused: fix the above or set fused_sgd_step=None')
+        if report != self._fusion_report:
+            self._fusion_report = report
+            print_log(report, logger='current')
+
+    @contextmanager
+    def _sgd_step_fused_for(
+            self, layers: List[Tuple[NMSparseMixin, dict]]) -> Iterator[None]:
+        """Step ``layers``' weights with the term fused, then hide their
+        gradients from the optimizer's own step inside the block."""
+        hidden = []
+        try:
+            for layer, group in layers:
+                weight = layer.weight
+                state = self.optimizer.state[weight]
+                buffer = sr_ste_sgd_step_(
+                    weight,
+                    weight.grad,
+                    layer.mask,
+                    state.get('momentum_buffer'),
+                    lambda_w=self.lambda_w,
+                    lr=float(group['lr']),
+                    momentum=group['momentum'],
+                    dampening=group['dampening'],
+                    weight_decay=group['weight_decay'],
+                    nesterov=group['nesterov'],
+                    maximize=group.get('maximize', False))
+                if buffer is not None:
+                    state['momentum_buffer'] = buffer
+                hidden.append((weight, weight.grad))
+                weight.grad = None
+            yield
+        finally:
+            for weight, grad in hidden:
+                weight.grad = grad
+
+    def _before_step(
+        self,
+        step_kwargs: Optional[dict] = None
+    ) -> List[Tuple[NMSparseMixin, dict]]:
+        """Find the layers if nothing has yet (no optim_context), add the
+        SR-STE term to the gradients it is not fused for, and return the
+        layers it is fused for."""
         if not self.sparse_layers:
             self._bind(None, before_forward=False)
-        self.add_sr_ste_term()
+        fused = self._fused_layers(step_kwargs)
+        self.add_sr_ste_term(skip=tuple(layer for layer, _ in fused))
+        return fused
 
     def _after_step(self) -> None:
         """Keep the pruned weights of frozen masks at zero; without
@@ -244,8 +379,9 @@ class SRSTEOptimWrapper(SRSTEMixin, OptimWrapper):
     """
 
     def step(self, **kwargs) -> None:
-        self._before_step()
-        super().step(**kwargs)
+        fused = self._before_step(kwargs)
+        with self._sgd_step_fused_for(fused):
+            super().step(**kwargs)
         self._after_step()
 
 
@@ -253,7 +389,10 @@ class SRSTEOptimWrapper(SRSTEMixin, OptimWrapper):
 class AmpSRSTEOptimWrapper(SRSTEMixin, AmpOptimWrapper):
     """:class:`~mmengine.optim.AmpOptimWrapper` with SR-STE: the gradients
     are unscaled before the SR-STE term is added, so the term does not
-    depend on the loss scale."""
+    depend on the loss scale. The term is not fused into the SGD step: the
+    loss scaler decides after unscaling whether the step runs at all."""
+
+    fuses_sgd_step = False
 
     def step(self, **kwargs) -> None:
         self.loss_scaler.unscale_(self.optimizer)

@@ -10,6 +10,11 @@ std::vector<at::Tensor> nm_mask_forward(
     const c10::optional<at::Tensor>& keep_out);
 void sr_ste_add_(at::Tensor grad, const at::Tensor& weight,
                  const at::Tensor& mask, double lambda_w);
+void sr_ste_sgd_step_(at::Tensor param, const at::Tensor& grad,
+                      const at::Tensor& mask, at::Tensor momentum_buffer,
+                      double lambda_w, double lr, double momentum,
+                      double dampening, double weight_decay, bool nesterov,
+                      bool maximize, bool init_buffer);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sparse24_compress(
     const at::Tensor& dense);
 std::tuple<at::Tensor, at::Tensor> sparse24_decompress(
@@ -24,6 +29,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sr_ste_add_", &mmnm::sr_ste_add_,
         "grad += lambda_w * (1 - mask) * weight, in place", py::arg("grad"),
         py::arg("weight"), py::arg("mask"), py::arg("lambda_w"));
+  m.def("sr_ste_sgd_step_", &mmnm::sr_ste_sgd_step_,
+        "torch.optim.SGD step of param on grad + lambda_w * (1 - mask) * "
+        "param, in place, in one pass (grad unchanged)",
+        py::arg("param"), py::arg("grad"), py::arg("mask"),
+        py::arg("momentum_buffer"), py::arg("lambda_w"), py::arg("lr"),
+        py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"),
+        py::arg("nesterov"), py::arg("maximize"), py::arg("init_buffer"));
   m.def("sparse24_compress", &mmnm::sparse24_compress,
         "(values, meta, num_bad) of a 2:4-sparse 2-D weight in the CUTLASS "
         "layout; num_bad counts groups with more than 2 non-zeros",
@@ -34,7 +46,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("values"), py::arg("meta"));
   m.def("cpu_isa", &mmnm::cpu_isa,
         "instruction set of the float32 CPU kernels (M=4 mask, SR-STE "
-        "term): avx2, sse2 or scalar");
+        "term and SGD step): avx2, sse2 or scalar");
   m.def("set_cpu_isa", &mmnm::set_cpu_isa,
         "choose it: auto (the best the CPU has), avx2, sse2 or scalar",
         py::arg("name"));

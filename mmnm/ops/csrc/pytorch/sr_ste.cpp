@@ -1,10 +1,16 @@
-// Device dispatch and argument checks of the SR-STE gradient term.
+// Device dispatch and argument checks of the SR-STE gradient term and of
+// the SGD step it is fused into.
 #include <ATen/core/Tensor.h>
 
 namespace mmnm {
 
 void sr_ste_add_cpu(at::Tensor& grad, const at::Tensor& weight,
                     const at::Tensor& mask, double lambda_w);
+void sr_ste_sgd_step_cpu(at::Tensor& param, const at::Tensor& grad,
+                         const at::Tensor& mask, at::Tensor& momentum_buffer,
+                         double lambda_w, double lr, double momentum,
+                         double dampening, double weight_decay, bool nesterov,
+                         bool maximize, bool init_buffer);
 
 // grad += lambda_w * (1 - mask) * weight, in place, in one pass.
 void sr_ste_add_(at::Tensor grad, const at::Tensor& weight,
@@ -21,6 +27,39 @@ void sr_ste_add_(at::Tensor grad, const at::Tensor& weight,
                   mask.device().is_cpu(),
               "sr_ste_add_: only CPU tensors (CUDA uses the PyTorch path)");
   sr_ste_add_cpu(grad, weight, mask, lambda_w);
+}
+
+// One torch.optim.SGD step of param on grad + lambda_w * (1 - mask) *
+// param, in place and in one pass; grad is left as it is. With momentum,
+// momentum_buffer is updated (set, if init_buffer: the first step).
+void sr_ste_sgd_step_(at::Tensor param, const at::Tensor& grad,
+                      const at::Tensor& mask, at::Tensor momentum_buffer,
+                      double lambda_w, double lr, double momentum,
+                      double dampening, double weight_decay, bool nesterov,
+                      bool maximize, bool init_buffer) {
+  TORCH_CHECK(grad.sizes() == param.sizes() && mask.sizes() == param.sizes(),
+              "sr_ste_sgd_step_: param, grad and mask shapes differ");
+  TORCH_CHECK(grad.scalar_type() == param.scalar_type(),
+              "sr_ste_sgd_step_: param and grad dtypes differ");
+  TORCH_CHECK(mask.scalar_type() == at::kBool,
+              "sr_ste_sgd_step_: mask must be bool");
+  TORCH_CHECK(param.is_contiguous() && grad.is_contiguous() &&
+                  mask.is_contiguous(),
+              "sr_ste_sgd_step_: tensors must be contiguous");
+  TORCH_CHECK(param.device().is_cpu() && grad.device().is_cpu() &&
+                  mask.device().is_cpu(),
+              "sr_ste_sgd_step_: only CPU tensors");
+  if (momentum != 0) {
+    TORCH_CHECK(momentum_buffer.sizes() == param.sizes() &&
+                    momentum_buffer.scalar_type() == param.scalar_type() &&
+                    momentum_buffer.is_contiguous() &&
+                    momentum_buffer.device().is_cpu(),
+                "sr_ste_sgd_step_: momentum_buffer must be a contiguous CPU "
+                "tensor of param's shape and dtype");
+  }
+  sr_ste_sgd_step_cpu(param, grad, mask, momentum_buffer, lambda_w, lr,
+                      momentum, dampening, weight_decay, nesterov, maximize,
+                      init_buffer);
 }
 
 }  // namespace mmnm

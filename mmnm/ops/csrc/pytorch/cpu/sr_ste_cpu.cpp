@@ -1,4 +1,4 @@
-// CPU kernel of the SR-STE gradient term.
+// CPU kernels of the SR-STE gradient term, alone and fused into an SGD step.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -61,6 +61,99 @@ void sr_ste_add_block(scalar_t* g, const scalar_t* w, const bool* keep,
   sr_ste_add_range<scalar_t>(g, w, keep, lam, begin, end);
 }
 
+
+// The SGD hyper-parameters of one step, in the kernel's arithmetic type.
+template <typename acc_t>
+struct SgdStep {
+  acc_t lam, lr, momentum, damp_keep, weight_decay;
+  bool nesterov, maximize, init_buffer;
+};
+
+// torch.optim.SGD's update of p[i] for i in [begin, end), on the gradient
+// g[i] + lam * (1 - keep[i]) * p[i] (the SR-STE term), without writing the
+// gradient: d = -d if maximize; d += wd * p; then with momentum
+// buf = d (first step) or momentum * buf + (1 - dampening) * d, and
+// d = d + momentum * buf (Nesterov) or buf; p -= lr * d. The products and
+// sums stay in acc_t; the vector version rounds exactly as this loop does.
+template <typename scalar_t>
+void sr_ste_sgd_range(scalar_t* p, const scalar_t* g, const bool* keep,
+                      scalar_t* buf, const SgdStep<at::opmath_type<scalar_t>>& s,
+                      int64_t begin, int64_t end) {
+  using acc_t = at::opmath_type<scalar_t>;
+  // locals, not loads through s: the stores to p and buf could alias it,
+  // which would keep the compiler from hoisting the branches and
+  // vectorising the loop (25x slower)
+  const acc_t lam = s.lam, lr = s.lr, momentum = s.momentum;
+  const acc_t damp_keep = s.damp_keep, weight_decay = s.weight_decay;
+  const bool nesterov = s.nesterov, maximize = s.maximize;
+  const bool init_buffer = s.init_buffer;
+  for (int64_t i = begin; i < end; ++i) {
+    const acc_t w = static_cast<acc_t>(p[i]);
+    const acc_t pruned = static_cast<acc_t>(1 - keep[i]);
+    acc_t d = static_cast<acc_t>(g[i]) + lam * pruned * w;
+    if (maximize) d = -d;
+    if (weight_decay != 0) d = d + weight_decay * w;
+    if (momentum != 0) {
+      const acc_t b = init_buffer ? d
+                                  : momentum * static_cast<acc_t>(buf[i]) +
+                                        damp_keep * d;
+      buf[i] = static_cast<scalar_t>(b);
+      d = nesterov ? d + momentum * b : b;
+    }
+    p[i] = static_cast<scalar_t>(w - lr * d);
+  }
+}
+
+#if defined(MMNM_HAVE_AVX2)
+MMNM_AVX2 void sr_ste_sgd_avx2(float* p, const float* g, const bool* keep,
+                               float* buf, const SgdStep<float>& s,
+                               int64_t begin, int64_t end) {
+  const __m256 lam8 = _mm256_set1_ps(s.lam), lr8 = _mm256_set1_ps(s.lr);
+  const __m256 mom8 = _mm256_set1_ps(s.momentum);
+  const __m256 damp8 = _mm256_set1_ps(s.damp_keep);
+  const __m256 wd8 = _mm256_set1_ps(s.weight_decay);
+  const __m256 sign8 = _mm256_set1_ps(-0.0f);
+  const __m256i zero = _mm256_setzero_si256();
+  int64_t i = begin;
+  for (; i + 8 <= end; i += 8) {
+    const __m256i kept = _mm256_cvtepu8_epi32(
+        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(keep + i)));
+    const __m256 factor = _mm256_and_ps(
+        _mm256_castsi256_ps(_mm256_cmpeq_epi32(kept, zero)), lam8);
+    const __m256 w = _mm256_loadu_ps(p + i);
+    __m256 d = _mm256_add_ps(_mm256_loadu_ps(g + i), _mm256_mul_ps(factor, w));
+    if (s.maximize) d = _mm256_xor_ps(d, sign8);
+    if (s.weight_decay != 0) d = _mm256_add_ps(d, _mm256_mul_ps(wd8, w));
+    if (s.momentum != 0) {
+      const __m256 b =
+          s.init_buffer
+              ? d
+              : _mm256_add_ps(_mm256_mul_ps(mom8, _mm256_loadu_ps(buf + i)),
+                              _mm256_mul_ps(damp8, d));
+      _mm256_storeu_ps(buf + i, b);
+      d = s.nesterov ? _mm256_add_ps(d, _mm256_mul_ps(mom8, b)) : b;
+    }
+    _mm256_storeu_ps(p + i, _mm256_sub_ps(w, _mm256_mul_ps(lr8, d)));
+  }
+  sr_ste_sgd_range<float>(p, g, keep, buf, s, i, end);
+}
+#endif
+
+template <typename scalar_t>
+void sr_ste_sgd_block(scalar_t* p, const scalar_t* g, const bool* keep,
+                      scalar_t* buf, const SgdStep<at::opmath_type<scalar_t>>& s,
+                      int64_t begin, int64_t end) {
+#if defined(MMNM_HAVE_AVX2)
+  if constexpr (std::is_same<scalar_t, float>::value) {
+    if (active_cpu_isa() == CpuIsa::kAvx2) {
+      sr_ste_sgd_avx2(p, g, keep, buf, s, begin, end);
+      return;
+    }
+  }
+#endif
+  sr_ste_sgd_range<scalar_t>(p, g, keep, buf, s, begin, end);
+}
+
 }  // namespace
 
 void sr_ste_add_cpu(at::Tensor& grad, const at::Tensor& weight,
@@ -74,6 +167,35 @@ void sr_ste_add_cpu(at::Tensor& grad, const at::Tensor& weight,
         at::parallel_for(0, grad.numel(), 32768, [&](int64_t begin,
                                                      int64_t end) {
           sr_ste_add_block<scalar_t>(g, w, keep, lam, begin, end);
+        });
+      });
+}
+
+void sr_ste_sgd_step_cpu(at::Tensor& param, const at::Tensor& grad,
+                         const at::Tensor& mask, at::Tensor& momentum_buffer,
+                         double lambda_w, double lr, double momentum,
+                         double dampening, double weight_decay, bool nesterov,
+                         bool maximize, bool init_buffer) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::kHalf, at::kBFloat16, param.scalar_type(), "sr_ste_sgd_step_cpu",
+      [&] {
+        using acc_t = at::opmath_type<scalar_t>;
+        const SgdStep<acc_t> s{static_cast<acc_t>(lambda_w),
+                               static_cast<acc_t>(lr),
+                               static_cast<acc_t>(momentum),
+                               static_cast<acc_t>(1 - dampening),
+                               static_cast<acc_t>(weight_decay),
+                               nesterov,
+                               maximize,
+                               init_buffer};
+        scalar_t* p = param.data_ptr<scalar_t>();
+        const scalar_t* g = grad.data_ptr<scalar_t>();
+        const bool* keep = mask.data_ptr<bool>();
+        scalar_t* buf =
+            momentum != 0 ? momentum_buffer.data_ptr<scalar_t>() : nullptr;
+        at::parallel_for(0, param.numel(), 32768, [&](int64_t begin,
+                                                      int64_t end) {
+          sr_ste_sgd_block<scalar_t>(p, g, keep, buf, s, begin, end);
         });
       });
 }
