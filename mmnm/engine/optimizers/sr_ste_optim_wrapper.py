@@ -275,12 +275,8 @@ class SRSTEMixin:
                 for p in group['params']
             }
             for layer in active:
-                group, weight = groups[id(layer.weight)], layer.weight
-                reason = 'its param group is differentiable' if \
-                    group.get('differentiable') else \
-                    fused_sgd_step_unavailable(
-                        weight, weight.grad, layer.mask,
-                        self.optimizer.state[weight].get('momentum_buffer'))
+                group = groups.get(id(layer.weight))
+                reason = self._why_not_fused_layer(layer, group)
                 if reason is None:
                     fused.append((layer, group))
                 else:
@@ -289,6 +285,19 @@ class SRSTEMixin:
             unfused[blocker] = [layer.describe() for layer in active]
         self._report_fusion(len(fused), len(active), unfused)
         return fused
+
+    def _why_not_fused_layer(self, layer: NMSparseMixin,
+                             group: Optional[dict]) -> Optional[str]:
+        """Why ``layer``'s weight cannot take the fused step (``None`` if it
+        can)."""
+        weight = layer.weight
+        if group is None:
+            return "not in the optimizer's param groups"
+        if group.get('differentiable'):
+            return 'its param group is differentiable'
+        state = self.optimizer.state.get(weight, {})
+        return fused_sgd_step_unavailable(weight, weight.grad, layer.mask,
+                                          state.get('momentum_buffer'))
 
     @property
     def fusion_report(self) -> Optional[str]:
@@ -323,7 +332,7 @@ class SRSTEMixin:
         try:
             for layer, group in layers:
                 weight = layer.weight
-                state = self.optimizer.state[weight]
+                state = self.optimizer.state.get(weight, {})
                 buffer = sr_ste_sgd_step_(
                     weight,
                     weight.grad,
@@ -336,8 +345,8 @@ class SRSTEMixin:
                     weight_decay=group['weight_decay'],
                     nesterov=group['nesterov'],
                     maximize=group.get('maximize', False))
-                if buffer is not None:
-                    state['momentum_buffer'] = buffer
+                if buffer is not None:  # as torch.optim.SGD keeps it
+                    self.optimizer.state[weight]['momentum_buffer'] = buffer
                 hidden.append((weight, weight.grad))
                 weight.grad = None
             yield
