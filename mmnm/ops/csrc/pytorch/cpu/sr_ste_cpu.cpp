@@ -75,32 +75,60 @@ struct SgdStep {
 // buf = d (first step) or momentum * buf + (1 - dampening) * d, and
 // d = d + momentum * buf (Nesterov) or buf; p -= lr * d. The products and
 // sums stay in acc_t; the vector version rounds exactly as this loop does.
-template <typename scalar_t>
-void sr_ste_sgd_range(scalar_t* p, const scalar_t* g, const bool* keep,
-                      scalar_t* buf, const SgdStep<at::opmath_type<scalar_t>>& s,
-                      int64_t begin, int64_t end) {
+// The loop with the momentum branches fixed at compile time, so that the
+// compiler vectorises it; the rest are loop-invariant locals (loads
+// through s could alias the stores to p and buf).
+template <typename scalar_t, bool kMomentum, bool kInit, bool kNesterov>
+void sr_ste_sgd_loop(scalar_t* p, const scalar_t* g, const bool* keep,
+                     scalar_t* buf, const SgdStep<at::opmath_type<scalar_t>>& s,
+                     int64_t begin, int64_t end) {
   using acc_t = at::opmath_type<scalar_t>;
-  // locals, not loads through s: the stores to p and buf could alias it,
-  // which would keep the compiler from hoisting the branches and
-  // vectorising the loop (25x slower)
   const acc_t lam = s.lam, lr = s.lr, momentum = s.momentum;
   const acc_t damp_keep = s.damp_keep, weight_decay = s.weight_decay;
-  const bool nesterov = s.nesterov, maximize = s.maximize;
-  const bool init_buffer = s.init_buffer;
+  const bool maximize = s.maximize;
   for (int64_t i = begin; i < end; ++i) {
     const acc_t w = static_cast<acc_t>(p[i]);
     const acc_t pruned = static_cast<acc_t>(1 - keep[i]);
     acc_t d = static_cast<acc_t>(g[i]) + lam * pruned * w;
     if (maximize) d = -d;
     if (weight_decay != 0) d = d + weight_decay * w;
-    if (momentum != 0) {
-      const acc_t b = init_buffer ? d
-                                  : momentum * static_cast<acc_t>(buf[i]) +
-                                        damp_keep * d;
+    if constexpr (kMomentum) {
+      acc_t b = d;
+      if constexpr (!kInit) {
+        b = momentum * static_cast<acc_t>(buf[i]) + damp_keep * d;
+      }
       buf[i] = static_cast<scalar_t>(b);
-      d = nesterov ? d + momentum * b : b;
+      if constexpr (kNesterov) {
+        d = d + momentum * b;
+      } else {
+        d = b;
+      }
     }
     p[i] = static_cast<scalar_t>(w - lr * d);
+  }
+}
+
+template <typename scalar_t>
+void sr_ste_sgd_range(scalar_t* p, const scalar_t* g, const bool* keep,
+                      scalar_t* buf, const SgdStep<at::opmath_type<scalar_t>>& s,
+                      int64_t begin, int64_t end) {
+  if (s.momentum == 0) {
+    sr_ste_sgd_loop<scalar_t, false, false, false>(p, g, keep, buf, s, begin,
+                                                   end);
+  } else if (s.init_buffer) {
+    if (s.nesterov) {
+      sr_ste_sgd_loop<scalar_t, true, true, true>(p, g, keep, buf, s, begin,
+                                                  end);
+    } else {
+      sr_ste_sgd_loop<scalar_t, true, true, false>(p, g, keep, buf, s, begin,
+                                                   end);
+    }
+  } else if (s.nesterov) {
+    sr_ste_sgd_loop<scalar_t, true, false, true>(p, g, keep, buf, s, begin,
+                                                 end);
+  } else {
+    sr_ste_sgd_loop<scalar_t, true, false, false>(p, g, keep, buf, s, begin,
+                                                  end);
   }
 }
 
