@@ -6,7 +6,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import torch
 from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
-from torch import nn
+from torch import Tensor, nn
 
 from mmnm.conversion import find_sparse_layers
 from mmnm.layers import NMSparseMixin, sparse_layers_of
@@ -231,10 +231,12 @@ class SRSTEMixin:
             return
         skipped = {id(layer) for layer in skip}
         for layer in self.sparse_layers:
-            weight, mask = layer.weight, layer.mask
-            if mask is None or weight.grad is None or id(layer) in skipped:
+            if id(layer) in skipped or layer.weight.grad is None:
                 continue
-            add_sr_ste_term_(weight.grad, weight, mask, self.lambda_w)
+            mask = layer.mask
+            if mask is not None:
+                add_sr_ste_term_(layer.weight.grad, layer.weight, mask,
+                                 self.lambda_w)
 
     def why_not_fused(self,
                       step_kwargs: Optional[dict] = None) -> Optional[str]:
@@ -257,13 +259,14 @@ class SRSTEMixin:
     def _fused_layers(
         self,
         step_kwargs: Optional[dict] = None
-    ) -> List[Tuple[NMSparseMixin, dict]]:
-        """The sparse layers (with their param group) whose term this step
-        fuses into the SGD update; logs the choice when it changes."""
-        active = [
-            layer for layer in self.sparse_layers
-            if layer.mask is not None and layer.weight.grad is not None
-        ]
+    ) -> List[Tuple[NMSparseMixin, Tensor, dict]]:
+        """The sparse layers (with their mask and param group) whose term
+        this step fuses into the SGD update; logs the choice when it
+        changes."""
+        with_grad = [(layer, layer.mask) for layer in self.sparse_layers
+                     if layer.weight.grad is not None]
+        active = [(layer, mask) for layer, mask in with_grad
+                  if mask is not None]
         if not active:
             return []
         blocker = self.why_not_fused(step_kwargs)
@@ -274,29 +277,29 @@ class SRSTEMixin:
                 for group in self.optimizer.param_groups
                 for p in group['params']
             }
-            for layer in active:
+            for layer, mask in active:
                 group = groups.get(id(layer.weight))
-                reason = self._why_not_fused_layer(layer, group)
+                reason = self._why_not_fused_layer(layer, mask, group)
                 if reason is None:
-                    fused.append((layer, group))
+                    fused.append((layer, mask, group))
                 else:
                     unfused.setdefault(reason, []).append(layer.describe())
         else:
-            unfused[blocker] = [layer.describe() for layer in active]
+            unfused[blocker] = [layer.describe() for layer, _ in active]
         self._report_fusion(len(fused), len(active), unfused)
         return fused
 
-    def _why_not_fused_layer(self, layer: NMSparseMixin,
+    def _why_not_fused_layer(self, layer: NMSparseMixin, mask: Tensor,
                              group: Optional[dict]) -> Optional[str]:
-        """Why ``layer``'s weight cannot take the fused step (``None`` if it
-        can)."""
+        """Why ``layer``'s weight (of ``mask``) cannot take the fused step
+        (``None`` if it can)."""
         weight = layer.weight
         if group is None:
             return "not in the optimizer's param groups"
         if group.get('differentiable'):
             return 'its param group is differentiable'
         state = self.optimizer.state.get(weight, {})
-        return fused_sgd_step_unavailable(weight, weight.grad, layer.mask,
+        return fused_sgd_step_unavailable(weight, weight.grad, mask,
                                           state.get('momentum_buffer'))
 
     @property
@@ -325,18 +328,19 @@ class SRSTEMixin:
 
     @contextmanager
     def _sgd_step_fused_for(
-            self, layers: List[Tuple[NMSparseMixin, dict]]) -> Iterator[None]:
+            self, layers: List[Tuple[NMSparseMixin, Tensor,
+                                     dict]]) -> Iterator[None]:
         """Step ``layers``' weights with the term fused, then hide their
         gradients from the optimizer's own step inside the block."""
         hidden = []
         try:
-            for layer, group in layers:
+            for layer, mask, group in layers:
                 weight = layer.weight
                 state = self.optimizer.state.get(weight, {})
                 buffer = sr_ste_sgd_step_(
                     weight,
                     weight.grad,
-                    layer.mask,
+                    mask,
                     state.get('momentum_buffer'),
                     lambda_w=self.lambda_w,
                     lr=float(group['lr']),
@@ -357,14 +361,14 @@ class SRSTEMixin:
     def _before_step(
         self,
         step_kwargs: Optional[dict] = None
-    ) -> List[Tuple[NMSparseMixin, dict]]:
+    ) -> List[Tuple[NMSparseMixin, Tensor, dict]]:
         """Find the layers if nothing has yet (no optim_context), add the
         SR-STE term to the gradients it is not fused for, and return the
         layers it is fused for."""
         if not self.sparse_layers:
             self._bind(None, before_forward=False)
         fused = self._fused_layers(step_kwargs)
-        self.add_sr_ste_term(skip=tuple(layer for layer, _ in fused))
+        self.add_sr_ste_term(skip=tuple(layer for layer, _, _ in fused))
         return fused
 
     def _after_step(self) -> None:

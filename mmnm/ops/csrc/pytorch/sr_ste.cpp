@@ -12,20 +12,27 @@ void sr_ste_sgd_step_cpu(at::Tensor& param, const at::Tensor& grad,
                          double dampening, double weight_decay, bool nesterov,
                          bool maximize, bool init_buffer);
 
+// The checks both ops share: weight, grad and mask of one shape, contiguous,
+// on the CPU; grad of weight's dtype, a bool mask.
+void check_term_inputs(const char* op, const at::Tensor& weight,
+                       const at::Tensor& grad, const at::Tensor& mask) {
+  TORCH_CHECK(grad.sizes() == weight.sizes() && mask.sizes() == weight.sizes(),
+              op, ": grad, weight and mask shapes differ");
+  TORCH_CHECK(grad.scalar_type() == weight.scalar_type(), op,
+              ": grad and weight dtypes differ");
+  TORCH_CHECK(mask.scalar_type() == at::kBool, op, ": mask must be bool");
+  TORCH_CHECK(grad.is_contiguous() && weight.is_contiguous() &&
+                  mask.is_contiguous(),
+              op, ": tensors must be contiguous");
+  TORCH_CHECK(grad.device().is_cpu() && weight.device().is_cpu() &&
+                  mask.device().is_cpu(),
+              op, ": only CPU tensors (CUDA uses the PyTorch path)");
+}
+
 // grad += lambda_w * (1 - mask) * weight, in place, in one pass.
 void sr_ste_add_(at::Tensor grad, const at::Tensor& weight,
                  const at::Tensor& mask, double lambda_w) {
-  TORCH_CHECK(grad.sizes() == weight.sizes() && mask.sizes() == weight.sizes(),
-              "sr_ste_add_: grad, weight and mask shapes differ");
-  TORCH_CHECK(grad.scalar_type() == weight.scalar_type(),
-              "sr_ste_add_: grad and weight dtypes differ");
-  TORCH_CHECK(mask.scalar_type() == at::kBool, "sr_ste_add_: mask must be bool");
-  TORCH_CHECK(grad.is_contiguous() && weight.is_contiguous() &&
-                  mask.is_contiguous(),
-              "sr_ste_add_: tensors must be contiguous");
-  TORCH_CHECK(grad.device().is_cpu() && weight.device().is_cpu() &&
-                  mask.device().is_cpu(),
-              "sr_ste_add_: only CPU tensors (CUDA uses the PyTorch path)");
+  check_term_inputs("sr_ste_add_", weight, grad, mask);
   sr_ste_add_cpu(grad, weight, mask, lambda_w);
 }
 
@@ -37,18 +44,7 @@ void sr_ste_sgd_step_(at::Tensor param, const at::Tensor& grad,
                       double lambda_w, double lr, double momentum,
                       double dampening, double weight_decay, bool nesterov,
                       bool maximize, bool init_buffer) {
-  TORCH_CHECK(grad.sizes() == param.sizes() && mask.sizes() == param.sizes(),
-              "sr_ste_sgd_step_: param, grad and mask shapes differ");
-  TORCH_CHECK(grad.scalar_type() == param.scalar_type(),
-              "sr_ste_sgd_step_: param and grad dtypes differ");
-  TORCH_CHECK(mask.scalar_type() == at::kBool,
-              "sr_ste_sgd_step_: mask must be bool");
-  TORCH_CHECK(param.is_contiguous() && grad.is_contiguous() &&
-                  mask.is_contiguous(),
-              "sr_ste_sgd_step_: tensors must be contiguous");
-  TORCH_CHECK(param.device().is_cpu() && grad.device().is_cpu() &&
-                  mask.device().is_cpu(),
-              "sr_ste_sgd_step_: only CPU tensors");
+  check_term_inputs("sr_ste_sgd_step_", param, grad, mask);
   if (momentum != 0) {
     TORCH_CHECK(momentum_buffer.sizes() == param.sizes() &&
                     momentum_buffer.scalar_type() == param.scalar_type() &&

@@ -27,18 +27,24 @@ void sr_ste_add_range(scalar_t* g, const scalar_t* w, const bool* keep,
 }
 
 #if defined(MMNM_HAVE_AVX2)
-// Eight floats per step: the factor is lam where the byte of keep is 0.
+// The term of eight floats, (lam * pruned) * w: the factor is lam where the
+// byte of keep is 0, +0 where it is 1 (the scalar loop's product).
+MMNM_AVX2 inline __m256 sr_ste_term8(const bool* keep, __m256 lam8,
+                                     __m256 w8) {
+  const __m256i kept = _mm256_cvtepu8_epi32(
+      _mm_loadl_epi64(reinterpret_cast<const __m128i*>(keep)));
+  const __m256 factor = _mm256_and_ps(
+      _mm256_castsi256_ps(_mm256_cmpeq_epi32(kept, _mm256_setzero_si256())),
+      lam8);
+  return _mm256_mul_ps(factor, w8);
+}
+
 MMNM_AVX2 void sr_ste_add_avx2(float* g, const float* w, const bool* keep,
                                float lam, int64_t begin, int64_t end) {
   const __m256 lam8 = _mm256_set1_ps(lam);
-  const __m256i zero = _mm256_setzero_si256();
   int64_t i = begin;
   for (; i + 8 <= end; i += 8) {
-    const __m256i kept = _mm256_cvtepu8_epi32(
-        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(keep + i)));
-    const __m256 factor = _mm256_and_ps(
-        _mm256_castsi256_ps(_mm256_cmpeq_epi32(kept, zero)), lam8);
-    const __m256 term = _mm256_mul_ps(factor, _mm256_loadu_ps(w + i));
+    const __m256 term = sr_ste_term8(keep + i, lam8, _mm256_loadu_ps(w + i));
     _mm256_storeu_ps(g + i, _mm256_add_ps(_mm256_loadu_ps(g + i), term));
   }
   sr_ste_add_range<float>(g, w, keep, lam, i, end);
@@ -141,15 +147,11 @@ MMNM_AVX2 void sr_ste_sgd_avx2(float* p, const float* g, const bool* keep,
   const __m256 damp8 = _mm256_set1_ps(s.damp_keep);
   const __m256 wd8 = _mm256_set1_ps(s.weight_decay);
   const __m256 sign8 = _mm256_set1_ps(-0.0f);
-  const __m256i zero = _mm256_setzero_si256();
   int64_t i = begin;
   for (; i + 8 <= end; i += 8) {
-    const __m256i kept = _mm256_cvtepu8_epi32(
-        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(keep + i)));
-    const __m256 factor = _mm256_and_ps(
-        _mm256_castsi256_ps(_mm256_cmpeq_epi32(kept, zero)), lam8);
     const __m256 w = _mm256_loadu_ps(p + i);
-    __m256 d = _mm256_add_ps(_mm256_loadu_ps(g + i), _mm256_mul_ps(factor, w));
+    __m256 d = _mm256_add_ps(_mm256_loadu_ps(g + i),
+                             sr_ste_term8(keep + i, lam8, w));
     if (s.maximize) d = _mm256_xor_ps(d, sign8);
     if (s.weight_decay != 0) d = _mm256_add_ps(d, _mm256_mul_ps(wd8, w));
     if (s.momentum != 0) {
