@@ -22,8 +22,10 @@ step runs them): the mask (``nm_mask``), the masked weight (what writing
 forward (cached-mask check and autograd node, forward and backward) and
 the SR-STE term (where the wrapper fuses it into the SGD step, the time
 of that fused step over torch's own fused SGD step on the same weight:
-the cost of reading the mask); "rest" is what the parts leave
-unexplained. A model row
+the cost of reading the mask). Where that step also computes the next
+mask and masked weight (the forwards then compute none), "mask" is what
+this adds to the fused step, both together, and "masked" is 0. "rest" is
+what the parts leave unexplained. A model row
 is followed by a control: an identical copy of the dense model timed in
 the same rounds, whose ratio to dense shows what differences this machine
 can resolve (on a busy 2-core CPU, a few percent).
@@ -67,8 +69,8 @@ from torch import nn
 from mmnm.conversion import find_sparse_layers, sparsify_model
 from mmnm.engine import AmpSRSTEOptimWrapper, SRSTEOptimWrapper
 from mmnm.layers import NMSparseMixin, SparseConv, SparseLinear
-from mmnm.ops import (add_sr_ste_term_, fused_sgd_step_unavailable, nm_mask,
-                      sr_ste_sgd_step_)
+from mmnm.ops import (MaskedWeightBuffer, add_sr_ste_term_,
+                      fused_sgd_step_unavailable, nm_mask, sr_ste_sgd_step_)
 
 LAMBDA_W = 2e-4
 SGD_SETTINGS = dict(lr=1e-4, momentum=0.9, weight_decay=1e-4)
@@ -142,12 +144,20 @@ def side_by_side(
     """Times of each step over ``rounds`` rounds, the order of the steps
     alternating from round to round; ``faults`` receives each step's
     minor page faults per call (which memory a step gets from the
-    allocator can cost it more than its kernels: see :func:`report`)."""
+    allocator can cost it more than its kernels: see :func:`report`).
+
+    Each round starts with one untimed call, so that it times the steps of
+    a training run rather than the hand-over from the other side: its
+    caches, and its optimizer's step, which invalidates every N:M mask
+    (any ``torch.optim`` step does: see :mod:`mmnm.layers.weight_updates`)
+    where one optimizer would have let the SR-STE step compute the next
+    mask."""
     times = {name: [] for name in steps}
     counts = {name: 0 for name in steps}
     names = list(steps)
     for index in range(rounds):
         for name in (names if index % 2 == 0 else names[::-1]):
+            steps[name]()
             before = minor_faults()
             times[name].append(time_call(steps[name], repeats))
             counts[name] += minor_faults() - before
@@ -203,11 +213,25 @@ def part_times(layers: Sequence[NMSparseMixin],
             torch_sgd.step()  # allocates its momentum buffer
             copy, buffer = weight.clone(), torch.zeros_like(weight)
 
-            def sr_ste_step(copy=copy, grad=grad, mask=mask, buffer=buffer):
-                sr_ste_sgd_step_(copy, grad, mask, buffer, LAMBDA_W,
-                                 **SGD_SETTINGS)
+            def sr_ste_step(copy=copy,
+                            grad=grad,
+                            mask=mask,
+                            buffer=buffer,
+                            remask=None):
+                sr_ste_sgd_step_(
+                    copy,
+                    grad,
+                    mask,
+                    buffer,
+                    LAMBDA_W,
+                    **SGD_SETTINGS,
+                    remask=remask)
 
             parts.update(sgd=torch_sgd.step, sr_ste=sr_ste_step)
+            if steps_compute_masks(layer):
+                remask = MaskedWeightBuffer(copy, nm.n, nm.m, nm.orientation)
+                parts['sr_ste+mask'] = \
+                    lambda step=sr_ste_step, remask=remask: step(remask=remask)
         else:
             parts['sr_ste'] = lambda grad=grad, weight=weight, mask=mask: \
                 add_sr_ste_term_(grad, weight, mask, LAMBDA_W)
@@ -247,8 +271,11 @@ def part_times(layers: Sequence[NMSparseMixin],
             name: median(values)
             for name, values in side_by_side(steps, rounds, repeats).items()
         }
-        parts['mask'] += times['mask']
-        parts['masked'] += max(0.0, times['mask+masked'] - times['mask'])
+        if 'sr_ste+mask' in times:  # what computing it adds to the step
+            parts['mask'] += max(0.0, times['sr_ste+mask'] - times['sr_ste'])
+        else:
+            parts['mask'] += times['mask']
+            parts['masked'] += max(0.0, times['mask+masked'] - times['mask'])
         parts['ste'] += max(0.0, times['ste'] - times['leaf'])
         parts['sr_ste'] += max(0.0, times['sr_ste'] - times.get('sgd', 0.0))
     for layer in layers:
@@ -264,6 +291,14 @@ def sgd(model: Union[nn.Module, nn.Parameter]) -> torch.optim.Optimizer:
         model.parameters()
     return torch.optim.SGD(params, **SGD_SETTINGS,
                            **SGD_IMPLEMENTATIONS[sgd_implementation])
+
+
+def steps_compute_masks(layer: NMSparseMixin) -> bool:
+    """Whether the SR-STE wrapper's fused SGD step computes ``layer``'s
+    next mask (and masked weight) with the update, not the next forward."""
+    buffer = layer.mask_buffer_for_step()
+    return buffer is not None and \
+        buffer.kernel_outputs(layer.weight) is not None
 
 
 def fuses_sgd_step(wrapper: OptimWrapper) -> bool:

@@ -7,6 +7,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmnm.layers import NMSparseMixin, SparseConv
+from mmnm.ops import ext_available
+
+#: Whether the fused SR-STE SGD step computes each next mask with the
+#: weight's update (its compiled kernel) rather than the next forward: the
+#: mask counts then include the first forward's and every step's, also a
+#: step whose mask no forward uses (the last one, one before validation).
+STEP_COMPUTES_MASKS = ext_available()
 
 
 def reference_mask(weight: torch.Tensor,
@@ -63,11 +70,19 @@ class ForwardRecorder:
 
 def count_mask_computations(monkeypatch) -> collections.Counter:
     """Counts, by layer name, the masks the sparse layers compute: their
-    forwards' (``MaskedWeightBuffer.update``) and ``mask_for``'s."""
+    forwards' (``MaskedWeightBuffer.update``), ``mask_for``'s and those an
+    SR-STE SGD step computed with the weight's update (counted when the
+    layer takes them: ``take_mask_of_step``)."""
     import mmnm.layers.sparse_layer as sparse_layer
     from mmnm.ops import MaskedWeightBuffer
     calls = collections.Counter()
     compute, update = sparse_layer.nm_mask, MaskedWeightBuffer.update
+    take = sparse_layer.NMSparseMixin.take_mask_of_step
+
+    def counting_take(layer):
+        taken = take(layer)
+        calls[layer.describe()] += taken
+        return taken
 
     def counting(weight, n, m, orientation, name=None, *args):
         calls[name] += 1
@@ -79,4 +94,6 @@ def count_mask_computations(monkeypatch) -> collections.Counter:
 
     monkeypatch.setattr(sparse_layer, 'nm_mask', counting)
     monkeypatch.setattr(MaskedWeightBuffer, 'update', counting_update)
+    monkeypatch.setattr(sparse_layer.NMSparseMixin, 'take_mask_of_step',
+                        counting_take)
     return calls

@@ -134,10 +134,14 @@ class NMSparseMixin:
     the N largest magnitudes of each group of the current weight. Mask and
     masked weight are computed once per weight update (optimizer step,
     checkpoint load, ...; see :mod:`mmnm.layers.weight_updates`) and reused
-    by the forwards in between (gradient accumulation, evaluation).
-    :attr:`mask` is the mask of the last forward, read by the SR-STE optim
-    wrapper and the sparsity hook; mask and masked weight are rewritten in
-    place at each update (``layer.mask.clone()`` keeps one).
+    by the forwards in between (gradient accumulation, evaluation); the
+    SR-STE wrapper's fused SGD step computes them with the weight's update
+    (:meth:`mask_buffer_for_step`, :meth:`take_mask_of_step`), so that the
+    next forward computes none. :attr:`mask` is the mask of the last
+    forward, read by the SR-STE optim wrapper and the sparsity hook. Mask
+    and masked weight live in buffers that later updates rewrite in place
+    (two of them, taking turns, where the fused step computes the masks):
+    ``layer.mask.clone()`` keeps one.
 
     A sparse layer is its plain layer type (:attr:`plain_type`) with
     N:M masking: built like it plus ``n``, ``m``, ``orientation`` and
@@ -159,7 +163,8 @@ class NMSparseMixin:
     weight_key: str = 'weight'
     #: the attributes :meth:`init_sparsity` sets (dropped by ``to_dense``)
     SPARSITY_STATE = ('nm', 'nm_name', 'sparse_enabled', 'mask_frozen', 'mask',
-                      '_masked', '_mask_stamp', '_mask_buffer')
+                      '_masked', '_mask_stamp', '_mask_buffer', '_step_buffer',
+                      '_step_mask_taken')
 
     def __init__(self,
                  *args,
@@ -206,7 +211,20 @@ class NMSparseMixin:
         self._masked: Optional[Tensor] = None
         self._mask_stamp: Optional[tuple] = None
         self._mask_buffer: Optional[MaskedWeightBuffer] = None
+        # the buffer a fused optimizer step writes the next mask into, and
+        # whether the cache stamp is that mask's (the next forward swaps)
+        self._step_buffer: Optional[MaskedWeightBuffer] = None
+        self._step_mask_taken = False
         _LIVE_LAYERS.add(self)
+
+    def __getstate__(self) -> dict:
+        """Copies and pickles (``copy.deepcopy``, ``torch.save(model)``)
+        leave out the mask cache: :meth:`__setstate__` drops it anyway."""
+        state = self.__dict__.copy()
+        for key in ('_masked', '_mask_buffer', '_step_buffer'):
+            if key in state:
+                state[key] = None
+        return state
 
     def __setstate__(self, state: dict) -> None:
         """A copy (``copy.deepcopy``, unpickling) is a live layer of its
@@ -214,6 +232,7 @@ class NMSparseMixin:
         super().__setstate__(state)
         if 'nm' in state:
             self._masked = self._mask_stamp = self._mask_buffer = None
+            self._step_buffer, self._step_mask_taken = None, False
             _LIVE_LAYERS.add(self)
 
     @classmethod
@@ -256,7 +275,14 @@ class NMSparseMixin:
         graph still holding the old values fails loudly at backward)."""
         stamp = (weight_stamp(self.weight), self.nm)
         if stamp == self._mask_stamp and self.mask is not None:
+            if self._step_mask_taken:  # computed by the last optimizer step
+                self._step_mask_taken = False
+                self._mask_buffer, self._step_buffer = \
+                    self._step_buffer, self._mask_buffer
+                self.mask = self._mask_buffer.mask
+                self._masked = self._mask_buffer.masked
             return self.mask, self._masked
+        self._step_mask_taken = False
         buffer = self._mask_buffer
         nm = self.nm
         if buffer is None or \
@@ -270,6 +296,43 @@ class NMSparseMixin:
             self.mask, self._masked = buffer.update(self.describe())
         self._mask_stamp = stamp
         return self.mask, self._masked
+
+    def mask_buffer_for_step(self) -> Optional[MaskedWeightBuffer]:
+        """The buffer into which an optimizer step that rewrites the weight
+        may compute its next mask (see ``remask`` of
+        :func:`~mmnm.ops.sr_ste_sgd_step_`), or ``None`` while the mask is
+        disabled, frozen or not yet computed, or where no compiled kernel
+        can write it (see :meth:`MaskedWeightBuffer.kernel_outputs`). It is
+        a second buffer (made on first use, the weight's size again), so
+        that :attr:`mask` stays the mask of the last forward until the next
+        one."""
+        current = self._mask_buffer
+        if current is None or not self.sparse_enabled or self.mask_frozen:
+            return None
+        nm = self.nm
+        pattern = (nm.n, nm.m, nm.orientation)
+        if not current.serves(self.weight, pattern) or \
+                current.kernel_outputs(self.weight) is None:
+            return None
+        spare = self._step_buffer
+        if spare is None or not spare.serves(self.weight, pattern):
+            spare = self._step_buffer = MaskedWeightBuffer(
+                self.weight, nm.n, nm.m, nm.orientation, self.describe())
+        return spare
+
+    def take_mask_of_step(self) -> bool:
+        """After an optimizer step that computed the next mask into
+        :meth:`mask_buffer_for_step`, make it the cached mask of the current
+        weight: the next forward uses it instead of computing one. Takes
+        nothing (``False``) unless the buffer holds the mask of the weight's
+        values as they are now (same version); call it only when nothing
+        has written the weight through ``.data`` since that step."""
+        spare = self.mask_buffer_for_step()
+        if spare is None or spare.version != self.weight._version:
+            return False
+        self._mask_stamp = (weight_stamp(self.weight), self.nm)
+        self._step_mask_taken = True
+        return True
 
     @property
     def nm_state(self) -> str:

@@ -22,6 +22,14 @@ under still holds. The stamp changes when
 Loading a state dict invalidates the layers it loads into, and a restored
 frozen mask its layer.
 
+The SR-STE wrapper's fused SGD step is the one update that also brings the
+new mask: its kernel computes the mask and masked weight of each weight it
+writes, in the same pass, into a second buffer of the layer; after the
+optimizer's step (which skips those weights) the layer takes them as the
+cache of the weight's new version (``NMSparseMixin.take_mask_of_step``),
+swapped in at the next forward. A write of the weight in between (a new
+version) makes the next forward compute the mask instead.
+
 Writes through ``weight.data`` in place (``layer.weight.data.copy_(t)``)
 bypass the version counter and cannot be seen; code that writes weights
 that way between two forwards without an optimizer step in between must

@@ -226,6 +226,9 @@ class MaskedWeightBuffer:
         self._grouped_out = self.masked.view(grouped.shape)
         self._keep_out = self.mask.view(grouped.shape)
         self._inference = torch.is_inference_mode_enabled()
+        #: ``weight._version`` of the values whose N:M mask the buffer holds
+        #: (``None``: not known to hold one, e.g. after a failed update)
+        self.version: Optional[int] = None
 
     def serves(self, weight: Tensor, pattern: Tuple[int, int, str]) -> bool:
         """Whether ``weight`` is the tensor this buffer was made for (same
@@ -249,18 +252,49 @@ class MaskedWeightBuffer:
         holding NaN or Inf."""
         grouped = group_view(self.weight, self.m, self.orientation) \
             .contiguous() if self._regroup else self.grouped
+        self.version = None
         try:
             _select(grouped, self.n, True, self._grouped_out, self.weight,
                     f'{name}: ' if name else '', self._keep_out)
         finally:  # also after a partial write (a NaN weight raises)
             torch.autograd.graph.increment_version(self.masked)
+        self.version = self.weight._version
         return self.mask, self.masked
 
     def apply(self, mask: Tensor) -> Tensor:
         """The masked weight under a given (frozen) ``mask``, rewritten in
         place."""
+        self.version = None
         torch.mul(self.weight, mask, out=self.masked)
         return self.masked
+
+    def kernel_outputs(self, weight: Tensor) -> Optional[dict]:
+        """The arguments with which a compiled kernel that has just written
+        ``weight`` (the fused SR-STE SGD step) writes the mask and masked
+        weight into this buffer: ``next_keep``, ``next_masked`` and the
+        grouping ``n``, ``m``, ``inner``; ``None`` where it cannot (another
+        tensor, a strided weight, a group size without a kernel, no
+        compiled CPU kernels). The kernel's caller reports back through
+        :meth:`written_by_kernel`."""
+        if load_ext() is None or self.weight.device.type != 'cpu' or \
+                self._regroup or self.m not in EXT_GROUP_SIZES or \
+                weight.data_ptr() != self.weight.data_ptr() or \
+                weight.shape != self.weight.shape or \
+                weight.dtype != self.weight.dtype:
+            return None
+        return dict(
+            next_keep=self.mask,
+            next_masked=self.masked,
+            n=self.n,
+            m=self.m,
+            inner=self.grouped.shape[3])
+
+    def written_by_kernel(self, finite: bool) -> None:
+        """Record a kernel's write of :meth:`kernel_outputs`: the mask of
+        the weight's current values if ``finite``, else of nothing (a NaN
+        or Inf weight; the next :meth:`update` raises for it)."""
+        torch.autograd.graph.increment_version(self.masked)
+        self.version = self.weight._version if finite else None
 
 
 def _non_finite_error(weight: Tensor, prefix: str) -> ValueError:

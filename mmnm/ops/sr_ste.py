@@ -1,11 +1,14 @@
 """The SR-STE gradient term, ``grad += lambda_w * (1 - mask) * weight``,
 alone or fused into a ``torch.optim.SGD`` step."""
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 from torch import Tensor
 
 from .ext_loader import load_ext
+
+if TYPE_CHECKING:
+    from .nm_mask import MaskedWeightBuffer
 
 
 def _compiled_kernel_takes(*tensors: Tensor) -> Optional[str]:
@@ -54,17 +57,19 @@ def fused_sgd_step_unavailable(
 
 
 @torch.no_grad()
-def sr_ste_sgd_step_(param: Tensor,
-                     grad: Tensor,
-                     mask: Tensor,
-                     momentum_buffer: Optional[Tensor],
-                     lambda_w: float,
-                     lr: float,
-                     momentum: float = 0.0,
-                     dampening: float = 0.0,
-                     weight_decay: float = 0.0,
-                     nesterov: bool = False,
-                     maximize: bool = False) -> Optional[Tensor]:
+def sr_ste_sgd_step_(
+        param: Tensor,
+        grad: Tensor,
+        mask: Tensor,
+        momentum_buffer: Optional[Tensor],
+        lambda_w: float,
+        lr: float,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        maximize: bool = False,
+        remask: Optional['MaskedWeightBuffer'] = None) -> Optional[Tensor]:
     """One ``torch.optim.SGD`` step of ``param`` on the SR-STE gradient
     ``grad + lambda_w * (1 - mask) * param``, in place.
 
@@ -82,6 +87,14 @@ def sr_ste_sgd_step_(param: Tensor,
             of ``param``, updated in place; ``None`` on the first step.
         lambda_w (float): the SR-STE decay of the pruned weights.
         lr (float): learning rate.
+        remask (MaskedWeightBuffer, optional): a buffer of ``param``
+            whose mask and masked weight the compiled kernel recomputes
+            from the updated ``param`` in the same pass, while the values
+            are in cache (its ``version`` then says they are current);
+            ignored on the PyTorch path and where
+            :meth:`~MaskedWeightBuffer.kernel_outputs` declines. It may
+            hold ``mask`` itself: each value's old mask entry is read
+            before its new one is written.
 
     Returns:
         Tensor or None: the momentum buffer (new on the first step), or
@@ -92,13 +105,18 @@ def sr_ste_sgd_step_(param: Tensor,
         momentum_buffer = torch.empty_like(param)
     if fused_sgd_step_unavailable(param, grad, mask, momentum_buffer) is None:
         buffer = momentum_buffer if momentum != 0 else param.new_empty(0)
-        load_ext().sr_ste_sgd_step_(param, grad, mask, buffer, float(lambda_w),
-                                    float(lr), float(momentum),
-                                    float(dampening), float(weight_decay),
-                                    bool(nesterov), bool(maximize), init)
+        outputs = None if remask is None else remask.kernel_outputs(param)
+        finite = load_ext().sr_ste_sgd_step_(param, grad, mask, buffer,
+                                             float(lambda_w), float(lr),
+                                             float(momentum), float(dampening),
+                                             float(weight_decay),
+                                             bool(nesterov), bool(maximize),
+                                             init, **(outputs or {}))
         # the kernel writes through the data pointer: tell autograd (and
         # the mask caches) that param changed, as param.add_ would
         torch.autograd.graph.increment_version(param)
+        if outputs is not None:
+            remask.written_by_kernel(finite)
     else:
         step = grad.addcmul(param, mask.logical_not(), value=lambda_w)
         if maximize:

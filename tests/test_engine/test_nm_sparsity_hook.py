@@ -82,7 +82,19 @@ def test_non_nm_weight_stops_the_run_naming_the_layer(tmp_path, monkeypatch):
         buffer.masked.copy_(buffer.weight)
         return torch.ones_like(buffer.weight, dtype=torch.bool), buffer.masked
 
+    # ... also where the fused SGD step computes the next mask
+    real_written = MaskedWeightBuffer.written_by_kernel
+    conv_weight = runner.model.conv.weight
+
+    def keep_all_of_conv_in_step(buffer, finite):
+        real_written(buffer, finite)
+        if buffer.weight.data_ptr() == conv_weight.data_ptr():
+            buffer.mask.fill_(True)
+            buffer.masked.copy_(buffer.weight)
+
     monkeypatch.setattr(MaskedWeightBuffer, 'update', keep_all_in_conv)
+    monkeypatch.setattr(MaskedWeightBuffer, 'written_by_kernel',
+                        keep_all_of_conv_in_step)
     with pytest.raises(RuntimeError, match=r"layer 'conv' is not 2:4"):
         runner.train()
 

@@ -226,16 +226,42 @@ def test_two_sgd_steps_match_hand_computation(lam, fused):
     assert params_differ(P, P0, atol=1e-9 if lam < 1e-3 else 1e-5)
 
 
-def test_mask_follows_weights_between_steps():
+def forward_masks(model):
+    """The mask each sparse layer's forwards run with, by weight name,
+    recorded at every forward."""
+    seen = {}
+
+    def record(name):
+
+        def hook(layer, args, output):
+            seen.setdefault(name, []).append(layer.mask.clone())
+
+        return hook
+
+    for name in SPARSE:
+        layer = model.get_submodule(name.rsplit('.', 1)[0])
+        layer.register_forward_hook(record(name))
+    return seen
+
+
+@pytest.mark.parametrize('fused_step', [None, False])
+def test_mask_follows_weights_between_steps(fused_step):
     """The second step's mask is recomputed from the updated weight."""
     model = TinyNet()
-    wrapper = SRSTEOptimWrapper(optimizer=sgd(model, lr=3.0), lambda_w=0.)
+    wrapper = SRSTEOptimWrapper(
+        optimizer=sgd(model, lr=3.0), lambda_w=0., fused_sgd_step=fused_step)
+    seen = forward_masks(model)
     data = make_data()
     model.train_step(data, wrapper)
     P1 = params_of(model)
     model.train_step(data, wrapper)
-    assert torch.equal(model.fc.mask, ref_mask(P1['fc.weight']))
-    assert torch.equal(model.conv.mask, ref_mask(P1['conv.weight']))
+    for name in SPARSE:
+        assert torch.equal(seen[name][1], ref_mask(P1[name]))
+        # after the step, the layer's mask is that of its current weight
+        # (computed by the fused step, or at the next forward)
+        assert torch.equal(
+            model.get_submodule(name[:-7]).update_mask(),
+            ref_mask(params_of(model)[name]))
 
 
 # --------------------------------------------------------------------------
@@ -668,6 +694,7 @@ def test_mask_recomputed_after_step_for_every_optimizer_impl(impl, fused_step):
         optimizer=sgd(model, lr=lr, **impl),
         lambda_w=lam,
         fused_sgd_step=fused_step)
+    seen = forward_masks(model)
     data = make_data()
     P = params_of(model)
     model.train_step(data, wrapper)
@@ -676,8 +703,8 @@ def test_mask_recomputed_after_step_for_every_optimizer_impl(impl, fused_step):
     new = {k: ref_mask(P1[k]) for k in SPARSE}
     assert not torch.equal(new['conv.weight'], ref_mask(P['conv.weight']))
     model.train_step(data, wrapper)
-    assert torch.equal(model.conv.mask, new['conv.weight'])
-    assert torch.equal(model.fc.mask, new['fc.weight'])
+    for name in SPARSE:
+        assert torch.equal(seen[name][1], new[name])
 
 
 # --------------------------------------------------------------------------

@@ -10,11 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.optim import OptimWrapper
-from nm_reference import ForwardRecorder, plain_forward, reference_mask
+from nm_reference import (STEP_COMPUTES_MASKS, ForwardRecorder, plain_forward,
+                          reference_mask)
 from torch import nn
 
 from mmnm.engine import SRSTEOptimWrapper
 from mmnm.layers import SparseConv, SparseLinear, invalidate_masks
+from mmnm.ops import ext_available, sr_ste_sgd_step_
 from mmnm.pattern import NMPattern
 
 
@@ -41,16 +43,26 @@ def train_micro_batches(model, wrapper, count: int) -> None:
 
 
 @pytest.mark.parametrize('accumulation', [1, 4])
-def test_one_mask_per_optimizer_step(mask_calls, accumulation):
+@pytest.mark.parametrize('fused', [None, False])
+def test_one_mask_per_optimizer_step(mask_calls, accumulation, fused):
     model = Net()
     recorder = ForwardRecorder(model)
     wrapper = SRSTEOptimWrapper(
         optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
-        accumulative_counts=accumulation)
+        accumulative_counts=accumulation,
+        fused_sgd_step=fused)
     train_micro_batches(model, wrapper, 3 * accumulation)
     assert len(recorder.records) == 2 * 3 * accumulation
-    # the first forward of each window computes; the step makes it stale
-    assert mask_calls == {"layer 'conv'": 3, "layer 'fc'": 3}
+    if fused is None and STEP_COMPUTES_MASKS:
+        assert wrapper.fusion_report.endswith('2 of 2 sparse weights')
+        # the first forward computes, then each fused SGD step computes
+        # the mask of the weight it writes (the recorder checks that the
+        # forwards after it use that mask, not a stale one)
+        assert mask_calls == {"layer 'conv'": 1 + 3, "layer 'fc'": 1 + 3}
+    else:
+        # the first forward of each window computes; the step makes it
+        # stale
+        assert mask_calls == {"layer 'conv'": 3, "layer 'fc'": 3}
 
 
 def test_steps_change_the_masks(mask_calls):
@@ -223,8 +235,13 @@ def test_a_deep_copy_trains_as_a_sparse_model_of_its_own(mask_calls):
         optimizer=torch.optim.SGD(copied.parameters(), lr=5.0))
     train_micro_batches(copied, wrapper, 2)
     assert wrapper.sparse_layers == [copied.conv, copied.fc]
-    # the original's one mask, the copy's two (one per step)
-    assert mask_calls == {"layer 'conv'": 3, "layer 'fc'": 3}
+    # the original's one mask; the copy's: one per step (the fused SGD
+    # step's, after its first forward's) or one per window's first forward
+    copy_masks = 1 + 2 if STEP_COMPUTES_MASKS else 2
+    assert mask_calls == {
+        "layer 'conv'": 1 + copy_masks,
+        "layer 'fc'": 1 + copy_masks
+    }
     assert model.conv._mask_buffer is not copied.conv._mask_buffer
     assert not torch.equal(model.conv.mask, copied.conv.mask)
 
@@ -271,4 +288,54 @@ def test_inference_mode_then_training(mask_calls):
         optimizer=torch.optim.SGD(model.parameters(), lr=1.0))
     ForwardRecorder(model)
     train_micro_batches(model, wrapper, 2)
-    assert mask_calls == {"layer 'conv'": 3, "layer 'fc'": 3}
+    # inference's; then one per step (the fused SGD step's, after the
+    # first training forward's) or one per window's first forward
+    training = 1 + 2 if STEP_COMPUTES_MASKS else 2
+    assert mask_calls == {
+        "layer 'conv'": 1 + training,
+        "layer 'fc'": 1 + training
+    }
+
+
+@pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
+def test_mask_computed_by_the_step_is_taken_only_while_current(mask_calls):
+    """The fused SGD step writes the next mask into the layer's buffer;
+    the layer takes it only if the weight is still what the step left."""
+    model = Net()
+    recorder = ForwardRecorder(model)
+    conv = model.conv
+
+    def fused_step():
+        """Returns the mask the forward used."""
+        model(inputs()).square().mean().backward()
+        used = conv.mask.clone()
+        sr_ste_sgd_step_(
+            conv.weight,
+            conv.weight.grad,
+            conv.mask,
+            None,
+            0.1,
+            5.0,
+            remask=conv.mask_buffer_for_step())
+        conv.weight.grad = None
+        return used
+
+    used = fused_step()
+    assert conv.take_mask_of_step()
+    # until the next forward, layer.mask is the mask that forward used
+    assert torch.equal(conv.mask, used)
+    model(inputs())  # the recorder checks it ran on the new weight's mask
+    assert torch.equal(conv.mask, reference_mask(conv.weight))
+    assert mask_calls["layer 'conv'"] == 1 + 1  # no computation in forward
+    fused_step()
+    with torch.no_grad():
+        conv.weight.mul_(-2)  # e.g. a hook between step and take
+    assert not conv.take_mask_of_step()
+    model(inputs())
+    assert mask_calls["layer 'conv'"] == 2 + 1
+    # frozen or disabled masks are not the step's to compute
+    conv.freeze_mask()
+    assert conv.mask_buffer_for_step() is None
+    conv.mask_frozen, conv.sparse_enabled = False, False
+    assert conv.mask_buffer_for_step() is None
+    assert len(recorder.records) == 2 * 4

@@ -5,10 +5,11 @@ import itertools
 
 import pytest
 import torch
+from nm_reference import reference_mask
 
 from mmnm.layers.weight_updates import weight_stamp
-from mmnm.ops import (ext_available, fused_sgd_step_unavailable,
-                      sr_ste_sgd_step_)
+from mmnm.ops import (MaskedWeightBuffer, ext_available,
+                      fused_sgd_step_unavailable, sr_ste_sgd_step_)
 from mmnm.ops.ext_loader import load_ext
 
 LAM, LR = 0.1, 0.05
@@ -65,8 +66,10 @@ def test_float64_matches_hand_computation(settings, contiguous):
     if not contiguous:  # the PyTorch path
         weight, mask = weight.t(), mask.t()
         grads = [g.t() for g in grads]
+        reason = 'not contiguous' if ext_available() else \
+            'mmnm._ext is not loaded'
         assert fused_sgd_step_unavailable(weight, grads[0], mask,
-                                          None) == 'not contiguous'
+                                          None) == reason
     elif ext_available():
         assert fused_sgd_step_unavailable(weight, grads[0], mask, None) is None
     w, buf = run_steps(weight, grads, mask, **settings)
@@ -173,9 +176,149 @@ def test_kernel_rejects_mismatched_inputs():
         ext.sr_ste_sgd_step_(ok, ok.clone(), keep, torch.zeros(0), *args)
 
 
+@pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
 def test_unavailable_names_the_reason():
     weight, grads, mask = inputs(torch.float32)
     assert 'float64' in fused_sgd_step_unavailable(weight, grads[0].double(),
                                                    mask, None)
     assert 'mask' in fused_sgd_step_unavailable(weight, grads[0], mask.float(),
                                                 None)
+
+
+# ----------------------------------------------------------------------
+# the next mask, computed in the same pass (``remask``)
+# ----------------------------------------------------------------------
+REMASK_CASES = [
+    # shape, n, m, orientation, dtype
+    ((16, 8, 3, 3), 2, 4, 'channel', torch.float32),  # strided groups
+    ((8, 16, 1, 1), 1, 4, 'channel', torch.float32),  # contiguous groups
+    ((12, 32), 2, 4, 'channel', torch.float32),  # a Linear
+    ((8, 4, 3, 3), 2, 4, 'flat', torch.float32),
+    ((6, 16, 3, 3), 2, 8, 'channel', torch.float32),  # the scalar path
+    ((16, 8, 3, 3), 2, 4, 'channel', torch.float64),
+    ((16, 8, 3, 3), 2, 4, 'channel', torch.bfloat16),
+    # several threads, and blocks that end inside a parallel chunk
+    ((256, 64, 3, 3), 2, 4, 'channel', torch.float32),
+]
+
+
+def expected_mask(weight, n, m, orientation):
+    """The brute-force reference; flat groups are those of the flattened
+    rows read as a Linear's."""
+    if orientation == 'flat':
+        return reference_mask(weight.reshape(weight.shape[0], -1), n,
+                              m).view(weight.shape)
+    return reference_mask(weight, n, m)
+
+
+def remask_inputs(shape, n, m, orientation, dtype):
+    gen = torch.Generator().manual_seed(1)
+    weight = torch.randn(shape, generator=gen).to(dtype)
+    # a large step, so that many masks change
+    grads = [torch.randn(shape, generator=gen).to(dtype) for _ in range(2)]
+    buffer = MaskedWeightBuffer(weight, n, m, orientation)
+    buffer.update()
+    return weight, grads, buffer
+
+
+@pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
+@pytest.mark.parametrize('shape,n,m,orientation,dtype', REMASK_CASES)
+def test_remask_is_the_mask_of_the_updated_weight(shape, n, m, orientation,
+                                                  dtype):
+    """The step is the same with and without ``remask``; the buffer then
+    holds the brute-force mask of the updated weight and the weight times
+    it, although the step read its old mask from the same tensor."""
+    weight, grads, buffer = remask_inputs(shape, n, m, orientation, dtype)
+    plain, plain_buf, buf = weight.clone(), None, None
+    for grad in grads:
+        mask = buffer.mask  # the step reads it and writes the next one
+        plain_mask = expected_mask(plain, n, m, orientation)
+        plain_buf = sr_ste_sgd_step_(plain, grad, plain_mask, plain_buf, 1.0,
+                                     1.0, 0.9, 0.0, 1e-2, True)
+        buf = sr_ste_sgd_step_(
+            weight,
+            grad,
+            mask,
+            buf,
+            1.0,
+            1.0,
+            0.9,
+            0.0,
+            1e-2,
+            True,
+            remask=buffer)
+        assert torch.equal(weight, plain)
+        assert torch.equal(buf, plain_buf)
+        assert buffer.version == weight._version
+        want = expected_mask(weight, n, m, orientation)
+        assert torch.equal(buffer.mask, want)
+        assert torch.equal(buffer.masked, weight * want)
+
+
+@pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
+@pytest.mark.parametrize('shape', [(16, 8, 3, 3), (8, 16, 1, 1),
+                                   (40, 24, 5, 5)])
+def test_remask_on_every_instruction_set(cpu_isa, shape):
+    weight, grads, buffer = remask_inputs(shape, 2, 4, 'channel',
+                                          torch.float32)
+    sr_ste_sgd_step_(
+        weight, grads[0], buffer.mask, None, 1.0, 1.0, remask=buffer)
+    assert torch.equal(buffer.mask, reference_mask(weight))
+    assert torch.equal(buffer.masked, weight * buffer.mask)
+
+
+@pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
+def test_remask_of_a_non_finite_weight_holds_no_mask():
+    """A step that makes the weight NaN leaves the buffer marked as holding
+    no mask: the next forward's update raises, naming the layer."""
+    weight, grads, buffer = remask_inputs((8, 8, 3, 3), 2, 4, 'channel',
+                                          torch.float32)
+    grads[0][3, 5, 1, 2] = float('nan')
+    masked_version = buffer.masked._version
+    sr_ste_sgd_step_(
+        weight, grads[0], buffer.mask, None, 1.0, 1.0, remask=buffer)
+    assert buffer.version is None
+    assert buffer.masked._version > masked_version  # written: a graph fails
+    with pytest.raises(ValueError, match="layer 'x': weight holds 1 NaN"):
+        buffer.update("layer 'x'")
+
+
+def test_remask_is_left_alone_where_the_kernel_does_not_run():
+    """On the PyTorch path (here: a float mask) the buffer is not written
+    and does not claim to hold the mask of the updated weight."""
+    weight, grads, buffer = remask_inputs((8, 8, 3, 3), 2, 4, 'channel',
+                                          torch.float32)
+    before = buffer.mask.clone()
+    sr_ste_sgd_step_(
+        weight, grads[0], buffer.mask.float(), None, 1.0, 1.0, remask=buffer)
+    assert buffer.version != weight._version
+    assert torch.equal(buffer.mask, before)
+
+
+@pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
+def test_kernel_rejects_bad_next_mask_arguments():
+    ext = load_ext()
+    args = (1.0, 0.1, 0.0, 0.0, 0.0, False, False, False)
+    w, g = torch.zeros(4, 8), torch.zeros(4, 8)
+    keep = torch.zeros(4, 8, dtype=torch.bool)
+    with pytest.raises(RuntimeError, match='both next_keep and next_masked'):
+        ext.sr_ste_sgd_step_(w, g, keep, w.new_empty(0), *args, keep.clone())
+    with pytest.raises(RuntimeError, match='need 1 <= n < m'):
+        ext.sr_ste_sgd_step_(w, g, keep, w.new_empty(0), *args, keep.clone(),
+                             torch.zeros(4, 8), 4, 4, 1)
+    with pytest.raises(RuntimeError, match='rows of m \\* inner'):
+        ext.sr_ste_sgd_step_(w, g, keep, w.new_empty(0), *args, keep.clone(),
+                             torch.zeros(4, 8), 2, 4, 3)
+    with pytest.raises(RuntimeError, match='a tensor of its own'):
+        ext.sr_ste_sgd_step_(w, g, keep, w.new_empty(0), *args, keep.clone(),
+                             w, 2, 4, 1)
+    with pytest.raises(RuntimeError, match='next_keep must be'):
+        ext.sr_ste_sgd_step_(w, g, keep, w.new_empty(0), *args,
+                             torch.zeros(4, 8), torch.zeros(4, 8), 2, 4, 1)
+    # a group size without a mask kernel stops the op before it steps
+    w7, g7 = torch.ones(4, 7), torch.ones(4, 7)
+    keep7 = torch.zeros(4, 7, dtype=torch.bool)
+    with pytest.raises(RuntimeError, match='no mask kernel for groups of m=7'):
+        ext.sr_ste_sgd_step_(w7, g7, keep7, w7.new_empty(0), *args,
+                             keep7.clone(), torch.zeros(4, 7), 2, 7, 1)
+    assert torch.equal(w7, torch.ones(4, 7))

@@ -330,8 +330,10 @@ class SRSTEMixin:
     def _sgd_step_fused_for(
             self, layers: List[Tuple[NMSparseMixin, Tensor,
                                      dict]]) -> Iterator[None]:
-        """Step ``layers``' weights with the term fused, then hide their
-        gradients from the optimizer's own step inside the block."""
+        """Step ``layers``' weights with the term fused (and their next
+        masks computed in the same pass), then hide their gradients from
+        the optimizer's own step inside the block; after it, the layers
+        take the new masks."""
         hidden = []
         try:
             for layer, mask, group in layers:
@@ -348,12 +350,17 @@ class SRSTEMixin:
                     dampening=group['dampening'],
                     weight_decay=group['weight_decay'],
                     nesterov=group['nesterov'],
-                    maximize=group.get('maximize', False))
+                    maximize=group.get('maximize', False),
+                    remask=layer.mask_buffer_for_step())
                 if buffer is not None:  # as torch.optim.SGD keeps it
                     self.optimizer.state[weight]['momentum_buffer'] = buffer
                 hidden.append((weight, weight.grad))
                 weight.grad = None
             yield
+            # the optimizer's step skipped these weights (no .grad), so
+            # the masks computed with their update are current
+            for layer, _, _ in layers:
+                layer.take_mask_of_step()
         finally:
             for weight, grad in hidden:
                 weight.grad = grad

@@ -10,11 +10,14 @@ std::vector<at::Tensor> nm_mask_forward(
     const c10::optional<at::Tensor>& keep_out);
 void sr_ste_add_(at::Tensor grad, const at::Tensor& weight,
                  const at::Tensor& mask, double lambda_w);
-void sr_ste_sgd_step_(at::Tensor param, const at::Tensor& grad,
+bool sr_ste_sgd_step_(at::Tensor param, const at::Tensor& grad,
                       const at::Tensor& mask, at::Tensor momentum_buffer,
                       double lambda_w, double lr, double momentum,
                       double dampening, double weight_decay, bool nesterov,
-                      bool maximize, bool init_buffer);
+                      bool maximize, bool init_buffer,
+                      const c10::optional<at::Tensor>& next_keep,
+                      const c10::optional<at::Tensor>& next_masked, int64_t n,
+                      int64_t m, int64_t inner);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sparse24_compress(
     const at::Tensor& dense);
 std::tuple<at::Tensor, at::Tensor> sparse24_decompress(
@@ -31,11 +34,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("weight"), py::arg("mask"), py::arg("lambda_w"));
   m.def("sr_ste_sgd_step_", &mmnm::sr_ste_sgd_step_,
         "torch.optim.SGD step of param on grad + lambda_w * (1 - mask) * "
-        "param, in place, in one pass (grad unchanged)",
+        "param, in place, in one pass (grad unchanged); with next_keep and "
+        "next_masked also the n:m mask and masked weight of the updated "
+        "param (its (A, G, m, inner) groups); false if that found NaN/Inf",
         py::arg("param"), py::arg("grad"), py::arg("mask"),
         py::arg("momentum_buffer"), py::arg("lambda_w"), py::arg("lr"),
         py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"),
-        py::arg("nesterov"), py::arg("maximize"), py::arg("init_buffer"));
+        py::arg("nesterov"), py::arg("maximize"), py::arg("init_buffer"),
+        py::arg("next_keep") = py::none(), py::arg("next_masked") = py::none(),
+        py::arg("n") = 0, py::arg("m") = 0, py::arg("inner") = 0);
   m.def("sparse24_compress", &mmnm::sparse24_compress,
         "(values, meta, num_bad) of a 2:4-sparse 2-D weight in the CUTLASS "
         "layout; num_bad counts groups with more than 2 non-zeros",

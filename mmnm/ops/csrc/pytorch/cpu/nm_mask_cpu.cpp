@@ -11,6 +11,7 @@
 
 #include "../../common/nm_mask_utils.h"
 #include "cpu_isa.h"
+#include "nm_mask_cpu.h"
 
 namespace mmnm {
 
@@ -285,6 +286,26 @@ bool nm_mask_4_simd(const float* w, bool* keep, float* masked,
   return false;
 }
 
+// Rows [begin, end) of a contiguous (A, G, M, B) view, one row being the
+// M * inner values of an [a, g] pair; false if a value is NaN or Inf.
+template <typename scalar_t, int M>
+bool nm_mask_rows_impl(const scalar_t* w, bool* keep, scalar_t* masked,
+                       int64_t begin, int64_t end, int64_t inner, int64_t n) {
+  bool ok = true;
+  if constexpr (std::is_same<scalar_t, float>::value && M == 4) {
+    if (nm_mask_4_simd(w, keep, masked, begin, end, inner, n, &ok)) return ok;
+  }
+  for (int64_t row = begin; row < end; ++row) {
+    for (int64_t b = 0; b < inner; ++b) {
+      const int64_t first = row * M * inner + b;
+      ok &= select_group<scalar_t, at::opmath_type<scalar_t>, M>(
+          w + first, keep + first, masked ? masked + first : nullptr, n,
+          inner);
+    }
+  }
+  return ok;
+}
+
 // Runs select_group over every group of a contiguous (A, G, M, B) view.
 template <typename scalar_t, int M>
 bool nm_mask_cpu_impl(const scalar_t* w, bool* keep, scalar_t* masked,
@@ -292,22 +313,10 @@ bool nm_mask_cpu_impl(const scalar_t* w, bool* keep, scalar_t* masked,
   std::atomic<bool> finite{true};
   const int64_t grain = std::max<int64_t>(1, 4096 / (M * inner));
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-    bool ok = true;
-    if constexpr (std::is_same<scalar_t, float>::value && M == 4) {
-      if (nm_mask_4_simd(w, keep, masked, begin, end, inner, n, &ok)) {
-        if (!ok) finite = false;
-        return;
-      }
+    if (!nm_mask_rows_impl<scalar_t, M>(w, keep, masked, begin, end, inner,
+                                        n)) {
+      finite = false;
     }
-    for (int64_t row = begin; row < end; ++row) {
-      for (int64_t b = 0; b < inner; ++b) {
-        const int64_t first = row * M * inner + b;
-        ok &= select_group<scalar_t, at::opmath_type<scalar_t>, M>(
-            w + first, keep + first, masked ? masked + first : nullptr, n,
-            inner);
-      }
-    }
-    if (!ok) finite = false;
   });
   return finite.load();
 }
@@ -331,5 +340,27 @@ void nm_mask_cpu(const at::Tensor& grouped, at::Tensor& keep,
       });
   TORCH_CHECK(finite, "weight holds NaN/Inf values");
 }
+
+template <typename scalar_t>
+bool nm_mask_rows_cpu(const scalar_t* w, bool* keep, scalar_t* masked,
+                      int64_t m, int64_t n, int64_t inner, int64_t begin,
+                      int64_t end) {
+  bool finite = true;
+  const bool known = dispatch_group_size(m, [&](auto size) {
+    finite = nm_mask_rows_impl<scalar_t, decltype(size)::value>(
+        w, keep, masked, begin, end, inner, n);
+  });
+  TORCH_CHECK(known, "nm_mask: no kernel for M=", m);
+  return finite;
+}
+
+#define MMNM_INSTANTIATE_ROWS(T)                                        \
+  template bool nm_mask_rows_cpu<T>(const T*, bool*, T*, int64_t, int64_t, \
+                                    int64_t, int64_t, int64_t);
+MMNM_INSTANTIATE_ROWS(float)
+MMNM_INSTANTIATE_ROWS(double)
+MMNM_INSTANTIATE_ROWS(at::Half)
+MMNM_INSTANTIATE_ROWS(at::BFloat16)
+#undef MMNM_INSTANTIATE_ROWS
 
 }  // namespace mmnm

@@ -4,9 +4,13 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 
+#include <algorithm>
+#include <atomic>
 #include <type_traits>
 
 #include "cpu_isa.h"
+#include "nm_mask_cpu.h"
+#include "sr_ste_cpu.h"
 
 namespace mmnm {
 
@@ -201,11 +205,13 @@ void sr_ste_add_cpu(at::Tensor& grad, const at::Tensor& weight,
       });
 }
 
-void sr_ste_sgd_step_cpu(at::Tensor& param, const at::Tensor& grad,
+bool sr_ste_sgd_step_cpu(at::Tensor& param, const at::Tensor& grad,
                          const at::Tensor& mask, at::Tensor& momentum_buffer,
                          double lambda_w, double lr, double momentum,
                          double dampening, double weight_decay, bool nesterov,
-                         bool maximize, bool init_buffer) {
+                         bool maximize, bool init_buffer,
+                         const NextMask* next) {
+  std::atomic<bool> finite{true};
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, param.scalar_type(), "sr_ste_sgd_step_cpu",
       [&] {
@@ -223,11 +229,37 @@ void sr_ste_sgd_step_cpu(at::Tensor& param, const at::Tensor& grad,
         const bool* keep = mask.data_ptr<bool>();
         scalar_t* buf =
             momentum != 0 ? momentum_buffer.data_ptr<scalar_t>() : nullptr;
-        at::parallel_for(0, param.numel(), 32768, [&](int64_t begin,
-                                                      int64_t end) {
-          sr_ste_sgd_block<scalar_t>(p, g, keep, buf, s, begin, end);
-        });
+        if (next == nullptr) {
+          at::parallel_for(0, param.numel(), 32768, [&](int64_t begin,
+                                                        int64_t end) {
+            sr_ste_sgd_block<scalar_t>(p, g, keep, buf, s, begin, end);
+          });
+          return;
+        }
+        // rows of the grouped view, stepped and then masked in blocks of
+        // about 2048 values (8 KB of float32: still in L1 when the mask
+        // reads them back). Each block reads its entries of the old mask
+        // before writing the new one, so next->keep may be mask itself.
+        bool* next_keep = next->keep.data_ptr<bool>();
+        scalar_t* next_masked = next->masked.data_ptr<scalar_t>();
+        const int64_t row = next->m * next->inner;
+        const int64_t block = std::max<int64_t>(1, 2048 / row);
+        at::parallel_for(
+            0, param.numel() / row, std::max<int64_t>(1, 32768 / row),
+            [&](int64_t begin, int64_t end) {
+              bool ok = true;
+              for (int64_t first = begin; first < end; first += block) {
+                const int64_t last = std::min(end, first + block);
+                sr_ste_sgd_block<scalar_t>(p, g, keep, buf, s, first * row,
+                                           last * row);
+                ok &= nm_mask_rows_cpu<scalar_t>(p, next_keep, next_masked,
+                                                 next->m, next->n,
+                                                 next->inner, first, last);
+              }
+              if (!ok) finite = false;
+            });
       });
+  return finite.load();
 }
 
 }  // namespace mmnm
