@@ -2,7 +2,7 @@
 the straight-through masked weight."""
 import weakref
 from contextlib import contextmanager
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import ContextManager, Iterable, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -165,6 +165,10 @@ class NMSparseMixin:
     SPARSITY_STATE = ('nm', 'nm_name', 'sparse_enabled', 'mask_frozen', 'mask',
                       '_masked', '_mask_stamp', '_mask_buffer', '_step_buffer',
                       '_step_mask_taken')
+    #: plain attributes (never parameters, buffers or submodules), set at
+    #: every forward and optimizer step: stored without the checks of
+    #: ``nn.Module.__setattr__`` (microseconds each)
+    _PLAIN_STATE = frozenset(SPARSITY_STATE)
 
     def __init__(self,
                  *args,
@@ -176,18 +180,22 @@ class NMSparseMixin:
         super().__init__(*args, **kwargs)
         self.init_sparsity(n, m, orientation, name)
 
+    def __setattr__(self, name: str, value) -> None:
+        if name in self._PLAIN_STATE:
+            self.__dict__[name] = value
+        else:
+            super().__setattr__(name, value)
+
     def forward(self, *args, **kwargs):
         """The plain layer's forward on the masked weight (straight-through
         gradient to the dense one)."""
         with self.masked_parameters():
             return self.plain_type.forward(self, *args, **kwargs)
 
-    @contextmanager
-    def masked_parameters(self) -> Iterator:
+    def masked_parameters(self) -> ContextManager:
         """Within the block, the layer's weight reads as its masked
         weight."""
-        with substituted(self, self.weight_key, self.ste_weight()):
-            yield
+        return substituted(self, self.weight_key, self.ste_weight())
 
     def init_sparsity(self,
                       n: int,
@@ -311,11 +319,11 @@ class NMSparseMixin:
             return None
         nm = self.nm
         pattern = (nm.n, nm.m, nm.orientation)
-        if not current.serves(self.weight, pattern) or \
-                current.kernel_outputs(self.weight) is None:
-            return None
         spare = self._step_buffer
         if spare is None or not spare.serves(self.weight, pattern):
+            if not current.kernel_writable or \
+                    not current.serves(self.weight, pattern):
+                return None
             spare = self._step_buffer = MaskedWeightBuffer(
                 self.weight, nm.n, nm.m, nm.orientation, self.describe())
         return spare
@@ -327,8 +335,12 @@ class NMSparseMixin:
         nothing (``False``) unless the buffer holds the mask of the weight's
         values as they are now (same version); call it only when nothing
         has written the weight through ``.data`` since that step."""
-        spare = self.mask_buffer_for_step()
-        if spare is None or spare.version != self.weight._version:
+        spare = self._step_buffer
+        if spare is None or spare.version != self.weight._version or \
+                not self.sparse_enabled or self.mask_frozen:
+            return False
+        nm = self.nm
+        if not spare.serves(self.weight, (nm.n, nm.m, nm.orientation)):
             return False
         self._mask_stamp = (weight_stamp(self.weight), self.nm)
         self._step_mask_taken = True

@@ -226,6 +226,11 @@ class MaskedWeightBuffer:
         self._grouped_out = self.masked.view(grouped.shape)
         self._keep_out = self.mask.view(grouped.shape)
         self._inference = torch.is_inference_mode_enabled()
+        #: whether a compiled kernel that writes the weight can also write
+        #: this buffer's mask (see :meth:`kernel_outputs`)
+        self.kernel_writable = load_ext() is not None and \
+            self.weight.device.type == 'cpu' and not self._regroup and \
+            m in EXT_GROUP_SIZES
         #: ``weight._version`` of the values whose N:M mask the buffer holds
         #: (``None``: not known to hold one, e.g. after a failed update)
         self.version: Optional[int] = None
@@ -273,11 +278,9 @@ class MaskedWeightBuffer:
         ``weight`` (the fused SR-STE SGD step) writes the mask and masked
         weight into this buffer: ``next_keep``, ``next_masked`` and the
         grouping ``n``, ``m``, ``inner``; ``None`` where it cannot (another
-        tensor, a strided weight, a group size without a kernel, no
-        compiled CPU kernels). The kernel's caller reports back through
-        :meth:`written_by_kernel`."""
-        if load_ext() is None or self.weight.device.type != 'cpu' or \
-                self._regroup or self.m not in EXT_GROUP_SIZES or \
+        tensor, or not :attr:`kernel_writable`). The kernel's caller
+        reports back through :meth:`written_by_kernel`."""
+        if not self.kernel_writable or \
                 weight.data_ptr() != self.weight.data_ptr() or \
                 weight.shape != self.weight.shape or \
                 weight.dtype != self.weight.dtype:

@@ -16,16 +16,16 @@ def _compiled_kernel_takes(*tensors: Tensor) -> Optional[str]:
     floating weight-like one, a bool mask among them), else why not."""
     if load_ext() is None:
         return 'mmnm._ext is not loaded'
-    first = tensors[0]
+    dtype = tensors[0].dtype
     for tensor in tensors:
-        if tensor.device.type != 'cpu':
+        if not tensor.is_cpu:
             return f'on {tensor.device} (the compiled kernel is CPU only)'
-        if not tensor.is_contiguous():
-            return 'not contiguous'
-        if tensor.dtype not in (first.dtype, torch.bool):
-            return f'dtypes differ ({first.dtype}, {tensor.dtype})'
         if tensor.is_sparse:
             return 'a sparse gradient'
+        if not tensor.is_contiguous():
+            return 'not contiguous'
+        if tensor.dtype is not dtype and tensor.dtype is not torch.bool:
+            return f'dtypes differ ({dtype}, {tensor.dtype})'
     return None
 
 

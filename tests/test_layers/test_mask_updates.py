@@ -339,3 +339,62 @@ def test_mask_computed_by_the_step_is_taken_only_while_current(mask_calls):
     conv.mask_frozen, conv.sparse_enabled = False, False
     assert conv.mask_buffer_for_step() is None
     assert len(recorder.records) == 2 * 4
+
+
+@pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
+def test_a_step_mask_of_another_tensor_is_not_taken():
+    """A weight replaced between the step and the take, at the very version
+    the step's mask was computed for, gets no mask of the old tensor."""
+    model = Net()
+    conv = model.conv
+    model(inputs()).square().mean().backward()
+    sr_ste_sgd_step_(
+        conv.weight,
+        conv.weight.grad,
+        conv.mask,
+        None,
+        0.1,
+        5.0,
+        remask=conv.mask_buffer_for_step())
+    version = conv.weight._version
+    replacement = nn.Parameter(torch.randn_like(conv.weight))
+    with torch.no_grad():
+        while replacement._version < version:
+            replacement.add_(0)
+    assert replacement._version == conv._step_buffer.version
+    conv.weight = replacement
+    assert not conv.take_mask_of_step()
+    ForwardRecorder(model)
+    model(inputs())  # the recorder checks the mask of the new weight
+    assert torch.equal(conv.mask, reference_mask(replacement))
+
+
+def test_no_step_buffer_where_no_kernel_writes_it():
+    """A second mask buffer costs the weight's size again: none is made for
+    a group size without a compiled kernel or a channels_last weight (the
+    next forward computes those masks), nor without ``mmnm._ext``."""
+    fc7 = SparseLinear(14, 4, n=1, m=7)
+    conv = SparseConv(8, 8, 3, padding=1).to(memory_format=torch.channels_last)
+    fc7(torch.randn(2, 14))
+    conv(inputs().to(memory_format=torch.channels_last))
+    assert fc7.mask_buffer_for_step() is None
+    assert conv.mask_buffer_for_step() is None
+    assert fc7._step_buffer is None and conv._step_buffer is None
+    plain = SparseLinear(8, 4)
+    plain(torch.randn(2, 8))
+    assert (plain.mask_buffer_for_step() is not None) == ext_available()
+
+
+def test_cache_state_is_no_parameter_buffer_or_module():
+    """The mask cache is set without nn.Module's checks: it never enters
+    the state_dict, the parameters or the buffers."""
+    model = Net()
+    train_micro_batches(
+        model,
+        SRSTEOptimWrapper(
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.1)), 2)
+    assert set(model.conv.state_dict()) == {'weight', 'bias'}
+    assert [name for name, _ in model.conv.named_buffers()] == []
+    assert model.conv.mask is model.conv.__dict__['mask']
+    model.conv.weight = nn.Parameter(torch.zeros_like(model.conv.weight))
+    assert model.conv._parameters['weight'] is model.conv.weight

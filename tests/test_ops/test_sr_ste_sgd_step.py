@@ -183,6 +183,8 @@ def test_unavailable_names_the_reason():
                                                    mask, None)
     assert 'mask' in fused_sgd_step_unavailable(weight, grads[0], mask.float(),
                                                 None)
+    assert fused_sgd_step_unavailable(weight, grads[0].to_sparse(), mask,
+                                      None) == 'a sparse gradient'
 
 
 # ----------------------------------------------------------------------

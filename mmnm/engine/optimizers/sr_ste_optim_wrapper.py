@@ -216,7 +216,8 @@ class SRSTEMixin:
         frozen = self.freeze_mask_iter is not None and \
             step >= self.freeze_mask_iter
         for layer in self.sparse_layers:
-            layer.sparse_enabled = sparse
+            if layer.sparse_enabled != sparse:
+                layer.sparse_enabled = sparse
             if frozen and not layer.mask_frozen:
                 layer.freeze_mask()
 
