@@ -56,7 +56,6 @@ def fused_sgd_step_unavailable(
     return _compiled_kernel_takes(*tensors)
 
 
-@torch.no_grad()
 def sr_ste_sgd_step_(
         param: Tensor,
         grad: Tensor,
@@ -118,17 +117,30 @@ def sr_ste_sgd_step_(
         if outputs is not None:
             remask.written_by_kernel(finite)
     else:
-        step = grad.addcmul(param, mask.logical_not(), value=lambda_w)
-        if maximize:
-            step.neg_()
-        if weight_decay != 0:
-            step.add_(param, alpha=weight_decay)
-        if momentum != 0:
-            if init:
-                momentum_buffer.copy_(step)
-            else:
-                momentum_buffer.mul_(momentum).add_(step, alpha=1 - dampening)
-            step = step.add_(momentum_buffer, alpha=momentum) if nesterov \
-                else momentum_buffer
-        param.add_(step, alpha=-lr)
+        _sr_ste_sgd_step_torch(param, grad, mask, momentum_buffer, init,
+                               lambda_w, lr, momentum, dampening, weight_decay,
+                               nesterov, maximize)
     return momentum_buffer if momentum != 0 else None
+
+
+@torch.no_grad()
+def _sr_ste_sgd_step_torch(param: Tensor, grad: Tensor, mask: Tensor,
+                           momentum_buffer: Optional[Tensor], init: bool,
+                           lambda_w: float, lr: float, momentum: float,
+                           dampening: float, weight_decay: float,
+                           nesterov: bool, maximize: bool) -> None:
+    """:func:`sr_ste_sgd_step_` in PyTorch ops (several passes); the
+    momentum buffer is given, set rather than updated if ``init``."""
+    step = grad.addcmul(param, mask.logical_not(), value=lambda_w)
+    if maximize:
+        step.neg_()
+    if weight_decay != 0:
+        step.add_(param, alpha=weight_decay)
+    if momentum != 0:
+        if init:
+            momentum_buffer.copy_(step)
+        else:
+            momentum_buffer.mul_(momentum).add_(step, alpha=1 - dampening)
+        step = step.add_(momentum_buffer, alpha=momentum) if nesterov \
+            else momentum_buffer
+    param.add_(step, alpha=-lr)

@@ -822,6 +822,26 @@ def test_unfused_weights_are_named_with_the_reason(case, reason):
     assert not params_differ(params_of(model), initial, atol=0)  # no step
 
 
+@pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
+def test_fused_step_follows_regrouped_params():
+    """A weight moved to a new param group after some steps is stepped
+    with that group's settings (here lr=0: it stays where it is)."""
+    model = TinyNet(dtype=torch.float32)
+    optimizer = sgd(model, lr=0.05)
+    wrapper = SRSTEOptimWrapper(optimizer=optimizer, lambda_w=0.1)
+    model.train_step(make_data(dtype=torch.float32), wrapper)
+    assert 'SGD step of 2 of 2' in wrapper.fusion_report
+    group = optimizer.param_groups[0]
+    group['params'] = [p for p in group['params'] if p is not model.fc.weight]
+    optimizer.add_param_group(dict(params=[model.fc.weight], lr=0.0))
+    before = params_of(model)
+    model.train_step(make_data(dtype=torch.float32, seed=2), wrapper)
+    after = params_of(model)
+    assert 'SGD step of 2 of 2' in wrapper.fusion_report
+    assert torch.equal(after['fc.weight'], before['fc.weight'])
+    assert not torch.equal(after['conv.weight'], before['conv.weight'])
+
+
 def test_amp_wrapper_says_the_term_is_not_fused(monkeypatch):
     model = TinyNet(dtype=torch.float32)
     amp = make_amp_wrapper(

@@ -72,6 +72,9 @@ class SRSTEMixin:
         super().__init__(*args, **kwargs)
         self.fused_sgd_step = fused_sgd_step
         self._fusion_report: Optional[str] = None
+        self._fusion_counts: Optional[Tuple[int, int]] = None
+        self._groups_key: Optional[tuple] = None
+        self._groups_by_id: Dict[int, dict] = {}
         given = dict(
             lambda_w=lambda_w,
             sparse_start_iter=sparse_start_iter,
@@ -224,7 +227,6 @@ class SRSTEMixin:
     # ------------------------------------------------------------------
     # the step
     # ------------------------------------------------------------------
-    @torch.no_grad()
     def add_sr_ste_term(self, skip: Tuple[NMSparseMixin, ...] = ()) -> None:
         """``grad += lambda_w * (1 - mask) * W`` for every sparse weight
         whose mask is active (except the layers in ``skip``)."""
@@ -264,31 +266,37 @@ class SRSTEMixin:
         """The sparse layers (with their mask and param group) whose term
         this step fuses into the SGD update; logs the choice when it
         changes."""
-        with_grad = [(layer, layer.mask) for layer in self.sparse_layers
-                     if layer.weight.grad is not None]
-        active = [(layer, mask) for layer, mask in with_grad
-                  if mask is not None]
-        if not active:
-            return []
         blocker = self.why_not_fused(step_kwargs)
-        fused, unfused = [], {}
-        if blocker is None:
-            groups = {
+        groups = self._param_groups_by_id() if blocker is None else {}
+        fused, unfused, num_active = [], {}, 0
+        for layer in self.sparse_layers:
+            mask = layer.mask
+            if mask is None or layer.weight.grad is None:
+                continue
+            num_active += 1
+            group = groups.get(id(layer.weight))
+            reason = blocker or self._why_not_fused_layer(layer, mask, group)
+            if reason is None:
+                fused.append((layer, mask, group))
+            else:
+                unfused.setdefault(reason, []).append(layer.describe())
+        if num_active:
+            self._report_fusion(len(fused), num_active, unfused)
+        return fused
+
+    def _param_groups_by_id(self) -> Dict[int, dict]:
+        """``id(param)`` -> its param group, made again when a group is
+        added or replaced, or its params list replaced or resized."""
+        key = tuple((id(group), id(group['params']), len(group['params']))
+                    for group in self.optimizer.param_groups)
+        if self._groups_key != key:
+            self._groups_key = key
+            self._groups_by_id = {
                 id(p): group
                 for group in self.optimizer.param_groups
                 for p in group['params']
             }
-            for layer, mask in active:
-                group = groups.get(id(layer.weight))
-                reason = self._why_not_fused_layer(layer, mask, group)
-                if reason is None:
-                    fused.append((layer, mask, group))
-                else:
-                    unfused.setdefault(reason, []).append(layer.describe())
-        else:
-            unfused[blocker] = [layer.describe() for layer, _ in active]
-        self._report_fusion(len(fused), len(active), unfused)
-        return fused
+        return self._groups_by_id
 
     def _why_not_fused_layer(self, layer: NMSparseMixin, mask: Tensor,
                              group: Optional[dict]) -> Optional[str]:
@@ -311,6 +319,9 @@ class SRSTEMixin:
 
     def _report_fusion(self, num_fused: int, num_active: int,
                        unfused: Dict[str, List[str]]) -> None:
+        if not unfused and self._fusion_counts == (num_fused, num_active):
+            return  # the line logged last (built only when it may change)
+        self._fusion_counts = None if unfused else (num_fused, num_active)
         name = type(self).__name__
         report = (f'{name}: SR-STE term fused into the SGD step of '
                   f'{num_fused} of {num_active} sparse weights')
