@@ -54,6 +54,26 @@ SUBSET = [
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
+def test_pretrained_weights_are_dropped_and_other_initialisers_kept():
+    kaiming = dict(type='Kaiming', layer='Conv2d')
+    cfg = dict(
+        backbone=dict(
+            init_cfg=[kaiming,
+                      dict(type='Pretrained', checkpoint='a.pth')],
+            pretrained='b.pth'),
+        neck=dict(init_cfg=dict(type='Pretrained', checkpoint='c.pth')),
+        head=dict(
+            init_cfg=[dict(type='Pretrained', checkpoint='d.pth')],
+            pretrained=True),
+        stem=dict(init_cfg=[kaiming], pretrained=False))
+    zoo._without_pretrained(cfg)
+    assert cfg == dict(
+        backbone=dict(init_cfg=[kaiming], pretrained=None),
+        neck=dict(),
+        head=dict(init_cfg=None, pretrained=False),
+        stem=dict(init_cfg=[kaiming], pretrained=False))
+
+
 def config_path(package, family, name):
     files = zoo.family_configs(package)[family]
     path = next((f for f in files if osp.basename(f) == name), None)

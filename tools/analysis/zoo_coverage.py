@@ -122,18 +122,27 @@ def _small_input_config(cfg, size: int) -> None:
     preprocessor.pop('batch_augments', None)
 
 
+def _is_pretrained(init) -> bool:
+    return isinstance(init, dict) and init.get('type') == 'Pretrained'
+
+
 def _without_pretrained(node) -> None:
-    """Drop every ``Pretrained`` ``init_cfg`` and ``pretrained`` path of a
-    model config in place, so that ``init_weights`` downloads nothing."""
+    """Drop every ``Pretrained`` ``init_cfg`` (from a list: that entry
+    alone, the other initialisers kept) and ``pretrained`` path or flag of
+    a model config in place, so that ``init_weights`` downloads nothing."""
     if isinstance(node, dict):
         init_cfg = node.get('init_cfg')
-        inits = init_cfg if isinstance(init_cfg, list) else [init_cfg]
-        if any(
-                isinstance(init, dict) and init.get('type') == 'Pretrained'
-                for init in inits):
+        if _is_pretrained(init_cfg):
             node.pop('init_cfg')
-        if isinstance(node.get('pretrained'), str):
+        elif isinstance(init_cfg, list):
+            kept = [init for init in init_cfg if not _is_pretrained(init)]
+            if len(kept) < len(init_cfg):
+                node['init_cfg'] = kept or None
+        pretrained = node.get('pretrained')
+        if isinstance(pretrained, str):
             node['pretrained'] = None
+        elif pretrained is True:  # timm / torchvision style: download
+            node['pretrained'] = False
         for value in node.values():
             _without_pretrained(value)
     elif isinstance(node, (list, tuple)):
