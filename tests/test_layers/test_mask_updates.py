@@ -297,6 +297,20 @@ def test_inference_mode_then_training(mask_calls):
     }
 
 
+def fused_conv_step(conv: SparseConv) -> None:
+    """A fused SR-STE SGD step of ``conv`` on its gradient (then cleared)
+    that computes the next mask into the layer's step buffer."""
+    sr_ste_sgd_step_(
+        conv.weight,
+        conv.weight.grad,
+        conv.mask,
+        None,
+        0.1,
+        5.0,
+        remask=conv.mask_buffer_for_step())
+    conv.weight.grad = None
+
+
 @pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
 def test_mask_computed_by_the_step_is_taken_only_while_current(mask_calls):
     """The fused SGD step writes the next mask into the layer's buffer;
@@ -309,15 +323,7 @@ def test_mask_computed_by_the_step_is_taken_only_while_current(mask_calls):
         """Returns the mask the forward used."""
         model(inputs()).square().mean().backward()
         used = conv.mask.clone()
-        sr_ste_sgd_step_(
-            conv.weight,
-            conv.weight.grad,
-            conv.mask,
-            None,
-            0.1,
-            5.0,
-            remask=conv.mask_buffer_for_step())
-        conv.weight.grad = None
+        fused_conv_step(conv)
         return used
 
     used = fused_step()
@@ -348,14 +354,7 @@ def test_a_step_mask_of_another_tensor_is_not_taken():
     model = Net()
     conv = model.conv
     model(inputs()).square().mean().backward()
-    sr_ste_sgd_step_(
-        conv.weight,
-        conv.weight.grad,
-        conv.mask,
-        None,
-        0.1,
-        5.0,
-        remask=conv.mask_buffer_for_step())
+    fused_conv_step(conv)
     version = conv.weight._version
     replacement = nn.Parameter(torch.randn_like(conv.weight))
     with torch.no_grad():
