@@ -840,6 +840,13 @@ def test_fused_step_follows_regrouped_params():
     assert 'SGD step of 2 of 2' in wrapper.fusion_report
     assert torch.equal(after['fc.weight'], before['fc.weight'])
     assert not torch.equal(after['conv.weight'], before['conv.weight'])
+    # swapped in place (same list, same length) for a parameter the
+    # layer does not use: the layer's weight is in no group any more
+    optimizer.param_groups[1]['params'][0] = nn.Parameter(
+        model.fc.weight.detach().clone())
+    model.train_step(make_data(dtype=torch.float32, seed=3), wrapper)
+    assert "not in the optimizer's param groups" in wrapper.fusion_report
+    assert torch.equal(params_of(model)['fc.weight'], after['fc.weight'])
 
 
 def test_amp_wrapper_says_the_term_is_not_fused(monkeypatch):

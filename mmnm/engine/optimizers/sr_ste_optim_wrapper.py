@@ -73,8 +73,8 @@ class SRSTEMixin:
         self.fused_sgd_step = fused_sgd_step
         self._fusion_report: Optional[str] = None
         self._fusion_counts: Optional[Tuple[int, int]] = None
-        self._groups_key: Optional[tuple] = None
-        self._groups_by_id: Dict[int, dict] = {}
+        # id(param) -> (its param group, its index there)
+        self._param_positions: Dict[int, Tuple[dict, int]] = {}
         given = dict(
             lambda_w=lambda_w,
             sparse_start_iter=sparse_start_iter,
@@ -267,14 +267,13 @@ class SRSTEMixin:
         this step fuses into the SGD update; logs the choice when it
         changes."""
         blocker = self.why_not_fused(step_kwargs)
-        groups = self._param_groups_by_id() if blocker is None else {}
         fused, unfused, num_active = [], {}, 0
         for layer in self.sparse_layers:
             mask = layer.mask
             if mask is None or layer.weight.grad is None:
                 continue
             num_active += 1
-            group = groups.get(id(layer.weight))
+            group = None if blocker else self._param_group_of(layer.weight)
             reason = blocker or self._why_not_fused_layer(layer, mask, group)
             if reason is None:
                 fused.append((layer, mask, group))
@@ -284,19 +283,30 @@ class SRSTEMixin:
             self._report_fusion(len(fused), num_active, unfused)
         return fused
 
-    def _param_groups_by_id(self) -> Dict[int, dict]:
-        """``id(param)`` -> its param group, made again when a group is
-        added or replaced, or its params list replaced or resized."""
-        key = tuple((id(group), id(group['params']), len(group['params']))
-                    for group in self.optimizer.param_groups)
-        if self._groups_key != key:
-            self._groups_key = key
-            self._groups_by_id = {
-                id(p): group
-                for group in self.optimizer.param_groups
-                for p in group['params']
+    def _param_group_of(self, weight: Tensor) -> Optional[dict]:
+        """The optimizer's param group holding ``weight`` (``None`` if no
+        group does), from a map of where each parameter sits, checked at
+        every look-up and made again when it no longer holds."""
+        groups = self.optimizer.param_groups
+        at = self._param_positions.get(id(weight))
+        if at is None or not self._still_at(weight, at, groups):
+            self._param_positions = {
+                id(p): (group, index)
+                for group in groups
+                for index, p in enumerate(group['params'])
             }
-        return self._groups_by_id
+            at = self._param_positions.get(id(weight))
+        return None if at is None else at[0]
+
+    @staticmethod
+    def _still_at(weight: Tensor, at: Tuple[dict, int],
+                  groups: List[dict]) -> bool:
+        """Whether ``weight`` still sits at ``at`` (group, index), the
+        group still one of ``groups``."""
+        group, index = at
+        params = group['params']
+        return index < len(params) and params[index] is weight and \
+            any(g is group for g in groups)
 
     def _why_not_fused_layer(self, layer: NMSparseMixin, mask: Tensor,
                              group: Optional[dict]) -> Optional[str]:
