@@ -296,9 +296,7 @@ def sgd(model: Union[nn.Module, nn.Parameter]) -> torch.optim.Optimizer:
 def steps_compute_masks(layer: NMSparseMixin) -> bool:
     """Whether the SR-STE wrapper's fused SGD step computes ``layer``'s
     next mask (and masked weight) with the update, not the next forward."""
-    buffer = layer.mask_buffer_for_step()
-    return buffer is not None and \
-        buffer.kernel_outputs(layer.weight) is not None
+    return layer.mask_buffer_for_step() is not None
 
 
 def fuses_sgd_step(wrapper: OptimWrapper) -> bool:

@@ -161,10 +161,20 @@ class NMSparseMixin:
     plain_type: type
     #: the name of the masked parameter (state_dict key suffix)
     weight_key: str = 'weight'
+    #: the mask cache and its empty values, rebuilt by the next forward
+    #: (copies and pickles leave it out): the masked weight, the stamp it
+    #: was computed under, its buffer, the buffer a fused optimizer step
+    #: writes the next mask into, and whether the stamp is that mask's
+    #: (the next forward swaps the two buffers)
+    _MASK_CACHE = dict(
+        _masked=None,
+        _mask_stamp=None,
+        _mask_buffer=None,
+        _step_buffer=None,
+        _step_mask_taken=False)
     #: the attributes :meth:`init_sparsity` sets (dropped by ``to_dense``)
-    SPARSITY_STATE = ('nm', 'nm_name', 'sparse_enabled', 'mask_frozen', 'mask',
-                      '_masked', '_mask_stamp', '_mask_buffer', '_step_buffer',
-                      '_step_mask_taken')
+    SPARSITY_STATE = ('nm', 'nm_name', 'sparse_enabled', 'mask_frozen',
+                      'mask') + tuple(_MASK_CACHE)
     #: plain attributes (never parameters, buffers or submodules), set at
     #: every forward and optimizer step: stored without the checks of
     #: ``nn.Module.__setattr__`` (microseconds each)
@@ -216,22 +226,15 @@ class NMSparseMixin:
         self.sparse_enabled = True
         self.mask_frozen = False
         self.mask: Optional[Tensor] = None
-        self._masked: Optional[Tensor] = None
-        self._mask_stamp: Optional[tuple] = None
-        self._mask_buffer: Optional[MaskedWeightBuffer] = None
-        # the buffer a fused optimizer step writes the next mask into, and
-        # whether the cache stamp is that mask's (the next forward swaps)
-        self._step_buffer: Optional[MaskedWeightBuffer] = None
-        self._step_mask_taken = False
+        self.__dict__.update(self._MASK_CACHE)
         _LIVE_LAYERS.add(self)
 
     def __getstate__(self) -> dict:
         """Copies and pickles (``copy.deepcopy``, ``torch.save(model)``)
         leave out the mask cache: :meth:`__setstate__` drops it anyway."""
         state = self.__dict__.copy()
-        for key in ('_masked', '_mask_buffer', '_step_buffer'):
-            if key in state:
-                state[key] = None
+        if 'nm' in state:
+            state.update(self._MASK_CACHE)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -239,8 +242,7 @@ class NMSparseMixin:
         own, with its own mask cache (rebuilt on its first forward)."""
         super().__setstate__(state)
         if 'nm' in state:
-            self._masked = self._mask_stamp = self._mask_buffer = None
-            self._step_buffer, self._step_mask_taken = None, False
+            self.__dict__.update(self._MASK_CACHE)
             _LIVE_LAYERS.add(self)
 
     @classmethod
@@ -292,11 +294,8 @@ class NMSparseMixin:
             return self.mask, self._masked
         self._step_mask_taken = False
         buffer = self._mask_buffer
-        nm = self.nm
-        if buffer is None or \
-                not buffer.serves(self.weight, (nm.n, nm.m, nm.orientation)):
-            buffer = self._mask_buffer = MaskedWeightBuffer(
-                self.weight, nm.n, nm.m, nm.orientation, self.describe())
+        if not self._serves(buffer):
+            buffer = self._mask_buffer = self._new_buffer()
         if self.mask_frozen and self.mask is not None:
             self.mask = self.mask.to(buffer.weight.device)
             self._masked = buffer.apply(self.mask)
@@ -304,6 +303,17 @@ class NMSparseMixin:
             self.mask, self._masked = buffer.update(self.describe())
         self._mask_stamp = stamp
         return self.mask, self._masked
+
+    def _serves(self, buffer: Optional[MaskedWeightBuffer]) -> bool:
+        """Whether ``buffer`` is one of the current weight and pattern."""
+        nm = self.nm
+        return buffer is not None and \
+            buffer.serves(self.weight, (nm.n, nm.m, nm.orientation))
+
+    def _new_buffer(self) -> MaskedWeightBuffer:
+        nm = self.nm
+        return MaskedWeightBuffer(self.weight, nm.n, nm.m, nm.orientation,
+                                  self.describe())
 
     def mask_buffer_for_step(self) -> Optional[MaskedWeightBuffer]:
         """The buffer into which an optimizer step that rewrites the weight
@@ -317,15 +327,11 @@ class NMSparseMixin:
         current = self._mask_buffer
         if current is None or not self.sparse_enabled or self.mask_frozen:
             return None
-        nm = self.nm
-        pattern = (nm.n, nm.m, nm.orientation)
         spare = self._step_buffer
-        if spare is None or not spare.serves(self.weight, pattern):
-            if not current.kernel_writable or \
-                    not current.serves(self.weight, pattern):
+        if not self._serves(spare):
+            if not current.kernel_writable or not self._serves(current):
                 return None
-            spare = self._step_buffer = MaskedWeightBuffer(
-                self.weight, nm.n, nm.m, nm.orientation, self.describe())
+            spare = self._step_buffer = self._new_buffer()
         return spare
 
     def take_mask_of_step(self) -> bool:
@@ -337,10 +343,8 @@ class NMSparseMixin:
         has written the weight through ``.data`` since that step."""
         spare = self._step_buffer
         if spare is None or spare.version != self.weight._version or \
-                not self.sparse_enabled or self.mask_frozen:
-            return False
-        nm = self.nm
-        if not spare.serves(self.weight, (nm.n, nm.m, nm.orientation)):
+                not self.sparse_enabled or self.mask_frozen or \
+                not self._serves(spare):
             return False
         self._mask_stamp = (weight_stamp(self.weight), self.nm)
         self._step_mask_taken = True
