@@ -7,7 +7,8 @@ reported as the ratio of the medians and the median of the paired ratios:
 1. layers: one Conv2d / Linear of the demo models, ResNet-50 (batch 2,
    224x224) and a ViT-B block (2 x 197 tokens), trained alone (forward with
    an input that needs its gradient, backward, SGD step through
-   OptimWrapper vs SRSTEOptimWrapper);
+   OptimWrapper vs SRSTEOptimWrapper), each timed call repeating the step
+   for 20 ms or more (shorter calls measured this VM's scheduling noise);
 2. ResNet-50 (mmdet's, every conv but the 3-channel stem 2:4): forward,
    backward and SGD step, batch 2, 224x224;
 3. the demo Mask R-CNN (configs/demo/mask-rcnn_r18_fpn_2-4_shapes-64x64.py
@@ -34,7 +35,12 @@ The last column counts minor page faults per step, dense/2:4: where a
 step's tensors come from fresh pages rather than reused memory (glibc's
 choice, depending on the run's history), the kernel faulting in and
 zeroing them costs about as much as the step's kernels: one run here had
-R50 layer4 at 8 ms dense without faults and 13-15 ms with 4700 per step.
+R50 layer4 at 8 ms dense without faults and 13-15 ms with 4700 per step,
+and glibc's defaults gave the ResNet-50 step about 25000 per step on both
+sides (its SGD step alone: 20 ms instead of 11). So by default the script
+tells glibc to keep freed memory (:func:`retain_freed_memory`), as a
+training job's allocator (tcmalloc, jemalloc) would;
+``--release-freed-memory`` leaves it at its defaults.
 
 Both sides use the same ``torch.optim.SGD``, by default ``fused=True``
 (one pass per tensor; ``--sgd plain`` for the default implementation,
@@ -51,6 +57,7 @@ as well: compare at ``fused`` for the cost of N:M itself.
 """
 import argparse
 import copy
+import ctypes
 import math
 import statistics
 import tempfile
@@ -126,6 +133,33 @@ def time_call(fn: Callable[[], None], repeats: int) -> float:
         fn()
     synchronize()
     return (time.perf_counter() - start) / repeats
+
+
+#: glibc's mallopt parameters: the free memory at the top of the main heap
+#: that is trimmed, the memory a heap keeps beyond its top (the threshold of
+#: the other threads' heaps), the size from which allocations get their own
+#: mmap
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+
+
+def retain_freed_memory() -> bool:
+    """Keep memory that the process frees for its next allocations (glibc:
+    heap allocations up to 32 MB, the largest its ``mallopt`` allows; no
+    trimming of the main heap, 256 MB kept at the top of the intra-op
+    threads' heaps), so that a step reuses its last step's pages instead
+    of the kernel faulting in and zeroing fresh ones. Otherwise which steps
+    fault depends on glibc's dynamic thresholds and the run's history, a
+    noise as large as the step's kernels on a small CPU. Both sides get the
+    same allocator; False where the C library has no ``mallopt``."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError):
+        return False
+    return all(
+        mallopt(option, value)
+        for option, value in ((M_MMAP_THRESHOLD, 32 << 20),
+                              (M_TRIM_THRESHOLD, 2**31 - 1), (M_TOP_PAD,
+                                                              256 << 20)))
 
 
 def minor_faults() -> int:
@@ -358,7 +392,7 @@ def bench_layers(specs, rounds: int) -> List[dict]:
             '2:4':
             backward_step(sparse, sparse_wrapper, lambda: run(sparse), [grad]),
         }
-        repeats = repeats_for(steps['dense'])
+        repeats = repeats_for(steps['dense'], 0.02)
         faults = {}
         times = side_by_side(steps, rounds, repeats, faults)
         rows.append(
@@ -593,6 +627,12 @@ def main() -> None:
         default='layers,resnet,mask_rcnn',
         help='comma-separated subset of layers, resnet, mask_rcnn')
     parser.add_argument(
+        '--release-freed-memory',
+        action='store_true',
+        help='leave glibc\'s allocator at its defaults, which return freed '
+        'memory to the system (steps then fault in fresh pages, see '
+        'retain_freed_memory)')
+    parser.add_argument(
         '--sgd',
         choices=sorted(SGD_IMPLEMENTATIONS),
         default='fused',
@@ -604,10 +644,12 @@ def main() -> None:
     sections = args.sections.split(',')
     if args.tiny:
         args.rounds = args.model_rounds = 2
+    retained = not args.release_freed_memory and retain_freed_memory()
+    freed = 'kept by the allocator' if retained else 'returned to the system'
     print(f'{torch.get_num_threads()} threads; times are medians of '
           f'alternating rounds ({args.rounds} per layer, '
           f'{args.model_rounds} per model); torch.optim.SGD '
-          f'{args.sgd} on both sides')
+          f'{args.sgd} on both sides; freed memory {freed}')
     print(HEADER)
     missed = []
     if 'layers' in sections:

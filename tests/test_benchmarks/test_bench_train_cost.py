@@ -1,6 +1,7 @@
 """benchmarks/bench_train_cost.py runs (on tiny shapes, so that it cannot
 rot) and its plain-PyTorch ResNet-50 fallback is mmdet's architecture."""
 import mmap
+import os
 import os.path as osp
 import re
 import subprocess
@@ -87,3 +88,52 @@ def test_fresh_memory_counts_as_page_faults():
         for page in range(pages):
             memory[page * mmap.PAGESIZE] = 1
         assert minor_faults() - before >= pages
+
+
+REUSE = '''
+import sys
+import torch
+sys.path.insert(0, sys.argv[1])
+from bench_train_cost import minor_faults, retain_freed_memory
+torch.set_num_threads(1)
+
+
+def faults_of_reuse():
+    """Page faults of 10 allocations of 8 MB, each freed before the next
+    (after one more, which may grow the heap)."""
+    torch.empty(2 << 20).fill_(1)
+    before = minor_faults()
+    for _ in range(10):
+        torch.empty(2 << 20).fill_(1)
+    return minor_faults() - before
+
+
+released = faults_of_reuse()
+assert retain_freed_memory()
+print(released, faults_of_reuse())
+'''
+
+
+def test_retained_memory_is_reused_without_page_faults():
+    """With glibc made to return every freed block to the system (as its
+    dynamic thresholds do for some steps), each allocation faults in fresh
+    pages; after retain_freed_memory the next ones reuse the freed
+    memory."""
+    pytest.importorskip('resource')
+    if not sys.platform.startswith('linux'):
+        pytest.skip('glibc mallopt')
+    env = dict(
+        os.environ,
+        MALLOC_MMAP_THRESHOLD_='131072',
+        MALLOC_TRIM_THRESHOLD_='131072')
+    result = subprocess.run(
+        [sys.executable, '-c', REUSE,
+         osp.join(REPO, 'benchmarks')],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    released, retained = map(int, result.stdout.split()[-2:])
+    assert released >= 10  # each allocation faults (2048 times in 4 KiB pages)
+    assert retained < released // 4
