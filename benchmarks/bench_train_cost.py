@@ -153,7 +153,7 @@ def retain_freed_memory() -> bool:
     same allocator; False where the C library has no ``mallopt``."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, TypeError):  # no glibc; Windows
         return False
     return all(
         mallopt(option, value)
