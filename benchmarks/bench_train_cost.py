@@ -140,6 +140,9 @@ def time_call(fn: Callable[[], None], repeats: int) -> float:
 #: the other threads' heaps), the size from which allocations get their own
 #: mmap
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+#: the values :func:`retain_freed_memory` sets them to
+RETAINING_MALLOPTS = ((M_MMAP_THRESHOLD, 32 << 20),
+                      (M_TRIM_THRESHOLD, 2**31 - 1), (M_TOP_PAD, 256 << 20))
 
 
 def retain_freed_memory() -> bool:
@@ -155,11 +158,7 @@ def retain_freed_memory() -> bool:
         mallopt = ctypes.CDLL(None).mallopt
     except (AttributeError, OSError, TypeError):  # no glibc; Windows
         return False
-    return all(
-        mallopt(option, value)
-        for option, value in ((M_MMAP_THRESHOLD, 32 << 20),
-                              (M_TRIM_THRESHOLD, 2**31 - 1), (M_TOP_PAD,
-                                                              256 << 20)))
+    return all(mallopt(option, value) for option, value in RETAINING_MALLOPTS)
 
 
 def minor_faults() -> int:
