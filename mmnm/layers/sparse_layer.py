@@ -7,24 +7,10 @@ from typing import ContextManager, Iterable, Iterator, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from mmnm.ops import MaskedWeightBuffer, nm_mask, reduction_size
+from mmnm.ops import (MaskedWeightBuffer, nm_mask, reduction_size,
+                      straight_through)
 from mmnm.pattern import NMPattern
 from .weight_updates import weight_stamp
-
-
-class _StraightThroughMask(torch.autograd.Function):
-    """Forward: the masked weight (computed with the mask); backward: the
-    gradient reaches the dense weight unchanged (STE), so pruned weights
-    keep learning and can come back."""
-
-    @staticmethod
-    def forward(ctx, weight: Tensor, masked: Tensor) -> Tensor:
-        return masked
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tuple[Tensor, None]:
-        return grad, None
-
 
 #: The constructor arguments, besides ``bias``, that rebuild a conv's or a
 #: linear layer's configuration (those of ``nn.Conv2d`` / ``nn.Linear``).
@@ -379,7 +365,7 @@ class NMSparseMixin:
         if not self.sparse_enabled:
             self.mask = None
             return self.weight
-        return _StraightThroughMask.apply(self.weight, self._current_mask()[1])
+        return straight_through(self.weight, self._current_mask()[1])
 
     @torch.no_grad()
     def freeze_mask(self) -> None:

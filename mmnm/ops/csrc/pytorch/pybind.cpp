@@ -18,6 +18,8 @@ bool sr_ste_sgd_step_(at::Tensor param, const at::Tensor& grad,
                       const c10::optional<at::Tensor>& next_keep,
                       const c10::optional<at::Tensor>& next_masked, int64_t n,
                       int64_t m, int64_t inner);
+at::Tensor straight_through(const at::Tensor& weight,
+                            const at::Tensor& masked);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sparse24_compress(
     const at::Tensor& dense);
 std::tuple<at::Tensor, at::Tensor> sparse24_decompress(
@@ -43,6 +45,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("nesterov"), py::arg("maximize"), py::arg("init_buffer"),
         py::arg("next_keep") = py::none(), py::arg("next_masked") = py::none(),
         py::arg("n") = 0, py::arg("m") = 0, py::arg("inner") = 0);
+  m.def("straight_through", &mmnm::straight_through,
+        "masked (a view) in the forward pass; in the backward pass weight "
+        "gets masked's gradient unchanged (the straight-through estimator)",
+        py::arg("weight"), py::arg("masked"));
   m.def("sparse24_compress", &mmnm::sparse24_compress,
         "(values, meta, num_bad) of a 2:4-sparse 2-D weight in the CUTLASS "
         "layout; num_bad counts groups with more than 2 non-zeros",
