@@ -1,8 +1,17 @@
 """Access to ``mmnm._ext``, the compiled ops, with a pure-PyTorch fallback
-when it was not built (``MMNM_WITH_OPS=0``) or does not load."""
+when it was not built (``MMNM_WITH_OPS=0``), does not load, or was built
+from older sources than this mmnm."""
 import importlib
+import warnings
 from types import ModuleType
 from typing import Optional
+
+#: The functions of ``mmnm._ext`` that this version of mmnm calls: a build
+#: lacking one (made from older sources, e.g. an editable install not
+#: rebuilt after an update) is not used.
+REQUIRED_OPS = ('nm_mask_forward', 'sr_ste_add_', 'sr_ste_sgd_step_',
+                'straight_through', 'sparse24_compress', 'sparse24_decompress',
+                'cpu_isa', 'set_cpu_isa', 'with_cuda')
 
 _ext: Optional[ModuleType] = None
 _load_error: Optional[str] = None
@@ -13,9 +22,20 @@ def load_ext() -> Optional[ModuleType]:
     global _ext, _load_error
     if _ext is None and _load_error is None:
         try:
-            _ext = importlib.import_module('mmnm._ext')
+            module = importlib.import_module('mmnm._ext')
         except ImportError as err:
             _load_error = str(err)
+            return None
+        missing = [op for op in REQUIRED_OPS if not hasattr(module, op)]
+        if missing:
+            _load_error = (
+                f'{module.__file__} was built from older sources (it lacks '
+                f'{", ".join(missing)}): rebuild it with "pip install -e ." '
+                'or "python setup.py build_ext --inplace"')
+            warnings.warn(f'mmnm._ext is not used: {_load_error}; the ops '
+                          'run their pure-PyTorch versions, slower')
+            return None
+        _ext = module
     return _ext
 
 
@@ -28,15 +48,13 @@ def ext_has_cuda(ext: Optional[ModuleType] = None) -> bool:
     """Whether the extension (``ext``, else the loaded one) was built with
     its CUDA kernels."""
     ext = load_ext() if ext is None else ext
-    return ext is not None and bool(getattr(ext, 'with_cuda', bool)())
+    return ext is not None and bool(ext.with_cuda())
 
 
 def ext_status() -> str:
     """One line saying which implementation the ops use, and why."""
     if ext_available():
-        isa = getattr(_ext, 'cpu_isa', None)
-        cpu = f'{isa().upper()} CPU kernels' if isa is not None else \
-            'CPU kernels of an older build (rebuild: pip install -e .)'
+        cpu = f'{_ext.cpu_isa().upper()} CPU kernels'
         if ext_has_cuda():
             return f'mmnm._ext (compiled C++ ops, {cpu}, with CUDA kernels)'
         return (f'mmnm._ext (compiled C++ ops, {cpu}; no CUDA kernels: '

@@ -113,3 +113,34 @@ def test_status_names_the_instruction_set():
         assert 'SCALAR CPU kernels' in ext_status()
     finally:
         ext.set_cpu_isa('auto')
+
+
+def test_extension_built_from_older_sources_is_not_used(monkeypatch):
+    """A build lacking an op this mmnm calls (an editable install not
+    rebuilt after an update) is refused with a warning naming the op and
+    the rebuild command, and the ops fall back to PyTorch; with every op,
+    the same build is used."""
+    import importlib
+    import types
+
+    from mmnm.ops import ext_loader, ext_status
+    real = load_ext()
+    weight = torch.randn(8, 16)
+    expected = nm_mask(weight, 2, 4)
+    stale = types.ModuleType('mmnm._ext')
+    stale.__file__ = real.__file__
+    for op in ext_loader.REQUIRED_OPS:
+        if op != 'straight_through':
+            setattr(stale, op, getattr(real, op))
+    monkeypatch.setattr(importlib, 'import_module', lambda name: stale)
+    monkeypatch.setattr(ext_loader, '_ext', None)
+    monkeypatch.setattr(ext_loader, '_load_error', None)
+    with pytest.warns(UserWarning, match='lacks straight_through'):
+        assert ext_loader.load_ext() is None
+    assert 'older sources (it lacks straight_through)' in ext_status()
+    assert 'pip install -e .' in ext_status()
+    assert torch.equal(nm_mask(weight, 2, 4), expected)  # PyTorch path
+
+    stale.straight_through = real.straight_through
+    monkeypatch.setattr(ext_loader, '_load_error', None)
+    assert ext_loader.load_ext() is stale
