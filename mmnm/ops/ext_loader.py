@@ -32,8 +32,10 @@ def load_ext() -> Optional[ModuleType]:
                 f'{module.__file__} was built from older sources (it lacks '
                 f'{", ".join(missing)}): rebuild it with "pip install -e ." '
                 'or "python setup.py build_ext --inplace"')
-            warnings.warn(f'mmnm._ext is not used: {_load_error}; the ops '
-                          'run their pure-PyTorch versions, slower')
+            warnings.warn(
+                f'mmnm._ext is not used: {_load_error}; the ops '
+                'run their pure-PyTorch versions, slower',
+                stacklevel=2)
             return None
         _ext = module
     return _ext

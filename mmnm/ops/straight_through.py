@@ -8,6 +8,11 @@ from torch import Tensor
 
 from .ext_loader import load_ext
 
+try:
+    from torch.compiler import is_compiling
+except ImportError:  # torch < 2.3
+    from torch._dynamo import is_compiling
+
 
 class _StraightThroughMask(torch.autograd.Function):
     """:func:`straight_through` in Python: the path without ``mmnm._ext``,
@@ -17,7 +22,8 @@ class _StraightThroughMask(torch.autograd.Function):
     def forward(ctx, weight: Tensor, masked: Tensor) -> Tensor:
         if weight.shape != masked.shape:
             raise RuntimeError(
-                'straight_through: weight and masked shapes differ')
+                f'straight_through: weight and masked shapes differ '
+                f'({list(weight.shape)} vs {list(masked.shape)})')
         return masked
 
     @staticmethod
@@ -39,8 +45,11 @@ def straight_through(weight: Tensor, masked: Tensor) -> Tensor:
     Args:
         weight (Tensor): the dense weight (the parameter that learns).
         masked (Tensor): its masked copy, of the same shape.
+
+    Returns:
+        Tensor: a view of ``masked`` whose gradient goes to ``weight``.
     """
     ext = load_ext()
-    if ext is None or torch.compiler.is_compiling():
+    if ext is None or is_compiling():
         return _StraightThroughMask.apply(weight, masked)
     return ext.straight_through(weight, masked)

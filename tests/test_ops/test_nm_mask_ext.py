@@ -132,7 +132,10 @@ def test_extension_built_from_older_sources_is_not_used(monkeypatch):
     for op in ext_loader.REQUIRED_OPS:
         if op != 'straight_through':
             setattr(stale, op, getattr(real, op))
-    monkeypatch.setattr(importlib, 'import_module', lambda name: stale)
+    import_module = importlib.import_module
+    monkeypatch.setattr(
+        ext_loader.importlib, 'import_module', lambda name: stale
+        if name == 'mmnm._ext' else import_module(name))
     monkeypatch.setattr(ext_loader, '_ext', None)
     monkeypatch.setattr(ext_loader, '_load_error', None)
     with pytest.warns(UserWarning, match='lacks straight_through'):
@@ -144,3 +147,11 @@ def test_extension_built_from_older_sources_is_not_used(monkeypatch):
     stale.straight_through = real.straight_through
     monkeypatch.setattr(ext_loader, '_load_error', None)
     assert ext_loader.load_ext() is stale
+
+
+def test_required_ops_are_the_bound_functions():
+    """REQUIRED_OPS lists every function pybind.cpp binds (a new op added
+    there without being listed would not be checked in older builds)."""
+    from mmnm.ops.ext_loader import REQUIRED_OPS
+    bound = {name for name in dir(load_ext()) if not name.startswith('_')}
+    assert set(REQUIRED_OPS) == bound

@@ -25,10 +25,11 @@ def ste_path(request, monkeypatch):
 
 
 def compiled_node(node) -> bool:
-    """Whether an autograd node is the compiled function's (else the
-    Python Function's, ``_StraightThroughMaskBackward``)."""
-    return 'CppNode<mmnm::' in node.name() and \
-        'StraightThrough' in node.name()
+    """Whether an autograd node is the compiled function's (a C++ node
+    named after its type), not the Python Function's."""
+    name = node.name()
+    return 'StraightThrough' in name and \
+        name != '_StraightThroughMaskBackward'
 
 
 def weights(shape=(8, 16, 3, 3), device='cpu'):
@@ -99,10 +100,35 @@ def test_without_autograd_returns_the_masked_values(ste_path):
     with torch.no_grad():
         out = straight_through(weight, masked)
     assert torch.equal(out, masked) and out.grad_fn is None
+    with torch.inference_mode():  # a buffer made outside, as layers keep
+        out = straight_through(weight, masked)
+    assert torch.equal(out, masked) and out.grad_fn is None
     with torch.inference_mode():
         infer_masked = weight.detach() * 1
         out = straight_through(weight, infer_masked)
     assert torch.equal(out, infer_masked) and out.grad_fn is None
+
+
+def test_frozen_weight_gets_no_gradient(ste_path):
+    """A weight that does not require grad (a frozen backbone stage)."""
+    weight, masked = weights()
+    weight.requires_grad_(False)
+    x = torch.randn(2, 16, 6, 6, requires_grad=True)
+    out = torch.nn.functional.conv2d(x, straight_through(weight, masked))
+    out.sum().backward()
+    assert weight.grad is None and x.grad is not None
+
+
+def test_weight_used_twice_gets_both_gradients(ste_path):
+    """A shared layer (e.g. a head run on every FPN level): the gradients
+    of both uses add up in the dense weight."""
+    weight, masked = weights((4, 8))
+    x1, x2 = torch.randn(3, 8), torch.randn(5, 8)
+    out1 = torch.nn.functional.linear(x1, straight_through(weight, masked))
+    out2 = torch.nn.functional.linear(x2, straight_through(weight, masked))
+    (out1.sum() + 2 * out2.sum()).backward()
+    expected = torch.ones(3, 4).t() @ x1 + 2 * torch.ones(5, 4).t() @ x2
+    assert torch.allclose(weight.grad, expected, rtol=1e-6, atol=1e-6)
 
 
 def test_shape_mismatch_is_an_error(ste_path):

@@ -30,7 +30,8 @@ struct StraightThrough : public torch::autograd::Function<StraightThrough> {
 at::Tensor straight_through(const at::Tensor& weight,
                             const at::Tensor& masked) {
   TORCH_CHECK(weight.sizes() == masked.sizes(),
-              "straight_through: weight and masked shapes differ");
+              "straight_through: weight and masked shapes differ (",
+              weight.sizes(), " vs ", masked.sizes(), ")");
   return StraightThrough::apply(weight, masked);
 }
 
