@@ -27,6 +27,26 @@ def read_version() -> str:
     return namespace['__version__']
 
 
+def write_sources_digest_header() -> str:
+    """Write build/generated/mmnm_sources_digest.h, the digest of
+    mmnm/ops/csrc (mmnm/ops/ext_sources.py) that pybind.cpp compiles into
+    mmnm._ext so that mmnm can tell a build made from other sources; return
+    its folder. A header, not a -D flag: only pybind.cpp includes it, so an
+    edit recompiles that file and the edited ones, not every source."""
+    path = osp.join(HERE, 'mmnm', 'ops', 'ext_sources.py')
+    namespace = {'__file__': path}
+    with open(path) as f:
+        exec(f.read(), namespace)
+    text = f'#define MMNM_SOURCES_DIGEST "{namespace["sources_digest"]()}"\n'
+    folder = osp.join(HERE, 'build', 'generated')
+    header = osp.join(folder, 'mmnm_sources_digest.h')
+    os.makedirs(folder, exist_ok=True)
+    if not osp.exists(header) or open(header).read() != text:
+        with open(header, 'w') as f:  # rewritten only when it changes
+            f.write(text)
+    return folder
+
+
 def make_extensions():
     """``mmnm._ext`` and the build command, or none if disabled."""
     if os.getenv('MMNM_WITH_OPS', '1') == '0':
@@ -52,7 +72,10 @@ def make_extensions():
     ext = extension(
         name='mmnm._ext',
         sources=sorted(sources),
-        include_dirs=[osp.abspath(osp.join(CSRC, 'common'))],
+        include_dirs=[
+            osp.abspath(osp.join(CSRC, 'common')),
+            write_sources_digest_header()
+        ],
         define_macros=define_macros,
         extra_compile_args=extra_args)
     return [ext], dict(build_ext=BuildExtension)

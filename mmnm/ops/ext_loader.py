@@ -1,10 +1,12 @@
 """Access to ``mmnm._ext``, the compiled ops, with a pure-PyTorch fallback
 when it was not built (``MMNM_WITH_OPS=0``), does not load, or was built
-from older sources than this mmnm."""
+from other sources than this mmnm's."""
 import importlib
 import warnings
 from types import ModuleType
 from typing import Optional
+
+from .ext_sources import CSRC_DIR, sources_digest
 
 #: The functions of ``mmnm._ext`` that this version of mmnm calls: a build
 #: lacking one (made from older sources, e.g. an editable install not
@@ -26,19 +28,33 @@ def load_ext() -> Optional[ModuleType]:
         except ImportError as err:
             _load_error = str(err)
             return None
-        missing = [op for op in REQUIRED_OPS if not hasattr(module, op)]
-        if missing:
-            _load_error = (
-                f'{module.__file__} was built from older sources (it lacks '
-                f'{", ".join(missing)}): rebuild it with "pip install -e ." '
-                'or "python setup.py build_ext --inplace"')
+        _load_error = _why_not_usable(module)
+        if _load_error is not None:
             warnings.warn(
-                f'mmnm._ext is not used: {_load_error}; the ops '
-                'run their pure-PyTorch versions, slower',
+                f'mmnm._ext is not used: {_load_error}; the ops run their '
+                'pure-PyTorch versions, slower',
                 stacklevel=2)
             return None
         _ext = module
     return _ext
+
+
+def _why_not_usable(module: ModuleType) -> Optional[str]:
+    """Why a loaded ``mmnm._ext`` does not fit this mmnm (``None`` if it
+    does): an op missing, or C++ sources beside the package that differ
+    from those it was built from."""
+    rebuild = 'rebuild it with "pip install -e ." or "python setup.py ' \
+        'build_ext --inplace"'
+    missing = [op for op in REQUIRED_OPS if not hasattr(module, op)]
+    if missing:
+        return (f'{module.__file__} was built from older sources (it lacks '
+                f'{", ".join(missing)}): {rebuild}')
+    current = sources_digest()
+    built = getattr(module, 'sources_digest', None)
+    if current and built != current:
+        return (f'{module.__file__} was built from other C++ sources than '
+                f'{CSRC_DIR} holds now (edited or updated since): {rebuild}')
+    return None
 
 
 def ext_available() -> bool:

@@ -145,13 +145,67 @@ def test_extension_built_from_older_sources_is_not_used(monkeypatch):
     assert torch.equal(nm_mask(weight, 2, 4), expected)  # PyTorch path
 
     stale.straight_through = real.straight_through
+    stale.sources_digest = real.sources_digest
     monkeypatch.setattr(ext_loader, '_load_error', None)
     assert ext_loader.load_ext() is stale
+
+
+def test_extension_built_from_other_sources_is_not_used(monkeypatch, tmp_path):
+    """A build whose C++ sources were edited or updated since (its digest
+    is not that of mmnm/ops/csrc now) is refused, naming the folder; with
+    no sources beside the package (an installed wheel) it is used."""
+    import shutil
+
+    from mmnm.ops import ext_loader, ext_sources, ext_status
+    real = load_ext()
+    assert real.sources_digest == ext_sources.sources_digest()
+    csrc = tmp_path / 'csrc'
+    shutil.copytree(ext_sources.CSRC_DIR, csrc)
+    monkeypatch.setattr(ext_loader, 'CSRC_DIR', str(csrc))
+    monkeypatch.setattr(ext_loader, 'sources_digest',
+                        lambda: ext_sources.sources_digest(str(csrc)))
+    monkeypatch.setattr(ext_loader, '_ext', None)
+    monkeypatch.setattr(ext_loader, '_load_error', None)
+    assert ext_loader.load_ext() is real  # the same sources
+    with open(csrc / 'pytorch' / 'straight_through.cpp', 'a') as source:
+        source.write('// edited\n')
+    monkeypatch.setattr(ext_loader, '_ext', None)
+    monkeypatch.setattr(ext_loader, '_load_error', None)
+    with pytest.warns(UserWarning, match='other C.. sources than'):
+        assert ext_loader.load_ext() is None
+    assert str(csrc) in ext_status() and 'build_ext --inplace' in ext_status()
+    for path in csrc.rglob('*'):
+        if path.is_file():
+            path.unlink()
+    monkeypatch.setattr(ext_loader, '_load_error', None)
+    assert ext_loader.load_ext() is real  # nothing to compare with
+
+
+def test_sources_digest_covers_paths_and_contents(tmp_path):
+    from mmnm.ops.ext_sources import sources_digest
+    assert sources_digest(str(tmp_path)) == ''
+    (tmp_path / 'a.cpp').write_text('int a;')
+    (tmp_path / 'notes.txt').write_text('not a source')
+    first = sources_digest(str(tmp_path))
+    assert len(first) == 40
+    (tmp_path / 'notes.txt').write_text('changed')
+    assert sources_digest(str(tmp_path)) == first  # not a source file
+    (tmp_path / 'a.cpp').rename(tmp_path / 'b.cpp')
+    assert sources_digest(str(tmp_path)) != first  # a path changed
+    (tmp_path / 'b.cpp').rename(tmp_path / 'a.cpp')
+    assert sources_digest(str(tmp_path)) == first
+    (tmp_path / 'a.cpp').write_text('int b;')
+    assert sources_digest(str(tmp_path)) != first  # contents changed
 
 
 def test_required_ops_are_the_bound_functions():
     """REQUIRED_OPS lists every function pybind.cpp binds (a new op added
     there without being listed would not be checked in older builds)."""
     from mmnm.ops.ext_loader import REQUIRED_OPS
-    bound = {name for name in dir(load_ext()) if not name.startswith('_')}
+    ext = load_ext()
+    bound = {
+        name
+        for name in dir(ext)
+        if not name.startswith('_') and callable(getattr(ext, name))
+    }
     assert set(REQUIRED_OPS) == bound
