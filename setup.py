@@ -41,8 +41,12 @@ def write_sources_digest_header() -> str:
     folder = osp.join(HERE, 'build', 'generated')
     header = osp.join(folder, 'mmnm_sources_digest.h')
     os.makedirs(folder, exist_ok=True)
-    if not osp.exists(header) or open(header).read() != text:
-        with open(header, 'w') as f:  # rewritten only when it changes
+    written = None
+    if osp.exists(header):
+        with open(header) as f:
+            written = f.read()
+    if written != text:  # rewritten only when it changes
+        with open(header, 'w') as f:
             f.write(text)
     return folder
 
