@@ -1,8 +1,7 @@
 """What every N:M sparse layer shares: its pattern, its current mask and
 the straight-through masked weight."""
 import weakref
-from contextlib import contextmanager
-from typing import ContextManager, Iterable, Iterator, List, Optional, Tuple
+from typing import ContextManager, Iterable, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -97,19 +96,30 @@ def retyped(module: nn.Module, cls: type) -> nn.Module:
     return new
 
 
-@contextmanager
-def substituted(module: nn.Module, key: str, tensor: Tensor) -> Iterator:
+class substituted:
     """Within the block, ``module``'s parameter ``key`` reads as
     ``tensor``: the plain forward of a layer then runs on the masked
     weight, whatever it does with it (padding, deformable sampling, weight
-    normalisation, attention)."""
-    params = module._parameters
-    original = params[key]
-    params[key] = tensor
-    try:
-        yield
-    finally:
-        params[key] = original
+    normalisation, attention).
+
+    A class rather than a ``contextlib.contextmanager`` generator: every
+    sparse forward enters one, and a generator's set-up costs several times
+    more.
+    """
+
+    __slots__ = ('_params', '_key', '_tensor', '_original')
+
+    def __init__(self, module: nn.Module, key: str, tensor: Tensor) -> None:
+        self._params = module._parameters
+        self._key = key
+        self._tensor = tensor
+
+    def __enter__(self) -> None:
+        self._original = self._params[self._key]
+        self._params[self._key] = self._tensor
+
+    def __exit__(self, *exc_info) -> None:
+        self._params[self._key] = self._original
 
 
 class NMSparseMixin:

@@ -234,6 +234,8 @@ class MaskedWeightBuffer:
         #: ``weight._version`` of the values whose N:M mask the buffer holds
         #: (``None``: not known to hold one, e.g. after a failed update)
         self.version: Optional[int] = None
+        self._kernel_outputs = None if not self.kernel_writable else (
+            self.mask, self.masked, n, m, self.grouped.shape[3])
 
     def serves(self, weight: Tensor, pattern: Tuple[int, int, str]) -> bool:
         """Whether ``weight`` is the tensor this buffer was made for (same
@@ -273,24 +275,20 @@ class MaskedWeightBuffer:
         torch.mul(self.weight, mask, out=self.masked)
         return self.masked
 
-    def kernel_outputs(self, weight: Tensor) -> Optional[dict]:
+    def kernel_outputs(self, weight: Tensor) -> Optional[tuple]:
         """The arguments with which a compiled kernel that has just written
         ``weight`` (the fused SR-STE SGD step) writes the mask and masked
-        weight into this buffer: ``next_keep``, ``next_masked`` and the
-        grouping ``n``, ``m``, ``inner``; ``None`` where it cannot (another
-        tensor, or not :attr:`kernel_writable`). The kernel's caller
-        reports back through :meth:`written_by_kernel`."""
-        if not self.kernel_writable or \
+        weight into this buffer, in the order of the kernel's last
+        parameters: ``next_keep``, ``next_masked`` and the grouping ``n``,
+        ``m``, ``inner``; ``None`` where it cannot (another tensor, or not
+        :attr:`kernel_writable`). The kernel's caller reports back through
+        :meth:`written_by_kernel`."""
+        if self._kernel_outputs is None or \
                 weight.data_ptr() != self.weight.data_ptr() or \
                 weight.shape != self.weight.shape or \
                 weight.dtype != self.weight.dtype:
             return None
-        return dict(
-            next_keep=self.mask,
-            next_masked=self.masked,
-            n=self.n,
-            m=self.m,
-            inner=self.grouped.shape[3])
+        return self._kernel_outputs
 
     def written_by_kernel(self, finite: bool) -> None:
         """Record a kernel's write of :meth:`kernel_outputs`: the mask of

@@ -56,19 +56,19 @@ def fused_sgd_step_unavailable(
     return _compiled_kernel_takes(*tensors)
 
 
-def sr_ste_sgd_step_(
-        param: Tensor,
-        grad: Tensor,
-        mask: Tensor,
-        momentum_buffer: Optional[Tensor],
-        lambda_w: float,
-        lr: float,
-        momentum: float = 0.0,
-        dampening: float = 0.0,
-        weight_decay: float = 0.0,
-        nesterov: bool = False,
-        maximize: bool = False,
-        remask: Optional['MaskedWeightBuffer'] = None) -> Optional[Tensor]:
+def sr_ste_sgd_step_(param: Tensor,
+                     grad: Tensor,
+                     mask: Tensor,
+                     momentum_buffer: Optional[Tensor],
+                     lambda_w: float,
+                     lr: float,
+                     momentum: float = 0.0,
+                     dampening: float = 0.0,
+                     weight_decay: float = 0.0,
+                     nesterov: bool = False,
+                     maximize: bool = False,
+                     remask: Optional['MaskedWeightBuffer'] = None,
+                     checked: bool = False) -> Optional[Tensor]:
     """One ``torch.optim.SGD`` step of ``param`` on the SR-STE gradient
     ``grad + lambda_w * (1 - mask) * param``, in place.
 
@@ -94,6 +94,12 @@ def sr_ste_sgd_step_(
             :meth:`~MaskedWeightBuffer.kernel_outputs` declines. It may
             hold ``mask`` itself: each value's old mask entry is read
             before its new one is written.
+        checked (bool): :func:`fused_sgd_step_unavailable` has just
+            returned ``None`` for these tensors (the SR-STE optim wrapper
+            asks before it steps, to log which weights are fused): run the
+            compiled kernel without asking again. The kernel still checks
+            its arguments, raising ``RuntimeError`` before it writes
+            anything. Defaults to False.
 
     Returns:
         Tensor or None: the momentum buffer (new on the first step), or
@@ -102,7 +108,8 @@ def sr_ste_sgd_step_(
     init = momentum != 0 and momentum_buffer is None
     if init:
         momentum_buffer = torch.empty_like(param)
-    if fused_sgd_step_unavailable(param, grad, mask, momentum_buffer) is None:
+    if checked or fused_sgd_step_unavailable(param, grad, mask,
+                                             momentum_buffer) is None:
         buffer = momentum_buffer if momentum != 0 else param.new_empty(0)
         outputs = None if remask is None else remask.kernel_outputs(param)
         finite = load_ext().sr_ste_sgd_step_(param, grad, mask, buffer,
@@ -110,7 +117,7 @@ def sr_ste_sgd_step_(
                                              float(momentum), float(dampening),
                                              float(weight_decay),
                                              bool(nesterov), bool(maximize),
-                                             init, **(outputs or {}))
+                                             init, *(outputs or ()))
         # the kernel writes through the data pointer: tell autograd (and
         # the mask caches) that param changed, as param.add_ would
         torch.autograd.graph.increment_version(param)

@@ -199,6 +199,18 @@ def test_mask_after_forward():
     assert torch.equal(layer.masked_weight(), layer.weight.detach() * expected)
 
 
+def test_forward_that_raises_leaves_the_dense_weight_in_place():
+    """The masked weight is swapped in only for the plain forward: after an
+    error inside it the layer's parameter is the dense weight again."""
+    layer = make_conv(seed=16)
+    weight = layer.weight
+    with pytest.raises(RuntimeError):
+        layer(torch.randn(1, 3, 5, 5))  # 3 input channels, not 8
+    assert layer._parameters['weight'] is weight
+    assert layer.weight is weight
+    assert [p for p in layer.parameters()][0] is weight
+
+
 @pytest.mark.parametrize('train', [True, False])
 def test_mask_recomputed_after_inplace_change(train):
     layer = make_conv(seed=16).train(train)

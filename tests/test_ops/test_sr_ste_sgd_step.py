@@ -187,6 +187,27 @@ def test_unavailable_names_the_reason():
                                       None) == 'a sparse gradient'
 
 
+@pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
+def test_checked_runs_the_kernel_which_still_checks():
+    """``checked=True`` skips the Python check (the wrapper has just made
+    it) but not the kernel's: tensors it cannot take raise, nothing falls
+    back silently and nothing is written."""
+    weight, grads, mask = inputs(torch.float32)
+    expected = weight.clone()
+    sr_ste_sgd_step_(expected, grads[0], mask, None, 0.1, 0.5)
+    checked = weight.clone()
+    sr_ste_sgd_step_(checked, grads[0], mask, None, 0.1, 0.5, checked=True)
+    assert torch.equal(checked, expected)
+    before = weight.clone()
+    with pytest.raises(RuntimeError, match='mask must be bool'):
+        sr_ste_sgd_step_(
+            weight, grads[0], mask.float(), None, 0.1, 0.5, checked=True)
+    with pytest.raises(RuntimeError, match='grad and weight dtypes differ'):
+        sr_ste_sgd_step_(
+            weight, grads[0].double(), mask, None, 0.1, 0.5, checked=True)
+    assert torch.equal(weight, before)
+
+
 # ----------------------------------------------------------------------
 # the next mask, computed in the same pass (``remask``)
 # ----------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """SR-STE optim wrappers: the sparse-refined gradient term of Zhou et al.
 (ICLR 2021) and the N:M schedule, on top of mmengine's optim wrappers."""
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -13,6 +13,18 @@ from mmnm.layers import NMSparseMixin, sparse_layers_of
 from mmnm.ops import (add_sr_ste_term_, fused_sgd_step_unavailable,
                       sr_ste_sgd_step_)
 from mmnm.registry import OPTIM_WRAPPERS
+
+
+class FusedStep(NamedTuple):
+    """One sparse weight's SGD step with the SR-STE term fused in: what the
+    wrapper checked before stepping, and steps with."""
+    layer: NMSparseMixin
+    weight: Tensor
+    grad: Tensor
+    mask: Tensor
+    group: dict
+    momentum_buffer: Optional[Tensor]
+
 
 #: What an SR-STE run uses where neither the NMSparsityHook nor the optim
 #: wrapper sets a value: the reference code's lambda_w, sparse from the
@@ -259,24 +271,31 @@ class SRSTEMixin:
             return 'step() got arguments (a closure?)'
         return None
 
-    def _fused_layers(
-        self,
-        step_kwargs: Optional[dict] = None
-    ) -> List[Tuple[NMSparseMixin, Tensor, dict]]:
-        """The sparse layers (with their mask and param group) whose term
-        this step fuses into the SGD update; logs the choice when it
-        changes."""
+    def _fused_layers(self,
+                      step_kwargs: Optional[dict] = None) -> List[FusedStep]:
+        """The sparse layers whose term this step fuses into the SGD update,
+        each with what its step reads (:class:`FusedStep`); logs the choice
+        when it changes."""
         blocker = self.why_not_fused(step_kwargs)
+        state = self.optimizer.state
         fused, unfused, num_active = [], {}, 0
         for layer in self.sparse_layers:
             mask = layer.mask
-            if mask is None or layer.weight.grad is None:
+            weight = layer.weight
+            grad = weight.grad
+            if mask is None or grad is None:
                 continue
             num_active += 1
-            group = None if blocker else self._param_group_of(layer.weight)
-            reason = blocker or self._why_not_fused_layer(layer, mask, group)
+            reason = blocker
             if reason is None:
-                fused.append((layer, mask, group))
+                group = self._param_group_of(weight)
+                buffer = state[weight].get('momentum_buffer') \
+                    if weight in state else None
+                reason = self._why_not_fused_layer(weight, grad, mask, group,
+                                                   buffer)
+            if reason is None:
+                fused.append(
+                    FusedStep(layer, weight, grad, mask, group, buffer))
             else:
                 unfused.setdefault(reason, []).append(layer.describe())
         if num_active:
@@ -308,18 +327,18 @@ class SRSTEMixin:
         return index < len(params) and params[index] is weight and \
             any(g is group for g in groups)
 
-    def _why_not_fused_layer(self, layer: NMSparseMixin, mask: Tensor,
-                             group: Optional[dict]) -> Optional[str]:
-        """Why ``layer``'s weight (of ``mask``) cannot take the fused step
-        (``None`` if it can)."""
-        weight = layer.weight
+    def _why_not_fused_layer(
+            self, weight: Tensor, grad: Tensor, mask: Tensor,
+            group: Optional[dict],
+            momentum_buffer: Optional[Tensor]) -> Optional[str]:
+        """Why ``weight`` (with its ``grad``, ``mask``, param ``group`` and
+        ``momentum_buffer``) cannot take the fused step (``None`` if it
+        can)."""
         if group is None:
             return "not in the optimizer's param groups"
         if group.get('differentiable'):
             return 'its param group is differentiable'
-        state = self.optimizer.state.get(weight, {})
-        return fused_sgd_step_unavailable(weight, weight.grad, mask,
-                                          state.get('momentum_buffer'))
+        return fused_sgd_step_unavailable(weight, grad, mask, momentum_buffer)
 
     @property
     def fusion_report(self) -> Optional[str]:
@@ -349,23 +368,21 @@ class SRSTEMixin:
             print_log(report, logger='current')
 
     @contextmanager
-    def _sgd_step_fused_for(
-            self, layers: List[Tuple[NMSparseMixin, Tensor,
-                                     dict]]) -> Iterator[None]:
-        """Step ``layers``' weights with the term fused (and their next
-        masks computed in the same pass), then hide their gradients from
-        the optimizer's own step inside the block; after it, the layers
-        take the new masks."""
+    def _sgd_step_fused_for(self, steps: List[FusedStep]) -> Iterator[None]:
+        """Run ``steps`` (the term fused into each weight's SGD update, its
+        next mask computed in the same pass), then hide their gradients
+        from the optimizer's own step inside the block; after it, the
+        layers take the new masks."""
         hidden = []
         try:
-            for layer, mask, group in layers:
-                weight = layer.weight
-                state = self.optimizer.state.get(weight, {})
+            for step in steps:
+                group = step.group
+                weight = step.weight
                 buffer = sr_ste_sgd_step_(
                     weight,
-                    weight.grad,
-                    mask,
-                    state.get('momentum_buffer'),
+                    step.grad,
+                    step.mask,
+                    step.momentum_buffer,
                     lambda_w=self.lambda_w,
                     lr=float(group['lr']),
                     momentum=group['momentum'],
@@ -373,31 +390,30 @@ class SRSTEMixin:
                     weight_decay=group['weight_decay'],
                     nesterov=group['nesterov'],
                     maximize=group.get('maximize', False),
-                    remask=layer.mask_buffer_for_step())
-                if buffer is not None:  # as torch.optim.SGD keeps it
+                    remask=step.layer.mask_buffer_for_step(),
+                    checked=True)
+                if buffer is not step.momentum_buffer:  # made by this step
                     self.optimizer.state[weight]['momentum_buffer'] = buffer
-                hidden.append((weight, weight.grad))
+                hidden.append((weight, step.grad))
                 weight.grad = None
             yield
             # the optimizer's step skipped these weights (no .grad), so
             # the masks computed with their update are current
-            for layer, _, _ in layers:
-                layer.take_mask_of_step()
+            for step in steps:
+                step.layer.take_mask_of_step()
         finally:
             for weight, grad in hidden:
                 weight.grad = grad
 
-    def _before_step(
-        self,
-        step_kwargs: Optional[dict] = None
-    ) -> List[Tuple[NMSparseMixin, Tensor, dict]]:
+    def _before_step(self,
+                     step_kwargs: Optional[dict] = None) -> List[FusedStep]:
         """Find the layers if nothing has yet (no optim_context), add the
         SR-STE term to the gradients it is not fused for, and return the
-        layers it is fused for."""
+        fused steps."""
         if not self.sparse_layers:
             self._bind(None, before_forward=False)
         fused = self._fused_layers(step_kwargs)
-        self.add_sr_ste_term(skip=tuple(layer for layer, _, _ in fused))
+        self.add_sr_ste_term(skip=tuple(step.layer for step in fused))
         return fused
 
     def _after_step(self) -> None:
