@@ -210,6 +210,8 @@ class MaskedWeightBuffer:
         prefix = f'{name}: ' if name else ''
         self.n, self.m, self.orientation = n, m, orientation
         self.weight = weight.detach()
+        # what serves() compares (the detached tensor's never changes)
+        self._layout = self._layout_of(self.weight)
         grouped = _grouped_checked(self.weight, n, m, orientation, prefix)
         # unless the grouped view is a contiguous view of the weight itself
         # (channels_last weights: a strided view or a copy), it is made again,
@@ -244,12 +246,14 @@ class MaskedWeightBuffer:
         (a buffer made under ``torch.inference_mode`` cannot serve
         autograd)."""
         return pattern == (self.n, self.m, self.orientation) and \
-            weight.data_ptr() == self.weight.data_ptr() and \
-            weight.shape == self.weight.shape and \
-            weight.stride() == self.weight.stride() and \
-            weight.dtype == self.weight.dtype and \
-            weight.device == self.weight.device and \
+            self._layout_of(weight) == self._layout and \
             torch.is_inference_mode_enabled() == self._inference
+
+    @staticmethod
+    def _layout_of(weight: Tensor) -> tuple:
+        """The memory, shape, strides, dtype and device of ``weight``."""
+        return (weight.data_ptr(), weight.shape, weight.stride(), weight.dtype,
+                weight.device)
 
     def update(self, name: Optional[str] = None) -> Tuple[Tensor, Tensor]:
         """``(mask, masked)`` of the weight's current values, both rewritten
@@ -284,9 +288,7 @@ class MaskedWeightBuffer:
         :attr:`kernel_writable`). The kernel's caller reports back through
         :meth:`written_by_kernel`."""
         if self._kernel_outputs is None or \
-                weight.data_ptr() != self.weight.data_ptr() or \
-                weight.shape != self.weight.shape or \
-                weight.dtype != self.weight.dtype:
+                self._layout_of(weight) != self._layout:
             return None
         return self._kernel_outputs
 
