@@ -113,13 +113,18 @@ class substituted:
         self._params = module._parameters
         self._key = key
         self._tensor = tensor
+        self._original = None
 
     def __enter__(self) -> None:
+        if self._original is not None:
+            raise RuntimeError('substituted() is not reentrant: make one '
+                               'per with-block')
         self._original = self._params[self._key]
         self._params[self._key] = self._tensor
 
     def __exit__(self, *exc_info) -> None:
         self._params[self._key] = self._original
+        self._original = None
 
 
 class NMSparseMixin:

@@ -163,6 +163,28 @@ def sgd(model, **kw):
     return torch.optim.SGD(model.parameters(), **kw)
 
 
+@pytest.mark.parametrize('fused', [None, False])
+def test_momentum_buffers_kept_while_momentum_is_zero(fused):
+    """Momentum scheduled to 0 (or set so on resume): the buffers stay in
+    the optimizer's state as torch.optim.SGD keeps them (fused weights and
+    the rest alike), and momentum set back resumes from them."""
+    model = TinyNet()
+    wrapper = SRSTEOptimWrapper(
+        optimizer=sgd(model, lr=0.05, momentum=0.9),
+        lambda_w=0.1,
+        fused_sgd_step=fused)
+    model.train_step(make_data(seed=1), wrapper)
+    state = wrapper.optimizer.state
+    kept = {
+        k: state[p]['momentum_buffer'].clone()
+        for k, p in model.named_parameters()
+    }
+    wrapper.optimizer.param_groups[0]['momentum'] = 0.0
+    model.train_step(make_data(seed=2), wrapper)
+    for k, p in model.named_parameters():
+        assert torch.equal(state[p]['momentum_buffer'], kept[k]), k
+
+
 # --------------------------------------------------------------------------
 # 0. The reference itself is sound (guards against a vacuous comparison)
 # --------------------------------------------------------------------------

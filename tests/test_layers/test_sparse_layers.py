@@ -209,6 +209,14 @@ def test_forward_that_raises_leaves_the_dense_weight_in_place():
     assert layer._parameters['weight'] is weight
     assert layer.weight is weight
     assert [p for p in layer.parameters()][0] is weight
+    # one substitution per block: entering it twice is an error, not a
+    # weight left masked for good
+    masked = layer.masked_parameters()
+    with masked:
+        assert layer._parameters['weight'] is not weight
+        with pytest.raises(RuntimeError, match='not reentrant'):
+            masked.__enter__()
+    assert layer._parameters['weight'] is weight
 
 
 @pytest.mark.parametrize('train', [True, False])

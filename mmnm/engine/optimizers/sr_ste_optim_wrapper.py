@@ -392,7 +392,9 @@ class SRSTEMixin:
                     maximize=group.get('maximize', False),
                     remask=step.layer.mask_buffer_for_step(),
                     checked=True)
-                if buffer is not step.momentum_buffer:  # made by this step
+                # made by this step (without momentum: None, and a buffer of
+                # earlier steps stays, as torch.optim.SGD keeps it)
+                if buffer is not None and buffer is not step.momentum_buffer:
                     self.optimizer.state[weight]['momentum_buffer'] = buffer
                 hidden.append((weight, step.grad))
                 weight.grad = None
