@@ -166,8 +166,8 @@ def sgd(model, **kw):
 @pytest.mark.parametrize('fused', [None, False])
 def test_momentum_buffers_kept_while_momentum_is_zero(fused):
     """Momentum scheduled to 0 (or set so on resume): the buffers stay in
-    the optimizer's state as torch.optim.SGD keeps them (fused weights and
-    the rest alike), and momentum set back resumes from them."""
+    the optimizer's state as torch.optim.SGD keeps them, fused weights and
+    the rest alike."""
     model = TinyNet()
     wrapper = SRSTEOptimWrapper(
         optimizer=sgd(model, lr=0.05, momentum=0.9),

@@ -289,8 +289,7 @@ class SRSTEMixin:
             reason = blocker
             if reason is None:
                 group = self._param_group_of(weight)
-                buffer = state[weight].get('momentum_buffer') \
-                    if weight in state else None
+                buffer = state.get(weight, {}).get('momentum_buffer')
                 reason = self._why_not_fused_layer(weight, grad, mask, group,
                                                    buffer)
             if reason is None:
