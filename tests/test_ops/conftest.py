@@ -6,7 +6,7 @@ import pytest
 
 from mmnm.ops.ext_loader import load_ext
 
-ISAS = ('scalar', 'sse2', 'avx2')
+ISAS = ('scalar', 'sse2', 'avx2', 'avx512')
 
 
 def available_isas():
@@ -21,7 +21,9 @@ def available_isas():
                          if line.startswith('flags')).split()
     except (OSError, StopIteration):
         return ISAS[:2]  # x86-64 always has SSE2
-    return ISAS if 'avx2' in flags else ISAS[:2]
+    if 'avx2' not in flags:
+        return ISAS[:2]
+    return ISAS if 'avx512f' in flags else ISAS[:3]
 
 
 @pytest.fixture(params=ISAS)

@@ -12,6 +12,11 @@ namespace {
 CpuIsa best_cpu_isa() {
 #if defined(MMNM_HAVE_AVX2)
   __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") &&
+      __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl")) {
+    return CpuIsa::kAvx512;
+  }
   if (__builtin_cpu_supports("avx2")) {
     return CpuIsa::kAvx2;
   }
@@ -30,6 +35,8 @@ std::atomic<int>& active_isa() {
 
 const char* isa_name(CpuIsa isa) {
   switch (isa) {
+    case CpuIsa::kAvx512:
+      return "avx512";
     case CpuIsa::kAvx2:
       return "avx2";
     case CpuIsa::kSse2:
@@ -51,7 +58,8 @@ void set_cpu_isa(const std::string& name) {
     active_isa() = static_cast<int>(best);
     return;
   }
-  for (const CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kSse2, CpuIsa::kAvx2}) {
+  for (const CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kSse2, CpuIsa::kAvx2,
+                           CpuIsa::kAvx512}) {
     if (name != isa_name(isa)) continue;
     TORCH_CHECK(static_cast<int>(isa) <= static_cast<int>(best),
                 "set_cpu_isa: this CPU or build has no ", name,
@@ -60,7 +68,7 @@ void set_cpu_isa(const std::string& name) {
     return;
   }
   TORCH_CHECK(false, "set_cpu_isa: unknown instruction set '", name,
-              "' (auto, avx2, sse2 or scalar)");
+              "' (auto, avx512, avx2, sse2 or scalar)");
 }
 
 }  // namespace mmnm

@@ -259,6 +259,159 @@ MMNM_AVX2 bool nm_mask_4_strided_avx2(const float* w, bool* keep,
   }
   return ok;
 }
+
+// The AVX-512 versions: sixteen groups per step, the ranking of rank8 on
+// mask registers. NaN and Inf are found through the largest magnitude
+// seen (its bits as an unsigned integer), not by a compare per step: the
+// mask is compute-bound where memory is fast, and on Intel cores compares
+// into mask registers compete with the shuffles for one port.
+
+// false if the largest |w| seen is NaN or Inf (exponent all ones)
+MMNM_AVX512 inline bool all_finite(__m512i largest) {
+  return _mm512_cmplt_epu32_mask(largest, _mm512_set1_epi32(0x7f800000)) ==
+         0xFFFF;
+}
+
+// a[j]: entry j of sixteen groups. Sets the keep masks of the entries and
+// raises *largest to their largest magnitude.
+MMNM_AVX512 inline void rank16(const __m512 (&a)[4], int64_t n,
+                               __m512i* largest, __mmask16 (&keep)[4]) {
+  __m512 mag[4];
+  for (int j = 0; j < 4; ++j) {
+    mag[j] = _mm512_abs_ps(a[j]);
+    *largest = _mm512_max_epu32(*largest, _mm512_castps_si512(mag[j]));
+  }
+  // rank[j]: the entries ranked before j. Start from every i < j (the
+  // lower index wins ties); each pair where j is strictly larger moves j
+  // ahead of i.
+  __m512i rank[4];
+  for (int j = 0; j < 4; ++j) rank[j] = _mm512_set1_epi32(j);
+  const __m512i one = _mm512_set1_epi32(1);
+  for (int i = 0; i < 4; ++i) {
+    for (int j = i + 1; j < 4; ++j) {
+      const __mmask16 j_first =
+          _mm512_cmp_ps_mask(mag[j], mag[i], _CMP_GT_OQ);
+      rank[i] = _mm512_mask_add_epi32(rank[i], j_first, rank[i], one);
+      rank[j] = _mm512_mask_sub_epi32(rank[j], j_first, rank[j], one);
+    }
+  }
+  const __m512i limit = _mm512_set1_epi32(static_cast<int>(n));
+  for (int j = 0; j < 4; ++j) {
+    keep[j] = _mm512_cmplt_epi32_mask(rank[j], limit);
+  }
+}
+
+// Sixteen keep masks -> sixteen bool bytes at dst (a masked move, not a
+// narrowing: that would take the shuffle port).
+MMNM_AVX512 inline void store_bools16(bool* dst, __mmask16 keep) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst),
+                   _mm_maskz_mov_epi8(keep, _mm_set1_epi8(1)));
+}
+
+// w * 1.0 where kept, w * 0.0 where pruned (a product, as masked8)
+MMNM_AVX512 inline __m512 masked16(__m512 w, __mmask16 keep) {
+  return _mm512_mul_ps(w, _mm512_maskz_mov_ps(keep, _mm512_set1_ps(1.0f)));
+}
+
+// transpose4_lanes on each of the four 128-bit lanes.
+MMNM_AVX512 inline void transpose4_lanes16(__m512 (&r)[4]) {
+  const __m512 t0 = _mm512_unpacklo_ps(r[0], r[1]);
+  const __m512 t1 = _mm512_unpackhi_ps(r[0], r[1]);
+  const __m512 t2 = _mm512_unpacklo_ps(r[2], r[3]);
+  const __m512 t3 = _mm512_unpackhi_ps(r[2], r[3]);
+  r[0] = _mm512_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  r[1] = _mm512_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  r[2] = _mm512_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  r[3] = _mm512_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+}
+
+// Contiguous groups, 16 per step: register q holds groups 4q .. 4q + 3 of
+// the step (one per 128-bit lane), so the in-lane transpose gives entry j
+// of all sixteen in register j; the keep masks, as 1.0/0.0 lanes, go back
+// through the same transpose, giving the bool bytes and the factors of the
+// masked weights. The rest of the groups take the AVX2 path.
+MMNM_AVX512 bool nm_mask_4_contiguous_avx512(const float* w, bool* keep,
+                                             float* masked, int64_t begin,
+                                             int64_t end, int64_t n) {
+  __m512i largest = _mm512_setzero_si512();
+  int64_t g = begin;
+  const __m512 ones = _mm512_set1_ps(1.0f);
+  for (; g + 16 <= end; g += 16) {
+    const float* p = w + g * 4;
+    __m512 a[4];
+    for (int q = 0; q < 4; ++q) a[q] = _mm512_loadu_ps(p + 16 * q);
+    __m512 t[4] = {a[0], a[1], a[2], a[3]};
+    transpose4_lanes16(t);
+    __mmask16 k[4];
+    rank16(t, n, &largest, k);
+    __m512 factor[4];
+    for (int j = 0; j < 4; ++j) factor[j] = _mm512_maskz_mov_ps(k[j], ones);
+    transpose4_lanes16(factor);  // back to memory order
+    for (int q = 0; q < 4; ++q) {
+      const __m512i bits = _mm512_castps_si512(factor[q]);
+      store_bools16(keep + g * 4 + 16 * q, _mm512_test_epi32_mask(bits, bits));
+      if (masked != nullptr) {
+        _mm512_storeu_ps(masked + g * 4 + 16 * q,
+                         _mm512_mul_ps(a[q], factor[q]));
+      }
+    }
+  }
+  const bool rest = nm_mask_4_contiguous_avx2(w, keep, masked, g, end, n);
+  return all_finite(largest) && rest;
+}
+
+// The sixteen groups at positions b .. b + 15 of a row (entries `inner`
+// apart), written entry by entry in order.
+MMNM_AVX512 inline void nm_mask_4_strided_step16(const float* w, bool* keep,
+                                                 float* masked, int64_t at,
+                                                 int64_t inner, int64_t n,
+                                                 __m512i* largest) {
+  __m512 a[4];
+  for (int j = 0; j < 4; ++j) a[j] = _mm512_loadu_ps(w + at + j * inner);
+  __mmask16 k[4];
+  rank16(a, n, largest, k);
+  for (int j = 0; j < 4; ++j) {
+    store_bools16(keep + at + j * inner, k[j]);
+    if (masked != nullptr) {
+      _mm512_storeu_ps(masked + at + j * inner, masked16(a[j], k[j]));
+    }
+  }
+}
+
+// Strided groups, 16 consecutive positions per step. Rows of 16 or more
+// positions: the last step of a row overlaps the one before. Rows of 9 to
+// 15 (3x3 kernels: 9): one step per row whose lanes past the row's end
+// rank values of the next entry or row and write them there, before that
+// entry or row writes its own (entries go in order, rows too). The last
+// row of the range writes nothing past it: it takes the AVX2 path, as do
+// rows shorter than 9.
+MMNM_AVX512 bool nm_mask_4_strided_avx512(const float* w, bool* keep,
+                                          float* masked, int64_t begin,
+                                          int64_t end, int64_t inner,
+                                          int64_t n) {
+  if (inner < 9) {
+    return nm_mask_4_strided_avx2(w, keep, masked, begin, end, inner, n);
+  }
+  __m512i largest = _mm512_setzero_si512();
+  int64_t row = begin;
+  if (inner < 16) {
+    for (; row + 1 < end; ++row) {
+      nm_mask_4_strided_step16(w, keep, masked, row * 4 * inner, inner, n,
+                               &largest);
+    }
+    const bool last =
+        nm_mask_4_strided_avx2(w, keep, masked, row, end, inner, n);
+    return all_finite(largest) && last;
+  }
+  for (; row < end; ++row) {
+    const int64_t base = row * 4 * inner;
+    for (int64_t b = 0; b < inner; b += 16) {
+      if (b + 16 > inner) b = inner - 16;
+      nm_mask_4_strided_step16(w, keep, masked, base + b, inner, n, &largest);
+    }
+  }
+  return all_finite(largest);
+}
 #endif  // MMNM_HAVE_AVX2
 
 // float32 M=4 rows [begin, end) on the active instruction set; false if
@@ -268,6 +421,13 @@ bool nm_mask_4_simd(const float* w, bool* keep, float* masked,
                     bool* ok) {
   const CpuIsa isa = active_cpu_isa();
 #if defined(MMNM_HAVE_AVX2)
+  if (isa == CpuIsa::kAvx512) {
+    *ok = inner == 1
+              ? nm_mask_4_contiguous_avx512(w, keep, masked, begin, end, n)
+              : nm_mask_4_strided_avx512(w, keep, masked, begin, end, inner,
+                                         n);
+    return true;
+  }
   if (isa == CpuIsa::kAvx2) {
     *ok = inner == 1
               ? nm_mask_4_contiguous_avx2(w, keep, masked, begin, end, n)

@@ -62,7 +62,7 @@ void sr_ste_add_block(scalar_t* g, const scalar_t* w, const bool* keep,
                       int64_t end) {
 #if defined(MMNM_HAVE_AVX2)
   if constexpr (std::is_same<scalar_t, float>::value) {
-    if (active_cpu_isa() == CpuIsa::kAvx2) {
+    if (active_cpu_isa() >= CpuIsa::kAvx2) {
       sr_ste_add_avx2(g, w, keep, lam, begin, end);
       return;
     }
@@ -179,7 +179,7 @@ void sr_ste_sgd_block(scalar_t* p, const scalar_t* g, const bool* keep,
                       int64_t begin, int64_t end) {
 #if defined(MMNM_HAVE_AVX2)
   if constexpr (std::is_same<scalar_t, float>::value) {
-    if (active_cpu_isa() == CpuIsa::kAvx2) {
+    if (active_cpu_isa() >= CpuIsa::kAvx2) {
       sr_ste_sgd_avx2(p, g, keep, buf, s, begin, end);
       return;
     }
