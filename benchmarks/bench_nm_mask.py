@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument(
         '--cpu-isa',
         default='auto',
-        choices=['auto', 'avx2', 'sse2', 'scalar'],
+        choices=['auto', 'avx512', 'avx2', 'sse2', 'scalar'],
         help='instruction set of the compiled float32 M=4 CPU kernel')
     args = parser.parse_args()
     ext = load_ext()
