@@ -23,7 +23,9 @@ def available_isas():
         return ISAS[:2]  # x86-64 always has SSE2
     if 'avx2' not in flags:
         return ISAS[:2]
-    return ISAS if 'avx512f' in flags else ISAS[:3]
+    # the AVX-512 kernels need F, BW and VL (Xeon Phi has F only)
+    avx512 = {'avx512f', 'avx512bw', 'avx512vl'}.issubset(flags)
+    return ISAS if avx512 else ISAS[:3]
 
 
 @pytest.fixture(params=ISAS)

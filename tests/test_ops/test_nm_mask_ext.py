@@ -54,43 +54,88 @@ def test_kernel_rejects_bad_arguments():
         ext.nm_mask_forward(torch.randn(2, 2, 7, 1), 2, False)
 
 
+@pytest.fixture
+def thread_counts():
+    """One thread, then three (uneven splits of the rows across threads);
+    the count set before is restored."""
+    before = torch.get_num_threads()
+    yield (1, 3)
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize('n', [1, 2, 3])
-@pytest.mark.parametrize('shape', [(37, 12, 1, 1), (64, 64, 3, 3),
-                                   (9, 8, 5, 5), (23, 4, 2, 7), (129, 36),
-                                   (8, 8, 1, 2), (6, 8, 1, 3), (5, 8, 1, 8),
-                                   (7, 12, 4, 4), (3, 4, 1, 17), (33, 28)])
-def test_vectorised_m4_float_path_equals_torch_path(cpu_isa, n, shape):
-    """float32 M=4 runs a SIMD path (AVX2: 8 groups per step, SSE2: 4):
-    vector blocks, the last one of a row overlapping the one before when
-    the row length is not a multiple of the width, narrower code for
-    shorter rows and for the contiguous groups left over, split across
-    threads at arbitrary rows."""
+@pytest.mark.parametrize(
+    'shape',
+    [
+        (37, 12, 1, 1),
+        (64, 64, 3, 3),
+        (9, 8, 5, 5),
+        (23, 4, 2, 7),
+        (129, 36),
+        (8, 8, 1, 2),
+        (6, 8, 1, 3),
+        (5, 8, 1, 8),
+        (7, 12, 4, 4),
+        (3, 4, 1, 17),
+        (33, 28),
+        # AVX-512: rows of 9 to 15 positions, one row, two rows
+        (5, 8, 3, 5),
+        (6, 8, 2, 5),
+        (1, 4, 3, 3),
+        (2, 4, 3, 3),
+        # rows of 32 and 33 positions; contiguous groups with a tail
+        (4, 8, 4, 8),
+        (3, 8, 1, 33),
+        (20, 68)
+    ])
+def test_vectorised_m4_float_path_equals_torch_path(cpu_isa, thread_counts, n,
+                                                    shape):
+    """float32 M=4 runs a SIMD path (AVX-512: 16 groups per step, AVX2: 8,
+    SSE2: 4): vector blocks, the last one of a row overlapping the one
+    before when the row length is not a multiple of the width (AVX-512,
+    rows of 9 to 15: one step writing into the next row, the last row on
+    AVX2), narrower code for shorter rows and for the contiguous groups
+    left over, split across threads at arbitrary rows; with and without
+    the masked weight."""
     gen = torch.Generator().manual_seed(sum(shape) + n)
     weight = torch.randn(shape, generator=gen)
     weight[torch.rand(shape, generator=gen) < 0.2] = 0.5  # ties
     weight[torch.rand(shape, generator=gen) < 0.1] *= -1
     weight[torch.rand(shape, generator=gen) < 0.05] = 0.0  # +0 / -0 ties
     weight[torch.rand(shape, generator=gen) < 0.05] = -0.0
-    grouped = group_view(weight, 4)
-    keep, masked = load_ext().nm_mask_forward(grouped.contiguous(), n, True)
+    grouped = group_view(weight, 4).contiguous()
     expected = nm_mask_torch(grouped, n)
-    assert torch.equal(keep, expected)
-    assert torch.equal(masked, grouped * expected)
-    # pruned negative weights give -0.0, as in the PyTorch path
-    assert torch.equal(masked.signbit(), (grouped * expected).signbit())
-    assert bool((keep.sum(2) == n).all())
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        keep, masked = load_ext().nm_mask_forward(grouped, n, True)
+        assert torch.equal(keep, expected), threads
+        assert torch.equal(masked, grouped * expected), threads
+        # pruned negative weights give -0.0, as in the PyTorch path
+        assert torch.equal(masked.signbit(),
+                           (grouped * expected).signbit()), threads
+        assert bool((keep.sum(2) == n).all())
+        assert torch.equal(load_ext().nm_mask_forward(grouped, n, False)[0],
+                           expected)
 
 
-@pytest.mark.parametrize('shape', [(16, 64), (8, 8, 3, 3), (4, 8, 1, 1)])
+@pytest.mark.parametrize('shape', [(16, 64), (8, 8, 3, 3), (4, 8, 1, 1),
+                                   (4, 8, 5, 5), (20, 68)])
 def test_vectorised_path_finds_non_finite_anywhere(cpu_isa, shape):
-    """A NaN or Inf in any lane of any vector block is reported."""
+    """A NaN (of either sign) or Inf in any lane of any vector block is
+    reported; subnormal values are not."""
     ext = load_ext()
+    negative_nan = torch.tensor(float('nan')).neg().item()
     for flat in range(0, torch.Size(shape).numel(), 7):
-        for bad in (float('nan'), float('inf'), -float('inf')):
+        for bad in (float('nan'), negative_nan, float('inf'), -float('inf')):
             weight = torch.randn(shape)
             weight.view(-1)[flat] = bad
             with pytest.raises(RuntimeError, match='NaN/Inf'):
                 ext.nm_mask_forward(group_view(weight, 4).contiguous(), 2)
+    tiny = torch.randn(shape) * 1e-40  # float32 subnormals
+    assert bool((tiny != 0).any() & (tiny.abs() < 1.2e-38).all())
+    grouped = group_view(tiny, 4).contiguous()
+    keep = ext.nm_mask_forward(grouped, 2)[0]
+    assert torch.equal(keep, nm_mask_torch(grouped, 2))
 
 
 def test_cpu_isa_choice_is_checked(available_cpu_isas):

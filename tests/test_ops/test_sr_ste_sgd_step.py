@@ -279,7 +279,7 @@ def test_remask_is_the_mask_of_the_updated_weight(shape, n, m, orientation,
 
 
 @pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
-@pytest.mark.parametrize('shape', [(16, 8, 3, 3), (8, 16, 1, 1),
+@pytest.mark.parametrize('shape', [(16, 8, 3, 3), (8, 16, 1, 1), (8, 20, 1, 1),
                                    (40, 24, 5, 5), (256, 64, 3, 3),
                                    (96, 16, 3, 4), (64, 32, 4, 4)])
 def test_remask_on_every_instruction_set(cpu_isa, shape):

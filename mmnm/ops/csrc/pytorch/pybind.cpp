@@ -62,9 +62,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("values"), py::arg("meta"));
   m.def("cpu_isa", &mmnm::cpu_isa,
         "instruction set of the float32 CPU kernels (M=4 mask, SR-STE "
-        "term and SGD step): avx2, sse2 or scalar");
+        "term and SGD step): avx512 (the mask; the others run AVX2), "
+        "avx2, sse2 or scalar");
   m.def("set_cpu_isa", &mmnm::set_cpu_isa,
-        "choose it: auto (the best the CPU has), avx2, sse2 or scalar",
+        "choose it: auto (the best the CPU has), avx512, avx2, sse2 or "
+        "scalar",
         py::arg("name"));
   m.def("with_cuda", [] {
 #ifdef MMNM_WITH_CUDA

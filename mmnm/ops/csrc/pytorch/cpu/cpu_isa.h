@@ -15,11 +15,17 @@
 #if defined(__SSE2__) && defined(__x86_64__) && defined(__GNUC__)
 #define MMNM_HAVE_AVX2 1
 // GCC 12 warns of its own AVX-512 intrinsics that fill an unused operand
-// with an undefined value (GCC bug 105593)
+// with an undefined value (GCC bug 105593). The warning points into the
+// header, so this silences it as long as this is the first include of
+// immintrin.h (it is, after the ATen headers of torch 2.13).
+#if !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
+#if !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #define MMNM_AVX2 __attribute__((target("avx2")))
 #define MMNM_AVX512 \
   __attribute__((target("avx2,avx512f,avx512bw,avx512vl")))

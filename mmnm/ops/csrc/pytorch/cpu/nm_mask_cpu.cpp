@@ -263,8 +263,8 @@ MMNM_AVX2 bool nm_mask_4_strided_avx2(const float* w, bool* keep,
 // The AVX-512 versions: sixteen groups per step, the ranking of rank8 on
 // mask registers. NaN and Inf are found through the largest magnitude
 // seen (its bits as an unsigned integer), not by a compare per step: the
-// mask is compute-bound where memory is fast, and on Intel cores compares
-// into mask registers compete with the shuffles for one port.
+// mask is limited by instructions where memory is fast, and compares into
+// mask registers run on one port of Intel cores, as the shuffles do.
 
 // false if the largest |w| seen is NaN or Inf (exponent all ones)
 MMNM_AVX512 inline bool all_finite(__m512i largest) {
