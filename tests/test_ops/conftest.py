@@ -3,6 +3,7 @@ them all."""
 import platform
 
 import pytest
+import torch
 
 from mmnm.ops.ext_loader import load_ext
 
@@ -47,3 +48,12 @@ def cpu_isa(request):
 def available_cpu_isas():
     """The instruction sets this CPU and build run, lowest first."""
     return available_isas()
+
+
+@pytest.fixture
+def thread_counts():
+    """One thread, then three (uneven splits of the rows across threads);
+    the count set before is restored."""
+    before = torch.get_num_threads()
+    yield (1, 3)
+    torch.set_num_threads(before)

@@ -54,15 +54,6 @@ def test_kernel_rejects_bad_arguments():
         ext.nm_mask_forward(torch.randn(2, 2, 7, 1), 2, False)
 
 
-@pytest.fixture
-def thread_counts():
-    """One thread, then three (uneven splits of the rows across threads);
-    the count set before is restored."""
-    before = torch.get_num_threads()
-    yield (1, 3)
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize('n', [1, 2, 3])
 @pytest.mark.parametrize(
     'shape',

@@ -282,20 +282,22 @@ def test_remask_is_the_mask_of_the_updated_weight(shape, n, m, orientation,
 @pytest.mark.parametrize('shape', [(16, 8, 3, 3), (8, 16, 1, 1), (8, 20, 1, 1),
                                    (40, 24, 5, 5), (256, 64, 3, 3),
                                    (96, 16, 3, 4), (64, 32, 4, 4)])
-def test_remask_on_every_instruction_set(cpu_isa, shape):
+def test_remask_on_every_instruction_set(cpu_isa, thread_counts, shape):
     """The step reads the old mask from the tensor it writes the next one
     into, in blocks and threads that end at arbitrary rows; on AVX-512 the
     mask of a row of 9 to 15 positions (3x3, 3x4) writes past the row,
     into values that the next row's own step then rewrites."""
-    weight, grads, buffer = remask_inputs(shape, 2, 4, 'channel',
-                                          torch.float32)
-    plain = weight.clone()
-    sr_ste_sgd_step_(plain, grads[0], buffer.mask.clone(), None, 1.0, 1.0)
-    sr_ste_sgd_step_(
-        weight, grads[0], buffer.mask, None, 1.0, 1.0, remask=buffer)
-    assert torch.equal(weight, plain)  # each old mask entry read intact
-    assert torch.equal(buffer.mask, reference_mask(weight))
-    assert torch.equal(buffer.masked, weight * buffer.mask)
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        weight, grads, buffer = remask_inputs(shape, 2, 4, 'channel',
+                                              torch.float32)
+        plain = weight.clone()
+        sr_ste_sgd_step_(plain, grads[0], buffer.mask.clone(), None, 1.0, 1.0)
+        sr_ste_sgd_step_(
+            weight, grads[0], buffer.mask, None, 1.0, 1.0, remask=buffer)
+        assert torch.equal(weight, plain), threads  # old mask read intact
+        assert torch.equal(buffer.mask, reference_mask(weight)), threads
+        assert torch.equal(buffer.masked, weight * buffer.mask), threads
 
 
 @pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
