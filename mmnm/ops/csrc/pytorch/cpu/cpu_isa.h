@@ -3,7 +3,8 @@
 // them). AVX2 and AVX-512 kernels are compiled into every x86-64 GCC/Clang
 // build through function target attributes (the rest of the code keeps the
 // baseline ISA) and chosen at run time. Only the mask has AVX-512 kernels
-// (it is compute-bound where memory is fast); with kAvx512 the other
+// (on AVX2, 3x3 rows take two overlapping steps and cost instructions; the
+// other kernels run at memory speed either way); with kAvx512 the other
 // kernels run their AVX2 versions.
 #pragma once
 

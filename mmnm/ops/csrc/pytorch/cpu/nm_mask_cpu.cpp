@@ -262,9 +262,10 @@ MMNM_AVX2 bool nm_mask_4_strided_avx2(const float* w, bool* keep,
 
 // The AVX-512 versions: sixteen groups per step, the ranking of rank8 on
 // mask registers. NaN and Inf are found through the largest magnitude
-// seen (its bits as an unsigned integer), not by a compare per step: the
-// mask is limited by instructions where memory is fast, and compares into
-// mask registers run on one port of Intel cores, as the shuffles do.
+// seen (its bits as an unsigned integer), not by a compare per step:
+// compares into mask registers run on one port of Intel cores, as the
+// shuffles do. With one step per 3x3 row these kernels move memory at the
+// rate of a plain copy on one core, which then limits them.
 
 // false if the largest |w| seen is NaN or Inf (exponent all ones)
 MMNM_AVX512 inline bool all_finite(__m512i largest) {
