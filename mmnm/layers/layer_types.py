@@ -7,19 +7,49 @@ every plain type that sparse training can take over, with its N:M layer.
 All are matched by exact type: a subclass may change what the forward does
 with the weight (weight standardisation, ...) and stays dense.
 """
-from typing import Dict, Optional, Type
+from typing import Callable, Dict, Optional, Tuple, Type
 
 from mmcv.cnn.bricks import conv_ws
 from mmcv.cnn.bricks import wrappers as mmcv_wrappers
 from torch import nn
 
+from mmnm.registry import MODELS
 from .sparse_attention import SparseMultiheadAttention
 from .sparse_conv import SparseConv, SparseConvAdaptivePadding
-from .sparse_deform_conv import (SparseDeformConv2d, SparseDeformConv2dPack,
-                                 SparseModulatedDeformConv2d,
-                                 SparseModulatedDeformConv2dPack)
 from .sparse_layer import NMSparseMixin
 from .sparse_linear import SparseLinear
+
+#: The names of the N:M deformable convs (mmcv's DCN and DCNv2).
+DEFORM_CONV_NAMES = ('SparseDeformConv2d', 'SparseDeformConv2dPack',
+                     'SparseModulatedDeformConv2d',
+                     'SparseModulatedDeformConv2dPack')
+
+
+def _unavailable_layer(name: str, reason: str) -> Callable[..., nn.Module]:
+    """What ``MODELS`` builds for ``type=name`` where the layer cannot
+    exist: an error that says why, instead of "not in the registry"."""
+
+    def build(*args, **kwargs) -> nn.Module:
+        raise ImportError(f'{name}: {reason}')
+
+    build.__name__ = name
+    return build
+
+
+#: Why the N:M deformable convs are missing, or ``None``.
+DEFORM_CONVS_UNAVAILABLE: Optional[str] = None
+try:
+    from .sparse_deform_conv import SPARSE_DEFORM_CONVS
+except ImportError as err:  # mmcv-lite: mmcv without its compiled ops
+    SPARSE_DEFORM_CONVS: Tuple[Type[NMSparseMixin], ...] = ()
+    DEFORM_CONVS_UNAVAILABLE = (
+        f'the N:M deformable convs need mmcv\'s compiled ops, and '
+        f'importing mmcv.ops failed ({err}); install the full mmcv (e.g. '
+        f'"mim install mmcv"), not mmcv-lite')
+    for _name in DEFORM_CONV_NAMES:
+        MODELS.register_module(
+            name=_name,
+            module=_unavailable_layer(_name, DEFORM_CONVS_UNAVAILABLE))
 
 #: Types whose forward is exactly ``F.conv2d`` / ``F.linear`` of their
 #: weight, by kind: PyTorch's and mmcv's wrappers (which differ from
@@ -37,9 +67,7 @@ SPARSE_LAYERS: Dict[str, Type[NMSparseMixin]] = {
     'linear': SparseLinear,
 }
 
-_SPECIAL_CONVS = (SparseConvAdaptivePadding, SparseDeformConv2d,
-                  SparseDeformConv2dPack, SparseModulatedDeformConv2d,
-                  SparseModulatedDeformConv2dPack)
+_SPECIAL_CONVS = (SparseConvAdaptivePadding, *SPARSE_DEFORM_CONVS)
 
 #: Every plain type that sparse training replaces, and its N:M layer. The
 #: output projection of ``nn.MultiheadAttention``

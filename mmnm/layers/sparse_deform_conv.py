@@ -6,6 +6,10 @@ sampled columns times the weight), so its N:M groups are the plain conv's:
 M consecutive input channels at each output channel and kernel tap. The
 offset (and modulation) convs inside the ``*Pack`` modules are ordinary
 ``nn.Conv2d`` layers, decided on their own.
+
+Importing this module needs mmcv's compiled ops; where they are missing
+(mmcv-lite), :mod:`mmnm.layers` goes on without these layers (see
+``layer_types.DEFORM_CONVS_UNAVAILABLE``).
 """
 from mmcv.ops import (DeformConv2d, DeformConv2dPack, ModulatedDeformConv2d,
                       ModulatedDeformConv2dPack)
@@ -45,3 +49,9 @@ class SparseModulatedDeformConv2dPack(NMSparseMixin,
     masked weight."""
 
     plain_type = ModulatedDeformConv2dPack
+
+
+#: The N:M deformable convs (importing this module needs mmcv's ops).
+SPARSE_DEFORM_CONVS = (SparseDeformConv2d, SparseDeformConv2dPack,
+                       SparseModulatedDeformConv2d,
+                       SparseModulatedDeformConv2dPack)
