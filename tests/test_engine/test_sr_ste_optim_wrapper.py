@@ -248,6 +248,45 @@ def test_two_sgd_steps_match_hand_computation(lam, fused):
     assert params_differ(P, P0, atol=1e-9 if lam < 1e-3 else 1e-5)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')
+@pytest.mark.parametrize('accumulation', [1, 2])
+def test_cuda_sgd_steps_match_hand_computation(accumulation):
+    """The same steps on the GPU (masks, STE gradients, SR-STE term added
+    to ``.grad``: the fused step is a CPU kernel) against the float64 hand
+    computation on the CPU."""
+    lr, mu, wd, lam = 0.05, 0.9, 1e-4, 0.1
+    model = TinyNet().cuda()
+    wrapper = SRSTEOptimWrapper(
+        optimizer=sgd(model, lr=lr, momentum=mu, weight_decay=wd),
+        lambda_w=lam,
+        accumulative_counts=accumulation)
+    batches = [make_data(seed=seed) for seed in (1, 2, 3, 4)]
+
+    P, bufs = params_of(TinyNet()), {}
+    for first in range(0, len(batches), accumulation):
+        window = batches[first:first + accumulation]
+        # mmengine divides each micro-batch's loss by the window's size;
+        # the term is added once per optimizer step
+        grads = {k: 0.0 for k in NAMES}
+        for data in window:
+            micro, masks = ref_grads(P, data, 0.0)
+            grads = {k: grads[k] + micro[k] / accumulation for k in NAMES}
+        for k in SPARSE:
+            grads[k] = grads[k] + P[k] * (~masks[k]) * lam
+        P = ref_sgd(P, grads, bufs, lr, mu, wd)
+        for data in window:
+            model.train_step({k: v.cuda() for k, v in data.items()}, wrapper)
+        for k in SPARSE:
+            layer = model.get_submodule(k[:-len('.weight')])
+            assert layer.mask.is_cuda
+            assert torch.equal(layer.mask.cpu(), masks[k]), k
+    got = {k: p.detach().cpu() for k, p in model.named_parameters()}
+    for k in NAMES:
+        torch.testing.assert_close(got[k], P[k], rtol=1e-10, atol=1e-12)
+    assert wrapper.fusion_report.startswith(
+        'SRSTEOptimWrapper: SR-STE term fused into the SGD step of 0 of 2')
+
+
 def forward_masks(model):
     """The mask each sparse layer's forwards run with, by weight name,
     recorded at every forward."""

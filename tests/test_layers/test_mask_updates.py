@@ -31,14 +31,17 @@ class Net(nn.Module):
         return self.fc(F.relu(self.conv(x)).mean((2, 3)))
 
 
-def inputs() -> torch.Tensor:
-    return torch.randn(2, 8, 5, 5)
+def inputs(device: str = 'cpu') -> torch.Tensor:
+    return torch.randn(2, 8, 5, 5, device=device)
 
 
-def train_micro_batches(model, wrapper, count: int) -> None:
+def train_micro_batches(model,
+                        wrapper,
+                        count: int,
+                        device: str = 'cpu') -> None:
     for _ in range(count):
         with wrapper.optim_context(model):
-            loss = model(inputs()).square().mean()
+            loss = model(inputs(device)).square().mean()
         wrapper.update_params(loss)
 
 
@@ -63,6 +66,25 @@ def test_one_mask_per_optimizer_step(mask_calls, accumulation, fused):
         # the first forward of each window computes; the step makes it
         # stale
         assert mask_calls == {"layer 'conv'": 3, "layer 'fc'": 3}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')
+@pytest.mark.parametrize('accumulation', [1, 4])
+def test_cuda_one_mask_per_optimizer_step(mask_calls, accumulation):
+    """On the GPU (where no step computes masks: the fused SR-STE step is a
+    CPU kernel) the first forward after each step computes the mask, on
+    the weight's device, and the recorder checks every forward."""
+    model = Net().cuda()
+    recorder = ForwardRecorder(model)
+    wrapper = SRSTEOptimWrapper(
+        optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
+        accumulative_counts=accumulation)
+    train_micro_batches(model, wrapper, 3 * accumulation, device='cuda')
+    assert len(recorder.records) == 2 * 3 * accumulation
+    assert all(mask.is_cuda for _, _, mask in recorder.records)
+    assert wrapper.fusion_report.startswith(
+        'SRSTEOptimWrapper: SR-STE term fused into the SGD step of 0 of 2')
+    assert mask_calls == {"layer 'conv'": 3, "layer 'fc'": 3}
 
 
 def test_steps_change_the_masks(mask_calls):

@@ -1,0 +1,88 @@
+"""The CUDA N:M mask kernel of mmnm._ext against the CPU reference.
+
+Skipped without a CUDA device and an extension built with its CUDA kernels
+(``FORCE_CUDA=1``); the GPU check (.dev_scripts/gpu_checks) runs it. The
+reference is the pure-PyTorch path on the CPU (:func:`nm_mask_torch`),
+itself tested against a brute-force sort in test_nm_mask.py.
+"""
+import pytest
+import torch
+
+from mmnm.ops import MaskedWeightBuffer, group_view, nm_mask, nm_mask_torch
+from mmnm.ops.ext_loader import ext_has_cuda, load_ext
+
+pytestmark = pytest.mark.skipif(
+    not (torch.cuda.is_available() and ext_has_cuda()),
+    reason='needs a CUDA device and mmnm._ext built with CUDA kernels')
+
+# every group size with a kernel, and N from 1 to M - 1
+PATTERNS = [(1, 2), (2, 3), (1, 4), (2, 4), (3, 4), (3, 5), (2, 6), (2, 8),
+            (4, 8), (1, 16), (7, 16), (8, 32)]
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+
+
+def tied_weight(shape, dtype, seed):
+    """Few distinct magnitudes (ties in most groups, signed zeros), plus
+    noise on half the entries."""
+    gen = torch.Generator().manual_seed(seed)
+    weight = torch.randint(-3, 4, shape, generator=gen).to(dtype)
+    noise = torch.randn(shape, generator=gen).to(dtype)
+    return weight + noise * (torch.rand(shape, generator=gen) < 0.5)
+
+
+def cpu_reference(weight, n, m, orientation):
+    grouped = group_view(weight, m, orientation)
+    keep = nm_mask_torch(grouped, n)
+    return keep.view(weight.shape), (grouped * keep).view(weight.shape)
+
+
+@pytest.mark.parametrize('n,m', PATTERNS)
+@pytest.mark.parametrize('orientation', ['channel', 'flat'])
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_cuda_kernel_equals_cpu_reference(n, m, orientation, dtype):
+    # conv (strided groups), linear and 1x1 (contiguous groups), and one
+    # with more groups than one grid of blocks covers (the grid-stride loop)
+    shapes = [(8, 2 * m, 3, 3), (16, 4 * m), (5, m, 1, 1), (96, 64 * m, 3, 3)]
+    ext = load_ext()
+    for i, shape in enumerate(shapes):
+        weight = tied_weight(shape, dtype, seed=n * 100 + m + i)
+        want_keep, want_masked = cpu_reference(weight, n, m, orientation)
+        on_gpu = weight.cuda()
+        grouped = group_view(on_gpu, m, orientation).contiguous()
+        keep, masked = ext.nm_mask_forward(grouped, n, True)
+        assert keep.is_cuda and masked.is_cuda
+        assert torch.equal(keep.cpu().view(shape), want_keep), shape
+        assert torch.equal(masked.cpu().view(shape), want_masked), shape
+        # the public op runs the kernel for CUDA tensors
+        mask, masked_out = nm_mask(
+            on_gpu, n, m, orientation, return_masked=True)
+        assert torch.equal(mask.cpu(), want_keep), shape
+        assert torch.equal(masked_out.cpu(), want_masked), shape
+
+
+def test_cuda_kernel_writes_into_given_buffers():
+    """The buffer a sparse layer reuses step after step: rewritten in
+    place, on the weight's device."""
+    weight = torch.nn.Parameter(
+        tied_weight((64, 32, 3, 3), torch.float32, 3).cuda())
+    buffer = MaskedWeightBuffer(weight, 2, 4, 'channel', 'backbone.conv1')
+    for step in range(3):
+        mask, masked = buffer.update('backbone.conv1')
+        assert mask.is_cuda and masked.is_cuda
+        want_keep, want_masked = cpu_reference(weight.detach().cpu(), 2, 4,
+                                               'channel')
+        assert torch.equal(mask.cpu(), want_keep), step
+        assert torch.equal(masked.cpu(), want_masked), step
+        with torch.no_grad():
+            weight.mul_(-1.5).add_(torch.randn_like(weight))
+
+
+@pytest.mark.parametrize('bad', [float('nan'), float('inf'), -float('inf')])
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_cuda_kernel_reports_non_finite_with_layer_name(bad, dtype):
+    weight = torch.randn(16, 8, 3, 3).to(dtype)
+    weight[5, 2, 1, 1] = bad
+    with pytest.raises(ValueError, match='neck.conv: weight holds 1 NaN/Inf'):
+        nm_mask(weight.cuda(), 2, 4, name='neck.conv')
+    # the flag is per call: a finite weight afterwards passes
+    assert nm_mask(torch.randn(16, 8, 3, 3).to(dtype).cuda(), 2, 4).is_cuda
