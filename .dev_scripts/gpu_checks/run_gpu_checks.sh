@@ -15,20 +15,22 @@
 # later ones; the summary at the end lists them, and the exit status is
 # non-zero if any failed.
 #
-# Time: the defaults fit a 15-minute GPU lease with room for starting the
-# machine: the whole run stops after TOTAL_TIMEOUT (720 s = 12 min; each
-# step's limit is cut to what is left, a step with under 15 s left is
-# skipped and counts as failed). Step limits: env 30, wheels 120, deps 60,
-# build 300, ext 30, tests 180, amp 90, mask 60, train 150, bench 240 s;
-# the benchmarks run 5 rounds by default (BENCH_ARGS, TRAIN_ARGS) to stay
-# within their limits.
+# Time: the defaults fit one command of the device tool (at most 600 s)
+# inside a 15-minute GPU lease, with room for starting the machine: the
+# whole run stops after TOTAL_TIMEOUT (540 s = 9 min; each step's limit is
+# cut to what is left, a step with under 15 s left is skipped and counts
+# as failed). Step limits: env 30, wheels 60, deps 60, build 240, ext 30,
+# tests 150, amp 60, mask 60, train 120, bench 180 s; the benchmarks run 5
+# rounds by default (BENCH_ARGS, TRAIN_ARGS) to stay within their limits.
 #
 #   bash .dev_scripts/gpu_checks/run_gpu_checks.sh
 #
 # Offline machines lacking mmengine/mmcv: first, on a machine with the
 # package index and a pip, write the wheels into .whl/ (pure Python:
 # mmengine and its small dependencies, mmcv-lite, i.e. mmcv without its
-# compiled ops; mmdet's Faster R-CNN needs those and is then skipped):
+# compiled ops; mmdet's Faster R-CNN and the N:M deformable convs need
+# those and are then skipped; git ignores .whl/, so the device tool must
+# carry it):
 #
 #   bash .dev_scripts/gpu_checks/run_gpu_checks.sh --prepare-wheels [.whl] [3.12]
 #
@@ -36,8 +38,8 @@
 #
 # Environment: PYTHON (python3), OUT, MMNM_WHEELS (<repo>/.whl),
 # TORCH_CUDA_ARCH_LIST (the GPU's), MAX_JOBS (nproc), BENCH_ARGS
-# ("--rounds 5"), TRAIN_ARGS ("--model-rounds 5"), TOTAL_TIMEOUT (720),
-# STEP_TIMEOUT_BUILD/TESTS/AMP/MASK/TRAIN/BENCH (300/180/90/60/150/240 s).
+# ("--rounds 5"), TRAIN_ARGS ("--model-rounds 5"), TOTAL_TIMEOUT (540),
+# STEP_TIMEOUT_BUILD/TESTS/AMP/MASK/TRAIN/BENCH (240/150/60/60/120/180 s).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -68,7 +70,7 @@ OUT=${OUT:-$ROOT/work_dirs/gpu_checks}
 mkdir -p "$OUT"
 SUMMARY=()
 FAILED=0
-DEADLINE=$(( $(date +%s) + ${TOTAL_TIMEOUT:-720} ))
+DEADLINE=$(( $(date +%s) + ${TOTAL_TIMEOUT:-540} ))
 
 # step NAME TIMEOUT COMMAND...: run, log to $OUT/NAME.log, time, record;
 # TIMEOUT is cut to the time left before DEADLINE
@@ -126,7 +128,7 @@ WHEELS=${MMNM_WHEELS:-$ROOT/.whl}
 if ! deps_ok; then
     if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
         SITE=$(mktemp -d /tmp/mmnm-site.XXXXXX)
-        step wheels 120 "$PYTHON" -m pip install -q --no-index --no-deps \
+        step wheels 60 "$PYTHON" -m pip install -q --no-index --no-deps \
             --no-compile --target "$SITE" "$WHEELS"/*.whl
         export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
     else
@@ -155,19 +157,21 @@ if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
     export CUDA_HOME=/usr/local/cuda
 fi
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}
-step build "${STEP_TIMEOUT_BUILD:-300}" env FORCE_CUDA=1 \
+step build "${STEP_TIMEOUT_BUILD:-240}" env FORCE_CUDA=1 \
     "$PYTHON" setup.py build_ext --inplace
 step ext 30 "$PYTHON" -c "
 from mmnm.ops import ext_status
+from mmnm.ops.ext_loader import ext_has_cuda
 print(ext_status())
+assert ext_has_cuda(), 'mmnm._ext has no CUDA kernels (see build.log)'
 "
 
 mapfile -t CUDA_TESTS < <(grep -rl --include='test_*.py' -i 'cuda' tests | sort)
 echo "CUDA test files: ${CUDA_TESTS[*]}"
-step tests "${STEP_TIMEOUT_TESTS:-180}" "$PYTHON" -m pytest -q -rs \
+step tests "${STEP_TIMEOUT_TESTS:-150}" "$PYTHON" -m pytest -q -rs \
     -p no:cacheprovider -k cuda "${CUDA_TESTS[@]}"
 
-step amp_sr_ste "${STEP_TIMEOUT_AMP:-90}" \
+step amp_sr_ste "${STEP_TIMEOUT_AMP:-60}" \
     "$PYTHON" .dev_scripts/gpu_checks/check_amp_sr_ste.py
 
 step mask "${STEP_TIMEOUT_MASK:-60}" "$PYTHON" benchmarks/bench_nm_mask.py \
@@ -176,12 +180,12 @@ step mask "${STEP_TIMEOUT_MASK:-60}" "$PYTHON" benchmarks/bench_nm_mask.py \
 # --sgd plain: PyTorch's default SGD on both sides (foreach on CUDA), what
 # mmdet configs get; the SR-STE term is never fused on CUDA (CPU kernel)
 # shellcheck disable=SC2086
-step train "${STEP_TIMEOUT_TRAIN:-150}" "$PYTHON" \
+step train "${STEP_TIMEOUT_TRAIN:-120}" "$PYTHON" \
     benchmarks/bench_train_cost.py --sections resnet --device cuda --amp \
     --channels-last --batch 32 --sgd plain ${TRAIN_ARGS:---model-rounds 5}
 
 # shellcheck disable=SC2086
-step bench "${STEP_TIMEOUT_BENCH:-240}" "$PYTHON" \
+step bench "${STEP_TIMEOUT_BENCH:-180}" "$PYTHON" \
     benchmarks/bench_sparse24_inference.py ${BENCH_ARGS:---rounds 5}
 
 echo
