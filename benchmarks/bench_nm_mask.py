@@ -20,6 +20,7 @@ import time
 from typing import Callable, List, Optional, Tuple
 
 import torch
+from bench_models import resnet_backbone
 from torch import Tensor, nn
 
 from mmnm.ops import ext_status, nm_mask
@@ -39,10 +40,10 @@ def argsort_scatter_mask(weight: Tensor, n: int, m: int) -> Tensor:
 
 
 def resnet50_convs() -> List[Tuple[str, nn.Conv2d]]:
-    from mmdet.models.backbones import ResNet
     torch.manual_seed(0)
-    model = ResNet(depth=50)
-    model.init_weights()
+    model, _ = resnet_backbone(50)
+    if hasattr(model, 'init_weights'):  # mmdet's: its own initialisation
+        model.init_weights()
     return [(name, module) for name, module in model.named_modules()
             if isinstance(module, nn.Conv2d)]
 

@@ -31,6 +31,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from bench_models import resnet_backbone
 from torch import nn
 
 import mmnm
@@ -48,15 +49,10 @@ Shape = Tuple[int, int, int]  # (rows M, reduction K, out)
 
 
 def build_resnet50() -> nn.Module:
-    """mmdet's ResNet-50 backbone, or torchvision's ResNet-50 (same conv
-    shapes) where mmdet cannot be imported (e.g. mmcv without its ops)."""
+    """The ResNet-50 backbone (mmdet's or torchvision's, see
+    :func:`resnet_backbone`) in eval mode."""
     torch.manual_seed(0)
-    try:
-        from mmdet.models.backbones import ResNet
-    except ImportError:
-        from torchvision.models import resnet50
-        return resnet50(weights=None).eval()
-    model = ResNet(depth=50, init_cfg=None)
+    model, _ = resnet_backbone(50)
     model.eval()  # mmdet's ResNet.train returns None
     return model
 

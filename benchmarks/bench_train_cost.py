@@ -70,6 +70,7 @@ except ImportError:  # not on Windows
     resource = None
 
 import torch
+from bench_models import resnet_backbone
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from torch import nn
 
@@ -236,7 +237,9 @@ def part_times(layers: Sequence[NMSparseMixin],
         grad = torch.randn_like(weight)
         mask = nm_mask(weight, nm.n, nm.m, nm.orientation)
         layer.update_mask()
-        out = torch.empty_like(weight)
+        # nm_mask writes a contiguous buffer (a channels_last weight's
+        # empty_like would not be)
+        out = torch.empty_like(weight, memory_format=torch.contiguous_format)
         parts = {}
         if fused_step and fused_sgd_step_unavailable(weight, grad, mask,
                                                      out) is None:
@@ -291,10 +294,16 @@ def part_times(layers: Sequence[NMSparseMixin],
             **parts
         })
     if sweep:
+        # one sweep per set of parts (with channels_last, the fused step
+        # takes the 1x1 convs' weights but not the 3x3 ones')
+        by_parts = {}
+        for steps in per_layer:
+            by_parts.setdefault(tuple(steps), []).append(steps)
         groups = [{
-            name: (lambda name=name: [steps[name]() for steps in per_layer])
-            for name in per_layer[0]
-        }] if per_layer else []
+            name: (lambda name=name, members=members:
+                   [steps[name]() for steps in members])
+            for name in names
+        } for names, members in by_parts.items()]
     else:
         groups = per_layer
     parts = {name: 0.0 for name in ('mask', 'masked', 'ste', 'sr_ste')}
@@ -343,10 +352,16 @@ def wrappers(dense: nn.Module,
              amp: bool = False) -> Tuple[OptimWrapper, SRSTEOptimWrapper]:
     """Dense and SR-STE optim wrappers (their AMP versions with ``amp``)."""
     if amp:
-        return AmpOptimWrapper(optimizer=sgd(dense)), AmpSRSTEOptimWrapper(
+        return dense_optim_wrapper(dense, amp), AmpSRSTEOptimWrapper(
             optimizer=sgd(sparse), lambda_w=LAMBDA_W)
-    return OptimWrapper(sgd(dense)), SRSTEOptimWrapper(
+    return dense_optim_wrapper(dense, amp), SRSTEOptimWrapper(
         optimizer=sgd(sparse), lambda_w=LAMBDA_W)
+
+
+def dense_optim_wrapper(model: nn.Module, amp: bool = False) -> OptimWrapper:
+    """The dense side's optim wrapper (the AMP one with ``amp``)."""
+    return AmpOptimWrapper(optimizer=sgd(model)) if amp else \
+        OptimWrapper(sgd(model))
 
 
 def backward_step(model: nn.Module, wrapper: OptimWrapper,
@@ -421,62 +436,10 @@ def loss_step(model: nn.Module, wrapper: OptimWrapper,
     return step
 
 
-class Bottleneck(nn.Module):
-    """ResNet v1.5 bottleneck (stride in the 3x3 conv), as mmdet's."""
-
-    def __init__(self, cin: int, width: int, stride: int) -> None:
-        super().__init__()
-        cout = 4 * width
-        self.convs = nn.Sequential(
-            nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(width, width, 3, stride, 1, bias=False),
-            nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-            nn.Conv2d(width, cout, 1, bias=False), nn.BatchNorm2d(cout))
-        self.downsample = nn.Sequential(
-            nn.Conv2d(cin, cout, 1, stride, bias=False),
-            nn.BatchNorm2d(cout)) if stride != 1 or cin != cout else None
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        return torch.relu(self.convs(x) + identity)
-
-
-def plain_resnet50() -> nn.Module:
-    """ResNet-50 without its classifier, in plain PyTorch: the GPU check's
-    machine may lack mmdet (or mmcv's ops, which importing mmdet needs)."""
-    layers = [
-        nn.Conv2d(3, 64, 7, 2, 3, bias=False),
-        nn.BatchNorm2d(64),
-        nn.ReLU(inplace=True),
-        nn.MaxPool2d(3, 2, 1)
-    ]
-    cin = 64
-    for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2),
-                                  (512, 3, 2)):
-        for index in range(blocks):
-            layers.append(Bottleneck(cin, width, stride if index == 0 else 1))
-            cin = 4 * width
-    return nn.Sequential(*layers)
-
-
-def resnet(depth: int) -> Tuple[nn.Module, str]:
-    """mmdet's ResNet of ``depth`` (outputs: the 4 stages), else the plain
-    ResNet-50 (output: the last stage)."""
-    try:
-        from mmdet.models.backbones import ResNet
-    except ImportError as err:
-        if depth != 50:
-            raise
-        print(f'mmdet not importable ({err}): plain PyTorch ResNet-50')
-        return plain_resnet50(), 'plain PyTorch'
-    return ResNet(depth=depth), 'mmdet'
-
-
 def bench_resnet(depth: int, batch: int, size: int, rounds: int, device: str,
                  amp: bool, channels_last: bool) -> dict:
     torch.manual_seed(0)
-    dense, source = resnet(depth)
+    dense, source = resnet_backbone(depth)
     memory_format = torch.channels_last if channels_last else \
         torch.contiguous_format
     dense.to(device, memory_format=memory_format)
@@ -490,7 +453,8 @@ def bench_resnet(depth: int, batch: int, size: int, rounds: int, device: str,
     steps = {
         'dense': loss_step(dense, dense_wrapper, images),
         '2:4': loss_step(sparse, sparse_wrapper, images),
-        'control': loss_step(control, OptimWrapper(sgd(control)), images),
+        'control': loss_step(control, dense_optim_wrapper(control, amp),
+                             images),
     }
     for step in steps.values():  # warm-up
         step()

@@ -1,5 +1,5 @@
 """benchmarks/bench_train_cost.py runs (on tiny shapes, so that it cannot
-rot) and its plain-PyTorch ResNet-50 fallback is mmdet's architecture."""
+rot) and its torchvision ResNet fallback is mmdet's architecture."""
 import mmap
 import os
 import os.path as osp
@@ -54,15 +54,42 @@ def test_tiny_run_prints_every_section():
     assert 'target' in result.stdout.splitlines()[-1]
 
 
-def test_plain_resnet50_matches_mmdet():
+def test_channels_last_run_splits_the_extra():
+    """With channels_last the fused step takes some weights and not others
+    (their layouts differ): the parts are summed over both sets."""
+    result = subprocess.run([
+        sys.executable, SCRIPT, '--tiny', '--sections', 'resnet',
+        '--channels-last'
+    ],
+                            cwd=REPO,
+                            capture_output=True,
+                            text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [ROW.match(line) for line in result.stdout.splitlines()]
+    rows = [row for row in rows if row]
+    assert len(rows) == 1 and 'channels_last' in rows[0]['name']
+    mask, masked, ste, sr_ste = map(int, rows[0]['parts'].split()[1:5])
+    assert min(mask, masked, ste, sr_ste) >= 0
+    assert mask > 0  # computed in the forwards of the unfused weights
+
+
+def bench_models():
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
     try:
-        from bench_train_cost import plain_resnet50
+        import bench_models
     finally:
         sys.path.pop(0)
+    return bench_models
+
+
+def test_torchvision_backbone_matches_mmdet():
+    """The fallback where mmdet cannot be imported (the GPU check's
+    machines) has mmdet's convs and output."""
     from mmdet.models.backbones import ResNet
+    fallback = bench_models().torchvision_backbone(50)
     plain = [
-        tuple(m.weight.shape) for m in plain_resnet50().modules()
+        tuple(m.weight.shape) for m in fallback.modules()
         if isinstance(m, torch.nn.Conv2d)
     ]
     reference = [
@@ -71,7 +98,18 @@ def test_plain_resnet50_matches_mmdet():
     ]
     assert sorted(plain) == sorted(reference)
     image = torch.randn(1, 3, 64, 64)
-    assert plain_resnet50()(image).shape == ResNet(depth=50)(image)[-1].shape
+    assert fallback(image).shape == ResNet(depth=50)(image)[-1].shape
+
+
+def test_backbone_falls_back_without_mmdet(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, 'mmdet.models.backbones', None)
+    model, source = bench_models().resnet_backbone(18)
+    assert source == 'torchvision'
+    assert isinstance(model, torch.nn.Sequential)
+    assert 'mmdet not importable' in capsys.readouterr().out
+    monkeypatch.undo()
+    model, source = bench_models().resnet_backbone(18)
+    assert source == 'mmdet'
 
 
 def test_fresh_memory_counts_as_page_faults():
