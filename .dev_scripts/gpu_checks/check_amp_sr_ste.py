@@ -27,9 +27,16 @@ def main() -> int:
     if not torch.cuda.is_available():
         print('SKIP: no CUDA device')
         return 0
+    # the fp32 reference in full fp32 (no TF32 matmuls or convs)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
+    # a smooth activation: with ReLU, fp16 rounding flips a few outputs
+    # near 0 to the other side, which moves the conv's gradient by up to
+    # 11% of its largest entry with no sparsity at all (seen for 7 of 33
+    # seeds); with tanh the AMP-vs-fp32 difference is about 6e-4
     model = nn.Sequential(
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.Flatten(),
+        nn.Conv2d(16, 32, 3, padding=1), nn.Tanh(), nn.Flatten(),
         nn.Linear(32 * 8 * 8, 8)).cuda()
     sparsify_model(model, '2:4')
     inputs = torch.randn(4, 16, 8, 8, device='cuda')
@@ -62,7 +69,7 @@ def main() -> int:
                             model.parameters()))
     print(
         f'largest AMP-vs-fp32 difference, relative to the update: {worst:.3g}')
-    ok = worst < 0.05
+    ok = worst < 0.01  # 10x the fp16 rounding seen on the CPU
     print('PASS' if ok else 'FAIL')
     return 0 if ok else 1
 
