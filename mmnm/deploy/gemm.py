@@ -200,7 +200,8 @@ def sparse24_linear(x: Tensor,
 
     A kernel that raises a ``RuntimeError`` for a shape (one this PyTorch
     build lacks) is logged once and the dense path is used for that shape
-    from then on; out-of-memory and CUDA errors propagate.
+    from then on (cuSPARSELt refusing a problem included); out-of-memory
+    and other CUDA errors propagate.
     """
     out, k = values.shape[0], 2 * values.shape[1]
     _check_operands(x, values, bias, name)
@@ -274,11 +275,20 @@ def _kernel_unsupported(err: RuntimeError) -> bool:
     if accelerator_error is not None and isinstance(err, accelerator_error):
         return False
     message = str(err)
-    return not any(
-        sign in message
-        for sign in ('CUDA error', 'out of memory', 'CUBLAS_STATUS',
-                     'illegal memory', 'device-side assert',
-                     'unspecified launch failure'))
+    if any(sign in message for sign in _DEVICE_FAILURES):
+        return False
+    # cuSPARSELt's status errors read "CUDA error: <status> when calling
+    # `cusparseLt...`" (TORCH_CUDASPARSE_CHECK): the library refused the
+    # problem ("operation not supported", ...), the device is fine
+    if 'when calling `cusparseLt' in message:
+        return True
+    return 'CUDA error' not in message and 'CUBLAS_STATUS' not in message
+
+
+#: Messages of errors that later calls on the device would also see.
+_DEVICE_FAILURES = ('out of memory', 'illegal memory', 'device-side assert',
+                    'unspecified launch failure', 'misaligned address',
+                    'illegal instruction')
 
 
 def _cutlass_linear(x: Tensor, values: Tensor, meta: Tensor,

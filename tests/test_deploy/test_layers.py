@@ -313,6 +313,28 @@ def test_out_of_memory_propagates_and_is_not_remembered(mocked_cutlass):
     assert not gemm._FAILED and not logged
 
 
+@pytest.mark.parametrize(
+    'message,unsupported',
+    [
+        # torch's TORCH_CUDASPARSE_CHECK around a cuSPARSELt call that
+        # refuses the problem: fall back to dense
+        ('CUDA error: operation not supported when calling '
+         '`cusparseLtMatmulDescriptorInit(...)`', True),
+        ('CUDA error: invalid value when calling '
+         '`cusparseLtStructuredDescriptorInit(...)`', True),
+        ('no CUTLASS kernel for this shape', True),
+        # the device failed, inside cuSPARSELt or not: re-raise
+        ('CUDA error: an illegal memory access was encountered when '
+         'calling `cusparseLtMatmul(...)`', False),
+        ('CUDA error: out of memory when calling `cusparseLtMatmulPlanInit`',
+         False),
+        ('CUDA error: unspecified launch failure', False),
+        ('CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasGemmEx`', False),
+    ])
+def test_kernel_errors_that_fall_back(message, unsupported):
+    assert gemm._kernel_unsupported(RuntimeError(message)) is unsupported
+
+
 def test_kernel_result_is_row_major(mocked_cutlass):
     """CUTLASS writes y^T: the GEMM returns it row-major, so a conv's
     output is channels_last-contiguous."""
