@@ -41,7 +41,7 @@ def cpu_reference(weight, n, m, orientation):
 @pytest.mark.parametrize('dtype', DTYPES)
 def test_cuda_kernel_equals_cpu_reference(n, m, orientation, dtype):
     # conv (strided groups), linear and 1x1 (contiguous groups), and one
-    # with more groups than one grid of blocks covers (the grid-stride loop)
+    # of many blocks
     shapes = [(8, 2 * m, 3, 3), (16, 4 * m), (5, m, 1, 1), (96, 64 * m, 3, 3)]
     ext = load_ext()
     for i, shape in enumerate(shapes):
@@ -58,6 +58,22 @@ def test_cuda_kernel_equals_cpu_reference(n, m, orientation, dtype):
             on_gpu, n, m, orientation, return_masked=True)
         assert torch.equal(mask.cpu(), want_keep), shape
         assert torch.equal(masked_out.cpu(), want_masked), shape
+
+
+@pytest.mark.parametrize('orientation', ['channel', 'flat'])
+def test_cuda_kernel_grid_stride_loop(orientation):
+    """More groups (20.5M) than one grid of 65536 blocks of 256 threads
+    covers: each thread also takes groups of later passes. Compared with
+    the CPU kernel (tested against the PyTorch path elsewhere)."""
+    weight = torch.randn(5000, 16384, dtype=torch.float16)
+    ext = load_ext()
+    want_keep, want_masked = ext.nm_mask_forward(
+        group_view(weight, 4, orientation).contiguous(), 2, True)
+    keep, masked = ext.nm_mask_forward(
+        group_view(weight.cuda(), 4, orientation).contiguous(), 2, True)
+    assert keep.numel() // 4 > 65536 * 256
+    assert torch.equal(keep.cpu(), want_keep)
+    assert torch.equal(masked.cpu(), want_masked)
 
 
 def test_cuda_kernel_writes_into_given_buffers():
