@@ -237,13 +237,17 @@ bool sr_ste_sgd_step_cpu(at::Tensor& param, const at::Tensor& grad,
           return;
         }
         // rows of the grouped view, stepped and then masked in blocks of
-        // about 2048 values (8 KB of float32: still in L1 when the mask
-        // reads them back). Each block reads its entries of the old mask
+        // about 512 values, so that all that a block touches (the weight,
+        // gradient, momentum and masked weight: 2 KB each in float32, and
+        // both masks) stays in L1 between the step and the mask. Blocks of
+        // 2048 values (36 KB in all) made the mask's part of ResNet-50's
+        // step 6.5 ms instead of 4.3 on a 48 KB-L1 Xeon; 256 and 1024
+        // were slower too. Each block reads its entries of the old mask
         // before writing the new one, so next->keep may be mask itself.
         bool* next_keep = next->keep.data_ptr<bool>();
         scalar_t* next_masked = next->masked.data_ptr<scalar_t>();
         const int64_t row = next->m * next->inner;
-        const int64_t block = std::max<int64_t>(1, 2048 / row);
+        const int64_t block = std::max<int64_t>(1, 512 / row);
         at::parallel_for(
             0, param.numel() / row, std::max<int64_t>(1, 32768 / row),
             [&](int64_t begin, int64_t end) {
