@@ -237,9 +237,7 @@ def part_times(layers: Sequence[NMSparseMixin],
         grad = torch.randn_like(weight)
         mask = nm_mask(weight, nm.n, nm.m, nm.orientation)
         layer.update_mask()
-        # nm_mask writes a contiguous buffer (a channels_last weight's
-        # empty_like would not be)
-        out = torch.empty_like(weight, memory_format=torch.contiguous_format)
+        out = torch.empty_like(weight)  # laid out as the layer's buffer
         parts = {}
         if fused_step and fused_sgd_step_unavailable(weight, grad, mask,
                                                      out) is None:
@@ -294,8 +292,8 @@ def part_times(layers: Sequence[NMSparseMixin],
             **parts
         })
     if sweep:
-        # one sweep per set of parts (with channels_last, the fused step
-        # takes the 1x1 convs' weights but not the 3x3 ones')
+        # one sweep per set of parts (layers whose weights the fused step
+        # cannot take have no "sgd" part)
         by_parts = {}
         for steps in per_layer:
             by_parts.setdefault(tuple(steps), []).append(steps)

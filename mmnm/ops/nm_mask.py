@@ -17,6 +17,7 @@ from torch import Tensor
 
 from mmnm.pattern import NMPattern
 from .ext_loader import ext_has_cuda, load_ext
+from .layout import same_dense_layout
 
 #: Group sizes M the compiled kernel is instantiated for
 #: (``dispatch_group_size`` in csrc/common/nm_mask_utils.h).
@@ -120,26 +121,76 @@ def nm_mask(
 
     Ties keep the lowest index. Runs the compiled kernel of ``mmnm._ext``
     where it applies, else :func:`nm_mask_torch`; both give identical
-    masks. Raises ``ValueError`` (prefixed with ``name``) for an invalid
-    pattern, a shape that cannot be grouped, or a weight holding NaN or Inf.
+    masks. Where the groups lie next to each other in the weight's memory
+    (see :func:`memory_group_view`: contiguous weights, and the channel
+    groups of channels_last convs) the outputs have the weight's layout
+    and ``out`` may have it too; elsewhere the groups are copied out and
+    the outputs are contiguous. Raises ``ValueError`` (prefixed with
+    ``name``) for an invalid pattern, a shape that cannot be grouped, or a
+    weight holding NaN or Inf.
     """
     prefix = f'{name}: ' if name else ''
     grouped = _grouped_checked(weight, n, m, orientation, prefix)
-    grouped_out = None
+    in_memory = memory_group_view(weight.detach(), m, orientation)
     if out is not None:
         if not return_masked or out.shape != weight.shape or \
                 out.dtype != weight.dtype or out.device != weight.device \
-                or not out.is_contiguous():
-            raise ValueError(f'{prefix}out must be a contiguous tensor of '
-                             'the weight\'s shape, dtype and device, given '
-                             'with return_masked=True')
-        grouped_out = out.view(grouped.shape)
-    outputs = _select(grouped.contiguous(), n, return_masked, grouped_out,
-                      weight, prefix)
+                or not (out.is_contiguous() or in_memory is not None
+                        and same_dense_layout(out, weight)):
+            raise ValueError(f'{prefix}out must be a tensor of the weight\'s '
+                             'shape, dtype and device, contiguous or laid out '
+                             'as the weight, given with return_masked=True')
+        if not same_dense_layout(out, weight):
+            in_memory = None  # a contiguous out for a channels_last weight
+    if in_memory is None:  # copy the groups out; contiguous outputs
+        keep = torch.empty(
+            weight.shape, dtype=torch.bool, device=weight.device)
+        grouped = grouped.contiguous()
+    else:  # outputs laid out as the weight
+        keep = torch.empty_like(weight, dtype=torch.bool)
+        grouped = in_memory
+    masked = None
+    if return_masked:
+        masked = out if out is not None else torch.empty(
+            weight.shape, dtype=weight.dtype, device=weight.device) \
+            if in_memory is None else torch.empty_like(weight)
+    _select(
+        grouped, n, return_masked, None if masked is None else _outputs_view(
+            masked, grouped, m, orientation), weight, prefix,
+        _outputs_view(keep, grouped, m, orientation))
     if out is not None:
         torch.autograd.graph.increment_version(out)
-    outputs = [tensor.view(weight.shape) for tensor in outputs]
-    return tuple(outputs) if return_masked else outputs[0]
+    return (keep, masked) if return_masked else keep
+
+
+def _outputs_view(output: Tensor, grouped: Tensor, m: int,
+                  orientation: str) -> Tensor:
+    """``output`` (a tensor of the weight's shape) as the groups of
+    ``grouped``: its memory group view where it has the weight's layout,
+    else (contiguous, for copied-out groups) a plain view."""
+    if output.is_contiguous():
+        return output.view(grouped.shape)
+    return memory_group_view(output, m, orientation)
+
+
+def memory_group_view(weight: Tensor,
+                      m: int,
+                      orientation: str = 'channel') -> Optional[Tensor]:
+    """The groups of :func:`group_view` as a contiguous ``(A, G, M, B)``
+    view of ``weight``'s own memory, or ``None`` where its layout has none
+    (the groups must then be copied out). For a contiguous weight that is
+    :func:`group_view` itself; for a channels_last conv weight with
+    ``'channel'`` groups, ``(K * R * S, C / M, M, 1)``: its input channels
+    lie next to each other in memory. ``weight`` must be groupable (see
+    :func:`group_view`)."""
+    if weight.is_contiguous():
+        return group_view(weight, m, orientation)
+    if orientation == 'channel' and weight.dim() == 4 and \
+            weight.is_contiguous(memory_format=torch.channels_last):
+        out, channels, height, width = weight.shape
+        return weight.permute(0, 2, 3, 1).view(out * height * width,
+                                               channels // m, m, 1)
+    return None
 
 
 def _grouped_checked(weight: Tensor, n: int, m: int, orientation: str,
@@ -213,20 +264,24 @@ class MaskedWeightBuffer:
         # what serves() compares (the detached tensor's never changes)
         self._layout = self._layout_of(self.weight)
         grouped = _grouped_checked(self.weight, n, m, orientation, prefix)
-        # unless the grouped view is a contiguous view of the weight itself
-        # (channels_last weights: a strided view or a copy), it is made again,
-        # a copy, at every update; the masked weight is always contiguous
-        self._regroup = not grouped.is_contiguous() or \
-            grouped.data_ptr() != self.weight.data_ptr()
-        self.grouped: Optional[Tensor] = None if self._regroup else grouped
-        self.masked = torch.empty(
-            self.weight.shape,
-            dtype=self.weight.dtype,
-            device=self.weight.device)
-        self.mask = torch.empty(
-            self.weight.shape, dtype=torch.bool, device=self.weight.device)
-        self._grouped_out = self.masked.view(grouped.shape)
-        self._keep_out = self.mask.view(grouped.shape)
+        #: the groups as a contiguous view of the weight's memory; where
+        #: its layout has none (``None``), every update copies them out
+        self.grouped = memory_group_view(self.weight, m, orientation)
+        self._regroup = self.grouped is None
+        if self._regroup:  # contiguous outputs, viewed as the copy's groups
+            self.masked = torch.empty(
+                self.weight.shape,
+                dtype=self.weight.dtype,
+                device=self.weight.device)
+            self.mask = torch.empty(
+                self.weight.shape, dtype=torch.bool, device=self.weight.device)
+            self._grouped_out = self.masked.view(grouped.shape)
+            self._keep_out = self.mask.view(grouped.shape)
+        else:  # outputs in the weight's layout (channels_last stays so)
+            self.masked = torch.empty_like(self.weight)
+            self.mask = torch.empty_like(self.weight, dtype=torch.bool)
+            self._grouped_out = memory_group_view(self.masked, m, orientation)
+            self._keep_out = memory_group_view(self.mask, m, orientation)
         self._inference = torch.is_inference_mode_enabled()
         #: whether a compiled kernel that writes the weight can also write
         #: this buffer's mask (see :meth:`kernel_outputs`)

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from .ext_loader import load_ext
+from .layout import same_dense_layout
 
 if TYPE_CHECKING:
     from .nm_mask import MaskedWeightBuffer
@@ -16,16 +17,17 @@ def _compiled_kernel_takes(*tensors: Tensor) -> Optional[str]:
     floating weight-like one, a bool mask among them), else why not."""
     if load_ext() is None:
         return 'mmnm._ext is not loaded'
-    dtype = tensors[0].dtype
+    first = tensors[0]
     for tensor in tensors:
         if not tensor.is_cpu:
             return f'on {tensor.device} (the compiled kernel is CPU only)'
         if tensor.is_sparse:
             return 'a sparse gradient'
-        if not tensor.is_contiguous():
-            return 'not contiguous'
-        if tensor.dtype is not dtype and tensor.dtype is not torch.bool:
-            return f'dtypes differ ({dtype}, {tensor.dtype})'
+        if not same_dense_layout(tensor, first):
+            return ('not one dense memory layout (strides '
+                    f'{tuple(first.stride())} and {tuple(tensor.stride())})')
+        if tensor.dtype is not first.dtype and tensor.dtype is not torch.bool:
+            return f'dtypes differ ({first.dtype}, {tensor.dtype})'
     return None
 
 
@@ -34,7 +36,8 @@ def add_sr_ste_term_(grad: Tensor, weight: Tensor, mask: Tensor,
                      lambda_w: float) -> Tensor:
     """Decay the pruned weights through their gradient, in place.
 
-    One pass over memory in ``mmnm._ext`` for contiguous CPU tensors; a
+    One pass over memory in ``mmnm._ext`` for CPU tensors of one dense
+    memory layout (see :func:`same_dense_layout`); a
     fused PyTorch ``addcmul_`` elsewhere. Returns ``grad``.
     """
     if mask.dtype == torch.bool and \

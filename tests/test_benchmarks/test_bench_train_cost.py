@@ -54,9 +54,9 @@ def test_tiny_run_prints_every_section():
     assert 'target' in result.stdout.splitlines()[-1]
 
 
-def test_channels_last_run_splits_the_extra():
-    """With channels_last the fused step takes some weights and not others
-    (their layouts differ): the parts are summed over both sets."""
+def test_channels_last_run():
+    """channels_last convs take the fused SGD step too (their gradients,
+    momentum and mask buffers share the weights' layout)."""
     result = subprocess.run([
         sys.executable, SCRIPT, '--tiny', '--sections', 'resnet',
         '--channels-last'
@@ -71,7 +71,10 @@ def test_channels_last_run_splits_the_extra():
     assert len(rows) == 1 and 'channels_last' in rows[0]['name']
     mask, masked, ste, sr_ste = map(int, rows[0]['parts'].split()[1:5])
     assert min(mask, masked, ste, sr_ste) >= 0
-    assert mask > 0  # computed in the forwards of the unfused weights
+    assert mask > 0  # the fused steps' next masks
+    fused = re.search(r'SGD step of (\d+) of (\d+) sparse weights',
+                      result.stdout + result.stderr)
+    assert fused and fused[1] == fused[2] != '0', fused
 
 
 def bench_models():

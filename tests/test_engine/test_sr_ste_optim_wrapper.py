@@ -845,42 +845,78 @@ def test_fused_and_unfused_steps_agree_and_share_optimizer_state():
 @pytest.mark.parametrize('case,reason', [
     ('clip', 'clip_grad is set'),
     ('adam', 'the optimizer is Adam, not torch.optim.SGD'),
-    ('channels_last', 'not contiguous'),
+    ('layout', 'not one dense memory layout'),
 ])
 def test_unfused_weights_are_named_with_the_reason(case, reason):
-    model = TinyNet(dtype=torch.float32)
+    """``layout``: the conv weight made channels_last after a step, its
+    momentum buffer still contiguous (what ``model.to(memory_format=...)``
+    in the middle of training does)."""
+
+    def model_and_optimizer():
+        model = TinyNet(dtype=torch.float32)
+        if case == 'adam':
+            return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+        return model, sgd(model, lr=0.05, momentum=0.9)
+
+    def relayout(model, wrapper):
+        if case == 'layout':  # a first step makes the momentum buffers
+            model.train_step(make_data(dtype=torch.float32), wrapper)
+            model.conv.weight.data = model.conv.weight.data.contiguous(
+                memory_format=torch.channels_last)
+
     kwargs = dict(lambda_w=0.1)
-    optimizer = sgd(model, lr=0.05, momentum=0.9)
     if case == 'clip':
         kwargs['clip_grad'] = dict(max_norm=10.)
-    elif case == 'adam':
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    else:
-        model.conv.weight.data = model.conv.weight.data.contiguous(
-            memory_format=torch.channels_last)
+    model, optimizer = model_and_optimizer()
     wrapper = SRSTEOptimWrapper(optimizer=optimizer, **kwargs)
-    initial = params_of(model)
+    relayout(model, wrapper)
     model.train_step(make_data(dtype=torch.float32), wrapper)
     report = wrapper.fusion_report
-    fused = 1 if case == 'channels_last' else 0
+    fused = 1 if case == 'layout' else 0
     assert f'SGD step of {fused} of 2 sparse weights' in report
     assert reason in report and "layer 'conv'" in report
-    assert ("layer 'fc'" in report) == (case != 'channels_last')
+    assert ("layer 'fc'" in report) == (case != 'layout')
     # where fusion is required, the same step stops with that message
-    model = TinyNet(dtype=torch.float32)
-    if case == 'channels_last':
-        model.conv.weight.data = model.conv.weight.data.contiguous(
-            memory_format=torch.channels_last)
-        optimizer = sgd(model, lr=0.05, momentum=0.9)
-    elif case == 'adam':
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    else:
-        optimizer = sgd(model, lr=0.05, momentum=0.9)
+    model, optimizer = model_and_optimizer()
     strict = SRSTEOptimWrapper(
         optimizer=optimizer, fused_sgd_step=True, **kwargs)
+    if case == 'layout':
+        relayout(model, strict)
+    initial = params_of(model)
     with pytest.raises(ValueError, match=reason):
         model.train_step(make_data(dtype=torch.float32), strict)
     assert not params_differ(params_of(model), initial, atol=0)  # no step
+
+
+@pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
+def test_channels_last_conv_takes_the_fused_step():
+    """A channels_last conv weight (its gradient, momentum buffer and
+    mask buffers channels_last too) is stepped by the fused kernel, which
+    also computes its next mask: the same values as the contiguous
+    model's steps, and the mask of the weight it wrote."""
+    lr, mu, wd, lam = 0.05, 0.9, 1e-4, 0.1
+    results = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        model = TinyNet()
+        model.conv.weight.data = model.conv.weight.data.contiguous(
+            memory_format=layout)
+        wrapper = SRSTEOptimWrapper(
+            optimizer=sgd(model, lr=lr, momentum=mu, weight_decay=wd),
+            lambda_w=lam)
+        for seed in (1, 2, 3):
+            model.train_step(make_data(seed=seed), wrapper)
+            assert 'SGD step of 2 of 2 sparse weights' in \
+                wrapper.fusion_report
+        conv = model.conv
+        assert conv.weight.is_contiguous(memory_format=layout)
+        assert conv.mask.is_contiguous(memory_format=layout)
+        # the step computed the mask of the weight it wrote
+        assert conv.mask_buffer_for_step() is not None
+        assert torch.equal(conv.update_mask(), ref_mask(conv.weight))
+        results.append(params_of(model))
+    for k in NAMES:
+        torch.testing.assert_close(
+            results[1][k], results[0][k], rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')

@@ -392,15 +392,24 @@ def test_a_step_mask_of_another_tensor_is_not_taken():
 
 def test_no_step_buffer_where_no_kernel_writes_it():
     """A second mask buffer costs the weight's size again: none is made for
-    a group size without a compiled kernel or a channels_last weight (the
-    next forward computes those masks), nor without ``mmnm._ext``."""
+    a group size without a compiled kernel or for groups that are strided
+    in the weight's memory (flat groups of a channels_last conv; the next
+    forward computes those masks), nor without ``mmnm._ext``. The channel
+    groups of a channels_last conv lie next to each other: the kernel
+    writes those."""
     fc7 = SparseLinear(14, 4, n=1, m=7)
-    conv = SparseConv(8, 8, 3, padding=1).to(memory_format=torch.channels_last)
+    flat = SparseConv(
+        8, 8, 3, padding=1,
+        orientation='flat').to(memory_format=torch.channels_last)
+    channel = SparseConv(
+        8, 8, 3, padding=1).to(memory_format=torch.channels_last)
     fc7(torch.randn(2, 14))
-    conv(inputs().to(memory_format=torch.channels_last))
+    for conv in (flat, channel):
+        conv(inputs().to(memory_format=torch.channels_last))
     assert fc7.mask_buffer_for_step() is None
-    assert conv.mask_buffer_for_step() is None
-    assert fc7._step_buffer is None and conv._step_buffer is None
+    assert flat.mask_buffer_for_step() is None
+    assert fc7._step_buffer is None and flat._step_buffer is None
+    assert (channel.mask_buffer_for_step() is not None) == ext_available()
     plain = SparseLinear(8, 4)
     plain(torch.randn(2, 8))
     assert (plain.mask_buffer_for_step() is not None) == ext_available()

@@ -508,10 +508,41 @@ def test_out_that_does_not_fit_is_refused(mask_path):
     weight = torch.randn(8, 16)
     for bad in (torch.empty(8, 8), torch.empty(8, 16, dtype=torch.float64),
                 torch.empty(16, 8).t()):
-        with pytest.raises(ValueError, match='fc: out must be a contiguous'):
+        with pytest.raises(ValueError, match='fc: out must be a tensor of'):
             nm_mask(weight, 2, 4, name='fc', return_masked=True, out=bad)
     with pytest.raises(ValueError, match='return_masked=True'):
         nm_mask(weight, 2, 4, out=torch.empty(8, 16))
+    # channels_last: out laid out as the weight, but not for flat groups
+    # (strided in its memory: copied out, contiguous outputs only)
+    conv = torch.randn(8, 16, 3,
+                       3).contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match='conv: out must be a tensor of'):
+        nm_mask(conv, 2, 4, 'flat', 'conv', True, torch.empty_like(conv))
+
+
+@pytest.mark.parametrize('orientation', ['channel', 'flat'])
+def test_channels_last_weight_keeps_its_layout(mask_path, orientation):
+    """Channel groups of a channels_last conv lie next to each other in
+    its memory: read in place, the outputs channels_last. Flat groups are
+    strided there: copied out, the outputs contiguous. Either way the mask
+    of the values, written into ``out`` of either layout."""
+    weight = torch.randn(8, 16, 3,
+                         3).contiguous(memory_format=torch.channels_last)
+    want = ref_mask(weight, 2, 4, orientation)
+    layout = torch.channels_last if orientation == 'channel' else \
+        torch.contiguous_format
+    mask, masked = nm_mask(weight, 2, 4, orientation, return_masked=True)
+    assert torch.equal(mask, want) and torch.equal(masked, weight * want)
+    assert mask.is_contiguous(memory_format=layout)
+    assert masked.is_contiguous(memory_format=layout)
+    assert torch.equal(nm_mask(weight, 2, 4, orientation), want)
+    outs = [torch.empty(weight.shape)]
+    if orientation == 'channel':
+        outs.append(torch.empty_like(weight))
+    for out in outs:
+        mask, masked = nm_mask(weight, 2, 4, orientation, None, True, out)
+        assert masked is out and torch.equal(out, weight * want)
+        assert torch.equal(mask, want)
 
 
 def test_out_must_not_be_the_weight():
@@ -536,20 +567,29 @@ def test_masked_weight_buffer_follows_the_weight_in_place(
         mask_path, orientation, channels_last):
     """One buffer serves every update of its weight: the mask of the
     current values, the masked weight rewritten into the same memory, its
-    version bumped; a channels_last weight is regrouped each time."""
+    version bumped. A channels_last weight's channel groups are read in
+    place and its outputs are channels_last; its flat groups (strided in
+    memory) are copied out at each update, the outputs contiguous."""
     from mmnm.ops import MaskedWeightBuffer
     weight = torch.randn(8, 16, 3, 3)
     if channels_last:
         weight = weight.contiguous(memory_format=torch.channels_last)
     buffer = MaskedWeightBuffer(weight, 2, 4, orientation, name='neck.conv')
+    in_place = not channels_last or orientation == 'channel'
+    assert buffer.kernel_writable == (in_place and mask_path == 'ext')
+    layout = torch.channels_last if channels_last and in_place else \
+        torch.contiguous_format
     address = buffer.masked.data_ptr()
     mask_address = buffer.mask.data_ptr()
     for step in range(3):
         version = buffer.masked._version
         mask, masked = buffer.update('neck.conv')
         assert torch.equal(mask, nm_mask(weight, 2, 4, orientation))
+        assert torch.equal(mask, ref_mask(weight, 2, 4, orientation))
         assert torch.equal(masked, weight * mask)
-        assert masked.data_ptr() == address and masked.is_contiguous()
+        assert masked.data_ptr() == address
+        assert masked.is_contiguous(memory_format=layout)
+        assert mask.is_contiguous(memory_format=layout)
         assert mask.data_ptr() == mask_address and mask.dtype == torch.bool
         assert masked._version > version
         assert buffer.serves(weight, (2, 4, orientation))

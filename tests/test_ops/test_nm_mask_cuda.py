@@ -93,6 +93,28 @@ def test_cuda_kernel_writes_into_given_buffers():
             weight.mul_(-1.5).add_(torch.randn_like(weight))
 
 
+@pytest.mark.parametrize('orientation', ['channel', 'flat'])
+def test_cuda_channels_last_weight(orientation):
+    """A channels_last conv weight (channels_last training, AMP's usual
+    layout): channel groups read in place, outputs channels_last; flat
+    groups copied out, outputs contiguous; masks as on the CPU."""
+    weight = tied_weight((64, 32, 3, 3), torch.float16,
+                         5).contiguous(memory_format=torch.channels_last)
+    want_keep, want_masked = cpu_reference(weight.contiguous(), 2, 4,
+                                           orientation)
+    layout = torch.channels_last if orientation == 'channel' else \
+        torch.contiguous_format
+    on_gpu = torch.nn.Parameter(weight.cuda())
+    buffer = MaskedWeightBuffer(on_gpu, 2, 4, orientation)
+    mask, masked = buffer.update()
+    public = nm_mask(on_gpu, 2, 4, orientation, return_masked=True)
+    for keep, values in ((mask, masked), public):
+        assert keep.is_contiguous(memory_format=layout)
+        assert values.is_contiguous(memory_format=layout)
+        assert torch.equal(keep.cpu(), want_keep)
+        assert torch.equal(values.cpu(), want_masked)
+
+
 @pytest.mark.parametrize('bad', [float('nan'), float('inf'), -float('inf')])
 @pytest.mark.parametrize('dtype', DTYPES)
 def test_cuda_kernel_reports_non_finite_with_layer_name(bad, dtype):

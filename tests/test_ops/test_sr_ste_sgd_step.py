@@ -60,16 +60,18 @@ def inputs(dtype, shape=(70, 36), steps=3, seed=0):
 
 
 @pytest.mark.parametrize('settings', SETTINGS)
-@pytest.mark.parametrize('contiguous', [True, False])
-def test_float64_matches_hand_computation(settings, contiguous):
+@pytest.mark.parametrize('layout', ['contiguous', 'transposed', 'mixed'])
+def test_float64_matches_hand_computation(settings, layout):
     weight, grads, mask = inputs(torch.float64)
-    if not contiguous:  # the PyTorch path
+    if layout != 'contiguous':  # all transposed: one dense memory layout
         weight, mask = weight.t(), mask.t()
         grads = [g.t() for g in grads]
-        reason = 'not contiguous' if ext_available() else \
-            'mmnm._ext is not loaded'
-        assert fused_sgd_step_unavailable(weight, grads[0], mask,
-                                          None) == reason
+    if layout == 'mixed':  # gradients laid out otherwise: the PyTorch path
+        grads = [g.contiguous() for g in grads]
+        reason = fused_sgd_step_unavailable(weight, grads[0], mask, None)
+        assert reason == ('not one dense memory layout (strides (1, 36) and '
+                          '(70, 1))'
+                          if ext_available() else 'mmnm._ext is not loaded')
     elif ext_available():
         assert fused_sgd_step_unavailable(weight, grads[0], mask, None) is None
     w, buf = run_steps(weight, grads, mask, **settings)

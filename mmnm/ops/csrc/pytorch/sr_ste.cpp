@@ -7,8 +7,19 @@
 
 namespace mmnm {
 
-// The checks both ops share: weight, grad and mask of one shape, contiguous,
-// on the CPU; grad of weight's dtype, a bool mask.
+// Whether tensor lies in memory as ref does, without gaps or overlaps:
+// both contiguous, or the same shape and strides over dense memory (both
+// channels_last, say). The kernels run over the raw memory of all their
+// tensors at once, so element i is the same entry in each.
+bool same_dense_layout(const at::Tensor& tensor, const at::Tensor& ref) {
+  if (tensor.sizes() != ref.sizes()) return false;
+  if (tensor.is_contiguous() && ref.is_contiguous()) return true;
+  return tensor.strides() == ref.strides() &&
+         ref.is_non_overlapping_and_dense();
+}
+
+// The checks both ops share: weight, grad and mask of one shape and one
+// dense memory layout, on the CPU; grad of weight's dtype, a bool mask.
 void check_term_inputs(const char* op, const at::Tensor& weight,
                        const at::Tensor& grad, const at::Tensor& mask) {
   TORCH_CHECK(grad.sizes() == weight.sizes() && mask.sizes() == weight.sizes(),
@@ -16,9 +27,11 @@ void check_term_inputs(const char* op, const at::Tensor& weight,
   TORCH_CHECK(grad.scalar_type() == weight.scalar_type(), op,
               ": grad and weight dtypes differ");
   TORCH_CHECK(mask.scalar_type() == at::kBool, op, ": mask must be bool");
-  TORCH_CHECK(grad.is_contiguous() && weight.is_contiguous() &&
-                  mask.is_contiguous(),
-              op, ": tensors must be contiguous");
+  TORCH_CHECK(same_dense_layout(weight, weight) &&  // dense itself
+                  same_dense_layout(grad, weight) &&
+                  same_dense_layout(mask, weight),
+              op, ": tensors must share one dense memory layout (all "
+              "contiguous, or the same strides)");
   TORCH_CHECK(grad.device().is_cpu() && weight.device().is_cpu() &&
                   mask.device().is_cpu(),
               op, ": only CPU tensors (CUDA uses the PyTorch path)");
@@ -35,9 +48,9 @@ void sr_ste_add_(at::Tensor grad, const at::Tensor& weight,
 // param, in place and in one pass; grad is left as it is. With momentum,
 // momentum_buffer is updated (set, if init_buffer: the first step). Given
 // next_keep and next_masked, also the n:m mask of the updated param (and
-// param * mask) in the same pass, the groups those of its contiguous
-// (A, G, m, inner) view; next_keep may be mask itself. Returns false if
-// that mask found NaN or Inf in the updated param.
+// param * mask) in the same pass, the groups those of its memory seen as
+// a contiguous (A, G, m, inner) tensor; next_keep may be mask itself.
+// Returns false if that mask found NaN or Inf in the updated param.
 bool sr_ste_sgd_step_(at::Tensor param, const at::Tensor& grad,
                       const at::Tensor& mask, at::Tensor momentum_buffer,
                       double lambda_w, double lr, double momentum,
@@ -50,10 +63,10 @@ bool sr_ste_sgd_step_(at::Tensor param, const at::Tensor& grad,
   if (momentum != 0) {
     TORCH_CHECK(momentum_buffer.sizes() == param.sizes() &&
                     momentum_buffer.scalar_type() == param.scalar_type() &&
-                    momentum_buffer.is_contiguous() &&
+                    same_dense_layout(momentum_buffer, param) &&
                     momentum_buffer.device().is_cpu(),
-                "sr_ste_sgd_step_: momentum_buffer must be a contiguous CPU "
-                "tensor of param's shape and dtype");
+                "sr_ste_sgd_step_: momentum_buffer must be a CPU tensor of "
+                "param's shape, dtype and memory layout");
   }
   TORCH_CHECK(next_keep.has_value() == next_masked.has_value(),
               "sr_ste_sgd_step_: give both next_keep and next_masked or "
@@ -66,14 +79,16 @@ bool sr_ste_sgd_step_(at::Tensor param, const at::Tensor& grad,
   const NextMask next{*next_keep, *next_masked, n, m, inner};
   TORCH_CHECK(next.keep.sizes() == param.sizes() &&
                   next.keep.scalar_type() == at::kBool &&
-                  next.keep.is_contiguous() && next.keep.device().is_cpu(),
-              "sr_ste_sgd_step_: next_keep must be a contiguous CPU bool "
-              "tensor of param's shape");
+                  same_dense_layout(next.keep, param) &&
+                  next.keep.device().is_cpu(),
+              "sr_ste_sgd_step_: next_keep must be a CPU bool tensor of "
+              "param's shape and memory layout");
   TORCH_CHECK(next.masked.sizes() == param.sizes() &&
                   next.masked.scalar_type() == param.scalar_type() &&
-                  next.masked.is_contiguous() && next.masked.device().is_cpu(),
-              "sr_ste_sgd_step_: next_masked must be a contiguous CPU tensor "
-              "of param's shape and dtype");
+                  same_dense_layout(next.masked, param) &&
+                  next.masked.device().is_cpu(),
+              "sr_ste_sgd_step_: next_masked must be a CPU tensor of "
+              "param's shape, dtype and memory layout");
   TORCH_CHECK(next.masked.data_ptr() != param.data_ptr() &&
                   next.masked.data_ptr() != grad.data_ptr() &&
                   next.keep.data_ptr() != next.masked.data_ptr(),
