@@ -278,12 +278,16 @@ def _kernel_unsupported(err: RuntimeError) -> bool:
     if any(sign in message for sign in _DEVICE_FAILURES):
         return False
     # cuSPARSELt's status errors read "CUDA error: <status> when calling
-    # `cusparseLt...`" (TORCH_CUDASPARSE_CHECK): the library refused the
-    # problem ("operation not supported", ...), the device is fine
+    # `cusparseLt...`" (TORCH_CUDASPARSE_CHECK): a status that says the
+    # library refused the problem falls back; any other (allocation or
+    # execution failed, internal error) propagates
     if 'when calling `cusparseLt' in message:
-        return True
+        return any(status in message for status in _REFUSALS)
     return 'CUDA error' not in message and 'CUBLAS_STATUS' not in message
 
+
+#: cuSPARSE statuses (cusparseGetErrorString) that refuse a problem.
+_REFUSALS = ('not supported', 'invalid value', 'architecture mismatch')
 
 #: Messages of errors that later calls on the device would also see.
 _DEVICE_FAILURES = ('out of memory', 'illegal memory', 'device-side assert',

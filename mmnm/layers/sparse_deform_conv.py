@@ -24,6 +24,7 @@ class SparseDeformConv2d(NMSparseMixin, DeformConv2d):
     weight."""
 
     plain_type = DeformConv2d
+    contiguous_masked_weight = True  # mmcv's DCN kernels need it
 
 
 @MODELS.register_module()
@@ -32,6 +33,7 @@ class SparseDeformConv2dPack(NMSparseMixin, DeformConv2dPack):
     with an N:M masked weight."""
 
     plain_type = DeformConv2dPack
+    contiguous_masked_weight = True
 
 
 @MODELS.register_module()
@@ -40,6 +42,7 @@ class SparseModulatedDeformConv2d(NMSparseMixin, ModulatedDeformConv2d):
     with an N:M masked weight."""
 
     plain_type = ModulatedDeformConv2d
+    contiguous_masked_weight = True
 
 
 @MODELS.register_module()
@@ -49,6 +52,7 @@ class SparseModulatedDeformConv2dPack(NMSparseMixin,
     masked weight."""
 
     plain_type = ModulatedDeformConv2dPack
+    contiguous_masked_weight = True
 
 
 #: The N:M deformable convs (importing this module needs mmcv's ops).

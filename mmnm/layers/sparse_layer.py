@@ -162,6 +162,10 @@ class NMSparseMixin:
     plain_type: type
     #: the name of the masked parameter (state_dict key suffix)
     weight_key: str = 'weight'
+    #: whether the plain forward takes only a contiguous weight (mmcv's
+    #: deformable convs): the masked weight is then contiguous whatever
+    #: the weight's layout (see ``MaskedWeightBuffer``'s ``keep_layout``)
+    contiguous_masked_weight: bool = False
     #: the mask cache and its empty values, rebuilt by the next forward
     #: (copies and pickles leave it out): the masked weight, the stamp it
     #: was computed under, its buffer, the buffer a fused optimizer step
@@ -313,8 +317,13 @@ class NMSparseMixin:
 
     def _new_buffer(self) -> MaskedWeightBuffer:
         nm = self.nm
-        return MaskedWeightBuffer(self.weight, nm.n, nm.m, nm.orientation,
-                                  self.describe())
+        return MaskedWeightBuffer(
+            self.weight,
+            nm.n,
+            nm.m,
+            nm.orientation,
+            self.describe(),
+            keep_layout=not self.contiguous_masked_weight)
 
     def mask_buffer_for_step(self) -> Optional[MaskedWeightBuffer]:
         """The buffer into which an optimizer step that rewrites the weight

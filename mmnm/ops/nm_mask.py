@@ -10,6 +10,7 @@ the lowest index among ties, so masks are deterministic, identical, and hold
 exactly N entries per group.
 """
 import functools
+import math
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -52,7 +53,9 @@ def group_view(weight: Tensor, m: int, orientation: str = 'channel') -> Tensor:
             'flattened row length'
         raise ValueError(f'reduction size {size} ({axis}) is not divisible '
                          f'by M={m}')
-    rest = -1 if orientation == 'channel' else 1
+    # the kernel taps (1 for Linear) or nothing; explicit, not -1, which
+    # an empty weight leaves undetermined
+    rest = math.prod(weight.shape[2:]) if orientation == 'channel' else 1
     return weight.reshape(weight.shape[0], size // m, m, rest)
 
 
@@ -115,8 +118,9 @@ def nm_mask(
     """Boolean mask keeping the ``n`` largest-magnitude weights of every
     group of ``m`` (see :func:`group_view` for the groups); with
     ``return_masked`` also ``weight * mask``, computed in the same pass and
-    written into ``out`` if given (a contiguous tensor like ``weight``,
-    reused so that no new memory is touched; its version is bumped, so a
+    written into ``out`` if given (a tensor of the weight's shape, dtype
+    and device, contiguous or laid out as the weight, see below; reused
+    so that no new memory is touched; its version is bumped, so a
     graph that saved it fails loudly instead of using the new values).
 
     Ties keep the lowest index. Runs the compiled kernel of ``mmnm._ext``
@@ -216,7 +220,10 @@ def _select(grouped: Tensor,
     ``masked`` is written into ``grouped_out`` and ``keep`` into
     ``keep_out`` if given."""
     ext = load_ext()
+    # (an empty weight takes the PyTorch path: its empty outputs may share
+    # the weight's null data pointer, which the kernel would refuse)
     if ext is not None and grouped.shape[2] in EXT_GROUP_SIZES and \
+            grouped.numel() and \
             (grouped.device.type == 'cpu' or ext_has_cuda(ext)):
         try:
             return ext.nm_mask_forward(grouped, n, return_masked, grouped_out,
@@ -250,6 +257,11 @@ class MaskedWeightBuffer:
         orientation (str): the grouping (see :func:`group_view`).
         name (str, optional): the layer's name, prefixed to the errors of
             a pattern or shape that cannot be grouped.
+        keep_layout (bool): give the mask and masked weight the weight's
+            memory layout where its groups lie next to each other there
+            (see :func:`memory_group_view`); ``False``: always contiguous
+            outputs, for ops that take only contiguous weights (mmcv's
+            deformable convs). Defaults to True.
     """
 
     def __init__(self,
@@ -257,7 +269,8 @@ class MaskedWeightBuffer:
                  n: int,
                  m: int,
                  orientation: str = 'channel',
-                 name: Optional[str] = None) -> None:
+                 name: Optional[str] = None,
+                 keep_layout: bool = True) -> None:
         prefix = f'{name}: ' if name else ''
         self.n, self.m, self.orientation = n, m, orientation
         self.weight = weight.detach()
@@ -266,7 +279,8 @@ class MaskedWeightBuffer:
         grouped = _grouped_checked(self.weight, n, m, orientation, prefix)
         #: the groups as a contiguous view of the weight's memory; where
         #: its layout has none (``None``), every update copies them out
-        self.grouped = memory_group_view(self.weight, m, orientation)
+        self.grouped = memory_group_view(self.weight, m, orientation) \
+            if keep_layout or self.weight.is_contiguous() else None
         self._regroup = self.grouped is None
         if self._regroup:  # contiguous outputs, viewed as the copy's groups
             self.masked = torch.empty(

@@ -12,20 +12,25 @@ if TYPE_CHECKING:
     from .nm_mask import MaskedWeightBuffer
 
 
-def _compiled_kernel_takes(*tensors: Tensor) -> Optional[str]:
-    """``None`` if the compiled CPU kernels take ``tensors`` (the first a
-    floating weight-like one, a bool mask among them), else why not."""
+def _compiled_kernel_takes(**tensors: Tensor) -> Optional[str]:
+    """``None`` if the compiled CPU kernels take ``tensors`` (by name; the
+    first a floating weight-like one, a bool mask among them), else why
+    not."""
     if load_ext() is None:
         return 'mmnm._ext is not loaded'
-    first = tensors[0]
-    for tensor in tensors:
+    (first_name, first), = list(tensors.items())[:1]
+    if not same_dense_layout(first, first):
+        return (f'{first_name} not dense in memory (strides '
+                f'{tuple(first.stride())})')
+    for name, tensor in tensors.items():
         if not tensor.is_cpu:
             return f'on {tensor.device} (the compiled kernel is CPU only)'
         if tensor.is_sparse:
             return 'a sparse gradient'
         if not same_dense_layout(tensor, first):
-            return ('not one dense memory layout (strides '
-                    f'{tuple(first.stride())} and {tuple(tensor.stride())})')
+            return (f'{name} not laid out in memory as {first_name} '
+                    f'(strides {tuple(tensor.stride())}, not '
+                    f'{tuple(first.stride())})')
         if tensor.dtype is not first.dtype and tensor.dtype is not torch.bool:
             return f'dtypes differ ({first.dtype}, {tensor.dtype})'
     return None
@@ -37,11 +42,11 @@ def add_sr_ste_term_(grad: Tensor, weight: Tensor, mask: Tensor,
     """Decay the pruned weights through their gradient, in place.
 
     One pass over memory in ``mmnm._ext`` for CPU tensors of one dense
-    memory layout (see :func:`same_dense_layout`); a
-    fused PyTorch ``addcmul_`` elsewhere. Returns ``grad``.
+    memory layout (see :func:`same_dense_layout`); a fused PyTorch
+    ``addcmul_`` elsewhere. Returns ``grad``.
     """
-    if mask.dtype == torch.bool and \
-            _compiled_kernel_takes(grad, weight, mask) is None:
+    if mask.dtype == torch.bool and _compiled_kernel_takes(
+            grad=grad, weight=weight, mask=mask) is None:
         load_ext().sr_ste_add_(grad, weight, mask, float(lambda_w))
         return grad
     return grad.addcmul_(weight, mask.logical_not(), value=lambda_w)
@@ -54,9 +59,10 @@ def fused_sgd_step_unavailable(
     kernel on these tensors, else the reason it would not (for the log)."""
     if mask.dtype != torch.bool:
         return f'a {mask.dtype} mask'
-    tensors = (param, grad, mask) if momentum_buffer is None else \
-        (param, grad, mask, momentum_buffer)
-    return _compiled_kernel_takes(*tensors)
+    tensors = dict(weight=param, grad=grad, mask=mask)
+    if momentum_buffer is not None:
+        tensors['momentum buffer'] = momentum_buffer
+    return _compiled_kernel_takes(**tensors)
 
 
 def sr_ste_sgd_step_(param: Tensor,

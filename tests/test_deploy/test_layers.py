@@ -328,6 +328,10 @@ def test_out_of_memory_propagates_and_is_not_remembered(mocked_cutlass):
          'calling `cusparseLtMatmul(...)`', False),
         ('CUDA error: out of memory when calling `cusparseLtMatmulPlanInit`',
          False),
+        ('CUDA error: execution failed when calling `cusparseLtMatmul(...)`',
+         False),
+        ('CUDA error: insufficient resources when calling '
+         '`cusparseLtMatmulPlanInit(...)`', False),
         ('CUDA error: unspecified launch failure', False),
         ('CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasGemmEx`', False),
     ])

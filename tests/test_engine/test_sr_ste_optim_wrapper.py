@@ -845,7 +845,7 @@ def test_fused_and_unfused_steps_agree_and_share_optimizer_state():
 @pytest.mark.parametrize('case,reason', [
     ('clip', 'clip_grad is set'),
     ('adam', 'the optimizer is Adam, not torch.optim.SGD'),
-    ('layout', 'not one dense memory layout'),
+    ('layout', 'momentum buffer not laid out in memory as weight'),
 ])
 def test_unfused_weights_are_named_with_the_reason(case, reason):
     """``layout``: the conv weight made channels_last after a step, its

@@ -289,6 +289,27 @@ def test_special_conv_is_plain_conv_on_masked_weight(build, sparse_type):
     assert type(sparse.to_dense()) is type(plain)
 
 
+@pytest.mark.parametrize('build,sparse_type', CONVS)
+def test_special_conv_with_a_channels_last_weight(build, sparse_type):
+    """A channels_last weight computes what the contiguous one does: the
+    deformable convs get a contiguous masked weight (mmcv's kernels take
+    no other), the adaptive-padding conv a channels_last one."""
+    plain = seeded_(build())
+    model = nn.Sequential(copy.deepcopy(plain))
+    sparsify_model(model)
+    sparse = model[0]
+    inputs = deform_inputs(plain)
+    want = sparse(*inputs)
+    sparse.weight.data = sparse.weight.data.contiguous(
+        memory_format=torch.channels_last)
+    torch.testing.assert_close(sparse(*inputs), want, rtol=1e-5, atol=1e-5)
+    layout = torch.contiguous_format if sparse.contiguous_masked_weight \
+        else torch.channels_last
+    assert sparse.masked_weight().is_contiguous(memory_format=layout)
+    assert sparse.contiguous_masked_weight == (
+        sparse_type is not SparseConvAdaptivePadding)
+
+
 # --------------------------------------------------------------------------
 # the table lists every weighted layer
 # --------------------------------------------------------------------------

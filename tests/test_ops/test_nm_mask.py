@@ -520,6 +520,20 @@ def test_out_that_does_not_fit_is_refused(mask_path):
         nm_mask(conv, 2, 4, 'flat', 'conv', True, torch.empty_like(conv))
 
 
+@pytest.mark.parametrize('shape', [(8, 8, 0, 3), (0, 8, 3, 3), (0, 8)])
+def test_empty_weight(mask_path, shape):
+    """Nothing to select: empty outputs (their data pointers may be the
+    weight's null one, which the kernel would refuse as "the weight
+    itself")."""
+    from mmnm.ops import MaskedWeightBuffer
+    weight = torch.randn(shape)
+    mask, masked = nm_mask(weight, 2, 4, return_masked=True)
+    assert mask.shape == masked.shape == weight.shape
+    assert mask.dtype == torch.bool
+    mask, masked = MaskedWeightBuffer(weight, 2, 4).update()
+    assert mask.shape == masked.shape == weight.shape
+
+
 @pytest.mark.parametrize('orientation', ['channel', 'flat'])
 def test_channels_last_weight_keeps_its_layout(mask_path, orientation):
     """Channel groups of a channels_last conv lie next to each other in
