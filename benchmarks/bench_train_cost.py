@@ -349,10 +349,8 @@ def wrappers(dense: nn.Module,
              sparse: nn.Module,
              amp: bool = False) -> Tuple[OptimWrapper, SRSTEOptimWrapper]:
     """Dense and SR-STE optim wrappers (their AMP versions with ``amp``)."""
-    if amp:
-        return dense_optim_wrapper(dense, amp), AmpSRSTEOptimWrapper(
-            optimizer=sgd(sparse), lambda_w=LAMBDA_W)
-    return dense_optim_wrapper(dense, amp), SRSTEOptimWrapper(
+    sparse_type = AmpSRSTEOptimWrapper if amp else SRSTEOptimWrapper
+    return dense_optim_wrapper(dense, amp), sparse_type(
         optimizer=sgd(sparse), lambda_w=LAMBDA_W)
 
 

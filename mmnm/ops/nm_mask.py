@@ -146,18 +146,13 @@ def nm_mask(
                              'as the weight, given with return_masked=True')
         if not same_dense_layout(out, weight):
             in_memory = None  # a contiguous out for a channels_last weight
-    if in_memory is None:  # copy the groups out; contiguous outputs
-        keep = torch.empty(
-            weight.shape, dtype=torch.bool, device=weight.device)
-        grouped = grouped.contiguous()
-    else:  # outputs laid out as the weight
-        keep = torch.empty_like(weight, dtype=torch.bool)
-        grouped = in_memory
+    # the groups read in place, or copied out (then contiguous outputs)
+    grouped = grouped.contiguous() if in_memory is None else in_memory
+    keep = _empty_output(weight, in_memory is not None, torch.bool)
     masked = None
     if return_masked:
-        masked = out if out is not None else torch.empty(
-            weight.shape, dtype=weight.dtype, device=weight.device) \
-            if in_memory is None else torch.empty_like(weight)
+        masked = out if out is not None else _empty_output(
+            weight, in_memory is not None)
     _select(
         grouped, n, return_masked, None if masked is None else _outputs_view(
             masked, grouped, m, orientation), weight, prefix,
@@ -165,6 +160,18 @@ def nm_mask(
     if out is not None:
         torch.autograd.graph.increment_version(out)
     return (keep, masked) if return_masked else keep
+
+
+def _empty_output(weight: Tensor,
+                  in_memory: bool,
+                  dtype: Optional[torch.dtype] = None) -> Tensor:
+    """A new tensor of the weight's shape for the mask (``dtype`` bool) or
+    masked weight: laid out as the weight where its groups are read in
+    place (``in_memory``), else contiguous like the copied-out groups."""
+    dtype = weight.dtype if dtype is None else dtype
+    if in_memory:
+        return torch.empty_like(weight, dtype=dtype)
+    return torch.empty(weight.shape, dtype=dtype, device=weight.device)
 
 
 def _outputs_view(output: Tensor, grouped: Tensor, m: int,
@@ -282,20 +289,12 @@ class MaskedWeightBuffer:
         self.grouped = memory_group_view(self.weight, m, orientation) \
             if keep_layout or self.weight.is_contiguous() else None
         self._regroup = self.grouped is None
-        if self._regroup:  # contiguous outputs, viewed as the copy's groups
-            self.masked = torch.empty(
-                self.weight.shape,
-                dtype=self.weight.dtype,
-                device=self.weight.device)
-            self.mask = torch.empty(
-                self.weight.shape, dtype=torch.bool, device=self.weight.device)
-            self._grouped_out = self.masked.view(grouped.shape)
-            self._keep_out = self.mask.view(grouped.shape)
-        else:  # outputs in the weight's layout (channels_last stays so)
-            self.masked = torch.empty_like(self.weight)
-            self.mask = torch.empty_like(self.weight, dtype=torch.bool)
-            self._grouped_out = memory_group_view(self.masked, m, orientation)
-            self._keep_out = memory_group_view(self.mask, m, orientation)
+        # outputs in the weight's layout (channels_last stays so), or
+        # contiguous ones viewed as the copied-out groups
+        self.masked = _empty_output(self.weight, not self._regroup)
+        self.mask = _empty_output(self.weight, not self._regroup, torch.bool)
+        self._grouped_out = _outputs_view(self.masked, grouped, m, orientation)
+        self._keep_out = _outputs_view(self.mask, grouped, m, orientation)
         self._inference = torch.is_inference_mode_enabled()
         #: whether a compiled kernel that writes the weight can also write
         #: this buffer's mask (see :meth:`kernel_outputs`)

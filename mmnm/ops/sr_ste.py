@@ -18,7 +18,7 @@ def _compiled_kernel_takes(**tensors: Tensor) -> Optional[str]:
     not."""
     if load_ext() is None:
         return 'mmnm._ext is not loaded'
-    (first_name, first), = list(tensors.items())[:1]
+    first_name, first = next(iter(tensors.items()))
     if not same_dense_layout(first, first):
         return (f'{first_name} not dense in memory (strides '
                 f'{tuple(first.stride())})')
