@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from mmnm.ops import (MaskedWeightBuffer, nm_mask, reduction_size,
                       straight_through)
+from mmnm.ops.straight_through import is_compiling
 from mmnm.pattern import NMPattern
 from .weight_updates import weight_stamp
 
@@ -169,14 +170,18 @@ class NMSparseMixin:
     #: the mask cache and its empty values, rebuilt by the next forward
     #: (copies and pickles leave it out): the masked weight, the stamp it
     #: was computed under, its buffer, the buffer a fused optimizer step
-    #: writes the next mask into, and whether the stamp is that mask's
-    #: (the next forward swaps the two buffers)
+    #: writes the next mask into, whether the stamp is that mask's (the
+    #: next forward swaps the two buffers), and the straight-through
+    #: weight of a masked weight with what it was made for
+    #: (:meth:`_straight_through_of`)
     _MASK_CACHE = dict(
         _masked=None,
         _mask_stamp=None,
         _mask_buffer=None,
         _step_buffer=None,
-        _step_mask_taken=False)
+        _step_mask_taken=False,
+        _ste=None,
+        _ste_made_for=None)
     #: the attributes :meth:`init_sparsity` sets (dropped by ``to_dense``)
     SPARSITY_STATE = ('nm', 'nm_name', 'sparse_enabled', 'mask_frozen',
                       'mask') + tuple(_MASK_CACHE)
@@ -358,6 +363,10 @@ class NMSparseMixin:
             return False
         self._mask_stamp = (weight_stamp(self.weight), self.nm)
         self._step_mask_taken = True
+        # made here, in the step's loop over the layers, rather than in the
+        # forward: there it runs with caches cold from the last layer's
+        # convolution, and costs several times more
+        self._straight_through_of(spare.masked)
         return True
 
     @property
@@ -389,7 +398,26 @@ class NMSparseMixin:
         if not self.sparse_enabled:
             self.mask = None
             return self.weight
-        return straight_through(self.weight, self._current_mask()[1])
+        return self._straight_through_of(self._current_mask()[1])
+
+    def _straight_through_of(self, masked: Tensor) -> Tensor:
+        """``straight_through(weight, masked)``, made once per masked
+        weight and reused by the forwards until it changes (gradient
+        accumulation, evaluation, a layer called several times per
+        forward): same tensor and version, and the same grad mode and
+        ``weight.requires_grad``, so that autograd would build the same
+        node. Its backward saves nothing, so graphs after the first can
+        run through it again. Not cached while ``torch.compile`` traces,
+        nor for inference tensors (no autograd, no version counter)."""
+        if is_compiling() or masked.is_inference():
+            return straight_through(self.weight, masked)
+        made_for = (id(masked), masked._version, torch.is_grad_enabled(),
+                    self.weight.requires_grad)
+        if made_for != self._ste_made_for:
+            # (the view keeps masked alive, so its id is not reused)
+            self._ste = straight_through(self.weight, masked)
+            self._ste_made_for = made_for
+        return self._ste
 
     @torch.no_grad()
     def freeze_mask(self) -> None:
