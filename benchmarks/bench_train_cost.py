@@ -20,7 +20,8 @@ weights (for a layer: repeated on it, its data in cache as in its own
 step; for a model: once per sparse layer over all of them in turn, as its
 step runs them): the mask (``nm_mask``), the masked weight (what writing
 ``W * mask`` in the same pass adds), the straight-through weight of a
-forward (cached-mask check and autograd node, forward and backward) and
+forward (the cached-mask check and the backward of its autograd node,
+which the forwards of one masked weight share) and
 the SR-STE term (where the wrapper fuses it into the SGD step, the time
 of that fused step over torch's own fused SGD step on the same weight:
 the cost of reading the mask). Where that step also computes the next
@@ -49,7 +50,7 @@ its own fused kernel, so with ``--sgd plain`` part of the 2:4 step's gain
 is a faster optimizer that dense training would get from ``fused=True``
 as well: compare at ``fused`` for the cost of N:M itself.
 
-    python benchmarks/bench_train_cost.py [--rounds 15] [--model-rounds 8]
+    python benchmarks/bench_train_cost.py [--rounds 15] [--model-rounds 16]
     python benchmarks/bench_train_cost.py --tiny   # seconds; CI runs this
     # the GPU check: ResNet-50 with AMP, batch 32, channels_last
     python benchmarks/bench_train_cost.py --sections resnet --device cuda \
@@ -59,6 +60,7 @@ import argparse
 import copy
 import ctypes
 import math
+import random
 import statistics
 import tempfile
 import time
@@ -214,6 +216,40 @@ def ratios(times: Dict[str, List[float]]) -> Tuple[float, float, float, float]:
     paired = median([s / d for d, s in zip(dense, sparse)])
     return median(dense), median(sparse), median(sparse) / median(dense), \
         paired
+
+
+def ratio_interval(times: Dict[str, List[float]],
+                   level: float = 0.9,
+                   draws: int = 2000) -> Optional[Tuple[float, float]]:
+    """The ``level`` bootstrap interval of the ratio of medians (sparse
+    over dense): the rounds drawn with replacement, a round's dense and
+    sparse times together (they ran side by side); ``None`` for fewer
+    than 4 rounds. Seeded: the same times give the same interval."""
+    dense, sparse = list(times.values())[:2]
+    count = len(dense)
+    if count < 4:
+        return None
+    draw = random.Random(0)
+    values = []
+    for _ in range(draws):
+        rounds = [draw.randrange(count) for _ in range(count)]
+        values.append(
+            median([sparse[i]
+                    for i in rounds]) / median([dense[i] for i in rounds]))
+    values.sort()
+    tail = int(draws * (1 - level) / 2)
+    return values[tail], values[draws - 1 - tail]
+
+
+def interval_verdict(interval: Tuple[float, float], target: float) -> str:
+    """Whether an interval of the ratio settles the ``target``."""
+    low, high = interval
+    if high <= target:
+        return 'the target is met at this precision'
+    if low > target:
+        return 'the target is missed at this precision'
+    return ('this run does not resolve the target: more --model-rounds '
+            'narrow the interval')
 
 
 # ----------------------------------------------------------------------
@@ -557,13 +593,19 @@ def report(row: dict, target: float) -> bool:
               f'at {control / dense:.3f}x dense (what this machine '
               f'resolves); 2:4 against the mean of the two: '
               f'{2 * sparse / (dense + control):.3f}')
+        interval = ratio_interval(row['times'])
+        if interval is not None:
+            print(f'  90% bootstrap interval of the ratio over its '
+                  f'{len(row["times"]["dense"])} rounds: '
+                  f'{interval[0]:.3f}-{interval[1]:.3f} '
+                  f'({interval_verdict(interval, target)})')
     return ok
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--rounds', type=int, default=15)
-    parser.add_argument('--model-rounds', type=int, default=8)
+    parser.add_argument('--model-rounds', type=int, default=16)
     parser.add_argument(
         '--tiny',
         action='store_true',

@@ -1,5 +1,6 @@
 """benchmarks/bench_train_cost.py runs (on tiny shapes, so that it cannot
 rot) and its torchvision ResNet fallback is mmdet's architecture."""
+import importlib
 import mmap
 import os
 import os.path as osp
@@ -75,20 +76,20 @@ def test_channels_last_run():
     assert fused and fused[1] == fused[2] != '0', fused
 
 
-def bench_models():
+def benchmark(name: str = 'bench_models'):
+    """The module ``benchmarks/<name>.py``."""
     sys.path.insert(0, osp.join(REPO, 'benchmarks'))
     try:
-        import bench_models
+        return importlib.import_module(name)
     finally:
         sys.path.pop(0)
-    return bench_models
 
 
 def test_torchvision_backbone_matches_mmdet():
     """The fallback where mmdet cannot be imported (the GPU check's
     machines) has mmdet's convs and output."""
     from mmdet.models.backbones import ResNet
-    fallback = bench_models().torchvision_backbone(50)
+    fallback = benchmark().torchvision_backbone(50)
     plain = [
         tuple(m.weight.shape) for m in fallback.modules()
         if isinstance(m, torch.nn.Conv2d)
@@ -104,12 +105,12 @@ def test_torchvision_backbone_matches_mmdet():
 
 def test_backbone_falls_back_without_mmdet(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, 'mmdet.models.backbones', None)
-    model, source = bench_models().resnet_backbone(18)
+    model, source = benchmark().resnet_backbone(18)
     assert source == 'torchvision'
     assert isinstance(model, torch.nn.Sequential)
     assert 'mmdet not importable' in capsys.readouterr().out
     monkeypatch.undo()
-    model, source = bench_models().resnet_backbone(18)
+    model, source = benchmark().resnet_backbone(18)
     assert source == 'mmdet'
 
 
@@ -117,11 +118,7 @@ def test_fresh_memory_counts_as_page_faults():
     """The faults/step column counts fresh pages: touching a new anonymous
     mapping faults in each of its 4 KiB pages."""
     pytest.importorskip('resource')  # POSIX
-    sys.path.insert(0, osp.join(REPO, 'benchmarks'))
-    try:
-        from bench_train_cost import minor_faults
-    finally:
-        sys.path.pop(0)
+    minor_faults = benchmark('bench_train_cost').minor_faults
     pages = 1024
     with mmap.mmap(-1, pages * mmap.PAGESIZE) as memory:
         if hasattr(mmap, 'MADV_NOHUGEPAGE'):
@@ -179,3 +176,35 @@ def test_retained_memory_is_reused_without_page_faults():
     released, retained = map(int, result.stdout.split()[-2:])
     assert released >= 10  # each allocation faults (2048 times in 4 KiB pages)
     assert retained < released // 4
+
+
+def test_ratio_interval_brackets_the_rounds():
+    """The bootstrap interval of the ratio of medians: a point where every
+    round has the same ratio, within the rounds' ratios otherwise (rounds
+    drawn whole: dense and sparse of a round stay paired), the ratio of
+    medians inside; none for fewer than 4 rounds."""
+    bench = benchmark('bench_train_cost')
+    dense = [1.0, 2.0, 1.5, 1.2, 1.8, 1.1]
+    same = dict(dense=dense, sparse=[1.02 * d for d in dense])
+    low, high = bench.ratio_interval(same)
+    assert low == pytest.approx(1.02) and high == pytest.approx(1.02)
+    # paired: the rounds' ratios are 1.0 .. 1.1 whatever the drift
+    sparse = [d * (1 + 0.02 * i) for i, d in enumerate(dense)]
+    times = dict(dense=dense, sparse=sparse)
+    low, high = bench.ratio_interval(times)
+    ratio = bench.ratios(times)[2]
+    assert 1.0 <= low < high <= 1.1 + 1e-9
+    assert low <= ratio <= high
+    assert bench.ratio_interval(dict(dense=dense[:3], sparse=dense[:3])) \
+        is None
+    assert bench.ratio_interval(times) == (low, high)  # seeded
+
+
+@pytest.mark.parametrize('interval, verdict', [
+    ((0.99, 1.02), 'met'),
+    ((1.031, 1.06), 'missed'),
+    ((1.01, 1.05), 'does not resolve'),
+])
+def test_interval_verdict(interval, verdict):
+    assert verdict in benchmark('bench_train_cost').interval_verdict(
+        interval, 1.03)
