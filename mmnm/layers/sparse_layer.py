@@ -172,8 +172,8 @@ class NMSparseMixin:
     #: was computed under, its buffer, the buffer a fused optimizer step
     #: writes the next mask into, whether the stamp is that mask's (the
     #: next forward swaps the two buffers), and the straight-through
-    #: weight of a masked weight with what it was made for
-    #: (:meth:`_straight_through_of`)
+    #: weight made for the next forward with what it was made for
+    #: (:meth:`prepare_forward`)
     _MASK_CACHE = dict(
         _masked=None,
         _mask_stamp=None,
@@ -363,11 +363,26 @@ class NMSparseMixin:
             return False
         self._mask_stamp = (weight_stamp(self.weight), self.nm)
         self._step_mask_taken = True
-        # made here, in the step's loop over the layers, rather than in the
-        # forward: there it runs with caches cold from the last layer's
-        # convolution, and costs several times more
-        self._straight_through_of(spare.masked)
         return True
+
+    def prepare_forward(self) -> None:
+        """Make the straight-through weight of the mask that the last
+        optimizer step computed (:meth:`take_mask_of_step`) for the next
+        forward, which takes it if it is still current. The SR-STE optim
+        wrapper calls this for all its layers in one loop when the forward
+        starts (``optim_context``): there it costs several times less than
+        in the forward, where the last layer's convolution has just
+        flushed the caches."""
+        if self._step_mask_taken and not is_compiling():
+            masked = self._step_buffer.masked
+            self._ste = straight_through(self.weight, masked)
+            self._ste_made_for = self._straight_through_key(masked)
+
+    def discard_prepared(self) -> None:
+        """Drop what :meth:`prepare_forward` made and no forward took: it
+        holds the weight's autograd node, and with it the parameter (which
+        the garbage collector then cannot look into)."""
+        self._ste = None
 
     @property
     def nm_state(self) -> str:
@@ -401,23 +416,28 @@ class NMSparseMixin:
         return self._straight_through_of(self._current_mask()[1])
 
     def _straight_through_of(self, masked: Tensor) -> Tensor:
-        """``straight_through(weight, masked)``, made once per masked
-        weight and reused by the forwards until it changes (gradient
-        accumulation, evaluation, a layer called several times per
-        forward): same tensor and version, and the same grad mode and
-        ``weight.requires_grad``, so that autograd would build the same
-        node. Its backward saves nothing, so graphs after the first can
-        run through it again. Not cached while ``torch.compile`` traces,
-        nor for inference tensors (no autograd, no version counter)."""
-        if is_compiling() or masked.is_inference():
-            return straight_through(self.weight, masked)
-        made_for = (id(masked), masked._version, torch.is_grad_enabled(),
-                    self.weight.requires_grad)
-        if made_for != self._ste_made_for:
-            # (the view keeps masked alive, so its id is not reused)
-            self._ste = straight_through(self.weight, masked)
-            self._ste_made_for = made_for
-        return self._ste
+        """``straight_through(weight, masked)``: the one
+        :meth:`prepare_forward` made if it is of the same weight tensor,
+        masked weight (same tensor and version), grad mode and
+        ``weight.requires_grad``, else a new one. Taken once: kept, it would
+        hold the weight's autograd node (and the parameter with it) past
+        the iteration."""
+        ste, self._ste = self._ste, None
+        if ste is not None and not masked.is_inference() and \
+                not is_compiling() and \
+                self._straight_through_key(masked) == self._ste_made_for:
+            return ste
+        return straight_through(self.weight, masked)
+
+    def _straight_through_key(self, masked: Tensor) -> tuple:
+        """What a straight-through weight of ``masked`` depends on: the
+        masked weight's tensor and version, the weight's tensor (its
+        ``_cdata`` changes with ``torch.utils.swap_tensors``, its ``id``
+        does not), grad mode and whether the weight requires a
+        gradient."""
+        weight = self.weight
+        return (id(masked), masked._version, weight._cdata,
+                torch.is_grad_enabled(), weight.requires_grad)
 
     @torch.no_grad()
     def freeze_mask(self) -> None:

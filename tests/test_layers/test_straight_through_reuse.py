@@ -1,8 +1,12 @@
-"""A sparse layer makes the straight-through weight of its forwards (the
-masked weight, with the dense weight's gradient) once per masked weight and
-reuses it, and every gradient through it is the one of the plain layer on
-the masked weight (computed independently here)."""
+"""The straight-through weight of a training forward (the masked weight,
+with the dense weight's gradient) is made before the forward, in the SR-STE
+optim wrapper's loop over its layers, where the fused SGD step has computed
+the mask; the forward takes it once and only while it is current. Every
+gradient is checked against the plain conv on the masked weight (computed
+independently here)."""
+import gc
 import importlib
+import weakref
 
 import pytest
 import torch
@@ -29,11 +33,6 @@ def made(monkeypatch):
     return calls
 
 
-def conv_and_input():
-    torch.manual_seed(0)
-    return SparseConv(8, 8, 3, padding=1, name='conv'), torch.randn(2, 8, 5, 5)
-
-
 def loss_of(out: torch.Tensor) -> torch.Tensor:
     return out.square().sum()
 
@@ -52,73 +51,95 @@ def reference_grad(conv: SparseConv,
     return weight.grad
 
 
-def test_forwards_of_one_weight_share_it(made):
-    conv, x = conv_and_input()
-    # gradient accumulation: three graphs run through the one node
-    expected = torch.zeros_like(conv.weight)
-    for _ in range(3):
-        loss_of(conv(x)).backward()
-        expected += reference_grad(conv, x)
-    assert len(made) == 1
-    torch.testing.assert_close(conv.weight.grad, expected)
-    # a layer called twice in one forward: both gradients reach the weight
-    conv.weight.grad = None
-    loss_of(conv(x) + conv(x)).backward()
-    assert len(made) == 1
-    torch.testing.assert_close(conv.weight.grad, reference_grad(conv, x, 2))
-
-
-def test_a_new_weight_or_grad_mode_gets_a_new_one(made):
-    conv, x = conv_and_input()
-    with torch.no_grad():
-        assert conv(x).grad_fn is None
-    assert len(made) == 1
-    # made without autograd: not reused when it records
-    loss_of(conv(x)).backward()
-    assert len(made) == 2
-    torch.testing.assert_close(conv.weight.grad, reference_grad(conv, x))
-    with torch.no_grad():
-        conv.weight.mul_(-1.5).add_(torch.randn_like(conv.weight))
-    conv.weight.grad = None
-    loss_of(conv(x)).backward()
-    assert len(made) == 3
-    torch.testing.assert_close(conv.weight.grad, reference_grad(conv, x))
-    # a frozen layer gets none; unfrozen, its gradient again
-    conv.requires_grad_(False)
-    assert not conv(x).requires_grad
-    conv.requires_grad_(True)
-    conv.weight.grad = None
-    loss_of(conv(x)).backward()
-    assert len(made) == 5
-    torch.testing.assert_close(conv.weight.grad, reference_grad(conv, x))
-
-
-def test_inference_mode_makes_its_own_each_time(made):
-    conv, x = conv_and_input()
-    with torch.inference_mode():
-        conv(x)
-        conv(x)
-    assert len(made) == 2  # inference tensors: nothing to reuse or check
-    loss_of(conv(x)).backward()
-    torch.testing.assert_close(conv.weight.grad, reference_grad(conv, x))
-
-
-def test_the_fused_step_makes_the_next_forwards(made):
-    """Where the fused SGD step computes the next mask, it also makes the
-    next forward's straight-through weight (in its loop over the layers,
-    not in the forward); its gradient is the new masked weight's."""
-    conv, x = conv_and_input()
+def trained_conv():
+    """A conv after two SR-STE steps (fused where the extension is
+    built), its wrapper and an input."""
+    torch.manual_seed(0)
+    conv = SparseConv(8, 8, 3, padding=1, name='conv')
+    x = torch.randn(2, 8, 5, 5)
     wrapper = SRSTEOptimWrapper(
         optimizer=torch.optim.SGD(conv.parameters(), lr=0.1, momentum=0.9))
     for _ in range(2):
         with wrapper.optim_context(conv):
             loss = loss_of(conv(x))
         wrapper.update_params(loss)
+    return conv, wrapper, x
+
+
+def test_made_before_the_forward_after_a_fused_step(made):
+    conv, wrapper, x = trained_conv()
     made.clear()
-    weight = conv.weight.detach().clone()
     with wrapper.optim_context(conv):
+        prepared = len(made)
         loss = loss_of(conv(x))
-    assert len(made) == (0 if STEP_COMPUTES_MASKS else 1)
+    assert prepared == (1 if STEP_COMPUTES_MASKS else 0)
+    assert len(made) == 1  # the forward made none where it was prepared
     loss.backward()
     torch.testing.assert_close(conv.weight.grad, reference_grad(conv, x))
-    assert torch.equal(conv.weight, weight)
+
+
+def test_taken_once(made):
+    """A second forward makes its own (the prepared one is not kept: it
+    would hold the weight's autograd node past the iteration); gradients
+    of both reach the weight."""
+    conv, wrapper, x = trained_conv()
+    made.clear()
+    with wrapper.optim_context(conv):
+        loss = loss_of(conv(x) + conv(x))
+    assert len(made) == 2
+    loss.backward()
+    torch.testing.assert_close(conv.weight.grad, reference_grad(conv, x, 2))
+    assert conv._ste is None
+
+
+@pytest.mark.parametrize('change', ['no_grad', 'weight', 'frozen', 'swap'])
+def test_not_taken_when_stale(made, change):
+    """Whatever changed between preparing and the forward, the forward
+    computes with a straight-through weight of the current mask, weight
+    tensor and grad mode."""
+    if not STEP_COMPUTES_MASKS:
+        pytest.skip('no step mask to prepare a forward with')
+    conv, wrapper, x = trained_conv()
+    with wrapper.optim_context(conv):
+        assert conv._ste is not None
+        if change == 'no_grad':
+            with torch.no_grad():
+                assert conv(x).grad_fn is None
+            loss = loss_of(conv(x))
+        elif change == 'weight':
+            with torch.no_grad():
+                conv.weight.mul_(-1.5).add_(torch.randn_like(conv.weight))
+            loss = loss_of(conv(x))
+        elif change == 'frozen':
+            conv.requires_grad_(False)
+            assert not conv(x).requires_grad
+            conv.requires_grad_(True)
+            loss = loss_of(conv(x))
+        else:  # a parameter swap keeps the tensor's id, version and data
+            swap = torch.__future__.get_swap_module_params_on_conversion()
+            torch.__future__.set_swap_module_params_on_conversion(True)
+            try:
+                conv.float()
+            finally:
+                torch.__future__.set_swap_module_params_on_conversion(swap)
+            loss = loss_of(conv(x))
+    loss.backward()
+    torch.testing.assert_close(conv.weight.grad, reference_grad(conv, x))
+
+
+def test_a_trained_layer_with_a_reference_cycle_is_collected():
+    """Nothing mmnm keeps between iterations holds the weight's autograd
+    node, which would make the parameter untraversable for the garbage
+    collector and a cycle through it (here a gradient hook that refers to
+    the layer) a leak."""
+    conv, wrapper, x = trained_conv()
+    conv.weight.register_hook(lambda grad, conv=conv: grad)
+    with wrapper.optim_context(conv):
+        loss = loss_of(conv(x))
+    wrapper.update_params(loss)
+    with wrapper.optim_context(conv):  # prepared, not run
+        pass
+    collected = weakref.ref(conv)
+    del conv, wrapper, loss
+    gc.collect()
+    assert collected() is None

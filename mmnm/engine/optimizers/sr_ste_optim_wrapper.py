@@ -161,13 +161,20 @@ class SRSTEMixin:
     @contextmanager
     def optim_context(self, model: nn.Module):
         """Bind the model's sparse layers and set their schedule state for
-        the coming forward pass."""
+        the coming forward pass (and prepare it: see
+        ``NMSparseMixin.prepare_forward``)."""
         if self._bound_model != id(model):
             self.bind(model)
         self._context_driven = True
         self._apply_schedule()
-        with super().optim_context(model):
-            yield
+        for layer in self.sparse_layers:
+            layer.prepare_forward()
+        try:
+            with super().optim_context(model):
+                yield
+        finally:  # what the forward did not take (a layer it did not run)
+            for layer in self.sparse_layers:
+                layer.discard_prepared()
 
     def bind(self, model: Optional[nn.Module] = None) -> None:
         """Use the sparse layers (of ``model``, or any live ones) whose
