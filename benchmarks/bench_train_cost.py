@@ -20,8 +20,7 @@ weights (for a layer: repeated on it, its data in cache as in its own
 step; for a model: once per sparse layer over all of them in turn, as its
 step runs them): the mask (``nm_mask``), the masked weight (what writing
 ``W * mask`` in the same pass adds), the straight-through weight of a
-forward (the cached-mask check and the backward of its autograd node,
-which the forwards of one masked weight share) and
+forward (cached-mask check and autograd node, forward and backward) and
 the SR-STE term (where the wrapper fuses it into the SGD step, the time
 of that fused step over torch's own fused SGD step on the same weight:
 the cost of reading the mask). Where that step also computes the next
@@ -30,7 +29,11 @@ this adds to the fused step, both together, and "masked" is 0. "rest" is
 what the parts leave unexplained. A model row
 is followed by a control: an identical copy of the dense model timed in
 the same rounds, whose ratio to dense shows what differences this machine
-can resolve (on a busy 2-core CPU, a few percent).
+can resolve (on a busy 2-core CPU, a few percent), and by the 90%
+bootstrap interval of its ratio (the rounds drawn with replacement) with
+whether it settles the target: on the 2-core VMs of these sessions, whose
+step times drift by 10% from round to round, 16 rounds give about +-5% and
+60 rounds +-2%.
 
 The last column counts minor page faults per step, dense/2:4: where a
 step's tensors come from fresh pages rather than reused memory (glibc's
