@@ -366,15 +366,15 @@ class NMSparseMixin:
         return True
 
     def prepare_forward(self) -> None:
-        """Make the straight-through weight of the mask that the last
-        optimizer step computed (:meth:`take_mask_of_step`) for the next
-        forward, which takes it if it is still current. The SR-STE optim
-        wrapper calls this for all its layers in one loop when the forward
-        starts (``optim_context``): there it costs several times less than
-        in the forward, where the last layer's convolution has just
-        flushed the caches."""
+        """Take the mask that the last optimizer step computed
+        (:meth:`take_mask_of_step`; :attr:`mask` becomes it) and make its
+        straight-through weight for the next forward, which takes it if it
+        is still current. The SR-STE optim wrapper calls this for all its
+        layers in one loop when the forward starts (``optim_context``):
+        there it costs several times less than in the forward, where the
+        last layer's convolution has just flushed the caches."""
         if self._step_mask_taken and not is_compiling():
-            masked = self._step_buffer.masked
+            masked = self._current_mask()[1]  # swaps the buffers in
             self._ste = straight_through(self.weight, masked)
             self._ste_made_for = self._straight_through_key(masked)
 
