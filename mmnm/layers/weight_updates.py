@@ -27,8 +27,10 @@ new mask: its kernel computes the mask and masked weight of each weight it
 writes, in the same pass, into a second buffer of the layer; after the
 optimizer's step (which skips those weights) the layer takes them as the
 cache of the weight's new version (``NMSparseMixin.take_mask_of_step``),
-swapped in at the next forward. A write of the weight in between (a new
-version) makes the next forward compute the mask instead.
+swapped in at the next forward (or just before it, when the wrapper's
+``optim_context`` prepares the layers: ``NMSparseMixin.prepare_forward``).
+A write of the weight in between (a new version) makes the next forward
+compute the mask instead.
 
 Writes through ``weight.data`` in place (``layer.weight.data.copy_(t)``)
 bypass the version counter and cannot be seen; code that writes weights
