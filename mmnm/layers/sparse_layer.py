@@ -373,7 +373,8 @@ class NMSparseMixin:
         layers in one loop when the forward starts (``optim_context``):
         there it costs several times less than in the forward, where the
         last layer's convolution has just flushed the caches."""
-        if self._step_mask_taken and not is_compiling():
+        if self._step_mask_taken and self.sparse_enabled and \
+                not is_compiling():
             masked = self._current_mask()[1]  # swaps the buffers in
             self._ste = straight_through(self.weight, masked)
             self._ste_made_for = self._straight_through_key(masked)

@@ -167,9 +167,9 @@ class SRSTEMixin:
             self.bind(model)
         self._context_driven = True
         self._apply_schedule()
-        for layer in self.sparse_layers:
-            layer.prepare_forward()
         try:
+            for layer in self.sparse_layers:
+                layer.prepare_forward()
             with super().optim_context(model):
                 yield
         finally:  # what the forward did not take (a layer it did not run)
