@@ -423,11 +423,12 @@ class NMSparseMixin:
         ``weight.requires_grad``, else a new one. Taken once: kept, it would
         hold the weight's autograd node (and the parameter with it) past
         the iteration."""
-        ste, self._ste = self._ste, None
-        if ste is not None and not masked.is_inference() and \
-                not is_compiling() and \
-                self._straight_through_key(masked) == self._ste_made_for:
-            return ste
+        ste = self._ste
+        if ste is not None:  # (no write of the attribute otherwise)
+            self._ste = None
+            if not masked.is_inference() and not is_compiling() and \
+                    self._straight_through_key(masked) == self._ste_made_for:
+                return ste
         return straight_through(self.weight, masked)
 
     def _straight_through_key(self, masked: Tensor) -> tuple:
