@@ -260,15 +260,19 @@ def interval_verdict(interval: Tuple[float, float], target: float) -> str:
 # ----------------------------------------------------------------------
 def part_times(layers: Sequence[NMSparseMixin],
                rounds: int,
-               sweep: bool = False,
-               fused_step: bool = False) -> Dict[str, float]:
+               wrapper: OptimWrapper,
+               sweep: bool = False) -> Dict[str, float]:
     """Seconds per step of each part of the sparse extra, summed over
     ``layers`` (medians of ``rounds``). Each part is timed on one layer at
     a time, repeated (its data hot in cache, as in a layer's own step), or
     with ``sweep`` once per layer over all of them in turn, as a model's
-    step runs it (each layer's weight read from memory). With
-    ``fused_step`` the SR-STE part is the wrapper's fused SGD step over
-    torch's (on copies of the weights)."""
+    step runs it (each layer's weight read from memory). Where ``wrapper``
+    fuses the term into its SGD step, the SR-STE part is that fused step
+    over torch's (on copies of the weights, writing the next masks past
+    the caches where the wrapper would)."""
+    fused_step = fuses_sgd_step(wrapper)
+    stream = fused_step and wrapper.streams_next_masks(
+        [layer.weight for layer in layers])
     per_layer = []
     for layer in layers:
         weight = layer.weight.detach()
@@ -298,7 +302,8 @@ def part_times(layers: Sequence[NMSparseMixin],
                     buffer,
                     LAMBDA_W,
                     **SGD_SETTINGS,
-                    remask=remask)
+                    remask=remask,
+                    stream_remask=stream)
 
             parts.update(sgd=torch_sgd.step, sr_ste=sr_ste_step)
             if steps_compute_masks(layer):
@@ -449,9 +454,7 @@ def bench_layers(specs, rounds: int) -> List[dict]:
                 name=name,
                 times=times,
                 faults=faults,
-                parts=part_times([sparse],
-                                 rounds,
-                                 fused_step=fuses_sgd_step(sparse_wrapper))))
+                parts=part_times([sparse], rounds, sparse_wrapper)))
     return rows
 
 
@@ -505,8 +508,7 @@ def bench_resnet(depth: int, batch: int, size: int, rounds: int, device: str,
         f'{size}x{size}{extras} ({len(layers)} layers 2:4)',
         times=times,
         faults=faults,
-        parts=part_times(
-            layers, 3, sweep=True, fused_step=fuses_sgd_step(sparse_wrapper)))
+        parts=part_times(layers, 3, sparse_wrapper, sweep=True))
 
 
 def bench_mask_rcnn(rounds: int, images: int) -> dict:
@@ -558,8 +560,7 @@ def bench_mask_rcnn(rounds: int, images: int) -> dict:
         f'({len(layers)} layers 2:4)',
         times=times,
         faults=faults,
-        parts=part_times(
-            layers, 3, sweep=True, fused_step=fuses_sgd_step(sparse_wrapper)))
+        parts=part_times(layers, 3, sparse_wrapper, sweep=True))
 
 
 # ----------------------------------------------------------------------

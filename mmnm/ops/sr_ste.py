@@ -65,6 +65,13 @@ def fused_sgd_step_unavailable(
     return _compiled_kernel_takes(**tensors)
 
 
+def fused_step_footprint(weight: Tensor) -> int:
+    """The bytes of memory that :func:`sr_ste_sgd_step_` with ``remask``
+    moves for ``weight``: the weight, its gradient, momentum buffer and
+    next masked weight, the mask and the next mask."""
+    return 4 * weight.numel() * weight.element_size() + 2 * weight.numel()
+
+
 def sr_ste_sgd_step_(param: Tensor,
                      grad: Tensor,
                      mask: Tensor,
@@ -77,6 +84,7 @@ def sr_ste_sgd_step_(param: Tensor,
                      nesterov: bool = False,
                      maximize: bool = False,
                      remask: Optional['MaskedWeightBuffer'] = None,
+                     stream_remask: bool = False,
                      checked: bool = False) -> Optional[Tensor]:
     """One ``torch.optim.SGD`` step of ``param`` on the SR-STE gradient
     ``grad + lambda_w * (1 - mask) * param``, in place.
@@ -103,6 +111,12 @@ def sr_ste_sgd_step_(param: Tensor,
             :meth:`~MaskedWeightBuffer.kernel_outputs` declines. It may
             hold ``mask`` itself: each value's old mask entry is read
             before its new one is written.
+        stream_remask (bool): write ``remask``'s mask and masked weight
+            with non-temporal stores, past the caches, which saves
+            reading their memory in first. For a step whose memory exceeds
+            the last-level cache: the next forward would find them evicted
+            anyway (see :func:`~mmnm.ops.last_level_cache_bytes`); in a
+            smaller one they stay in cache for it. Defaults to False.
         checked (bool): :func:`fused_sgd_step_unavailable` has just
             returned ``None`` for these tensors (the SR-STE optim wrapper
             asks before it steps, to log which weights are fused): run the
@@ -121,12 +135,21 @@ def sr_ste_sgd_step_(param: Tensor,
                                              momentum_buffer) is None:
         buffer = momentum_buffer if momentum != 0 else param.new_empty(0)
         outputs = None if remask is None else remask.kernel_outputs(param)
-        finite = load_ext().sr_ste_sgd_step_(param, grad, mask, buffer,
-                                             float(lambda_w), float(lr),
-                                             float(momentum), float(dampening),
-                                             float(weight_decay),
-                                             bool(nesterov), bool(maximize),
-                                             init, *(outputs or ()))
+        finite = load_ext().sr_ste_sgd_step_(
+            param,
+            grad,
+            mask,
+            buffer,
+            float(lambda_w),
+            float(lr),
+            float(momentum),
+            float(dampening),
+            float(weight_decay),
+            bool(nesterov),
+            bool(maximize),
+            init,
+            *(outputs or ()),
+            stream_next=bool(stream_remask))
         # the kernel writes through the data pointer: tell autograd (and
         # the mask caches) that param changed, as param.add_ would
         torch.autograd.graph.increment_version(param)

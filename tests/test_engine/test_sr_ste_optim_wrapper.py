@@ -18,7 +18,8 @@ from mmengine.registry import OPTIM_WRAPPERS
 from torch import nn
 
 import mmnm  # noqa: F401  (registers the wrappers)
-from mmnm.engine.optimizers import AmpSRSTEOptimWrapper, SRSTEOptimWrapper
+from mmnm.engine.optimizers import (AmpSRSTEOptimWrapper, SRSTEOptimWrapper,
+                                    sr_ste_optim_wrapper)
 from mmnm.layers import SparseConv, SparseLinear
 from mmnm.ops import ext_available
 
@@ -839,6 +840,60 @@ def test_fused_and_unfused_steps_agree_and_share_optimizer_state():
         torch.testing.assert_close(
             results[0][k], results[1][k], rtol=1e-12, atol=1e-14)
     assert params_differ(results[0], params_of(TinyNet()))
+
+
+@pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
+def test_next_masks_streamed_past_a_smaller_cache(monkeypatch):
+    """Where the fused steps move more memory than the last-level cache
+    holds, they write the next masks past the caches (once said in the
+    log); the training is the same to the last bit either way, and an
+    unknown cache size never streams."""
+    module = 'mmnm.engine.optimizers.sr_ste_optim_wrapper'
+    streamed, logged = [], []
+    step = sr_ste_optim_wrapper.sr_ste_sgd_step_
+
+    def spy(*args, **kwargs):
+        streamed.append(kwargs['stream_remask'])
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(f'{module}.sr_ste_sgd_step_', spy)
+    monkeypatch.setattr(f'{module}.print_log',
+                        lambda msg, **kwargs: logged.append(msg))
+    model = TinyNet()
+    # what one fused step moves for the two sparse weights (float64)
+    moved = sum(4 * 8 * w.numel() + 2 * w.numel()
+                for w in (model.conv.weight, model.fc.weight))
+    batches = [make_data(seed=s) for s in range(3)]
+    results = {}
+    for cache in (moved - 1, moved, None):
+        monkeypatch.setattr(
+            f'{module}.last_level_cache_bytes', lambda cache=cache: cache)
+        model = TinyNet()
+        wrapper = SRSTEOptimWrapper(
+            optimizer=sgd(model, lr=0.5, momentum=0.9), lambda_w=0.1)
+        seen = forward_masks(model)
+        streamed.clear()
+        logged.clear()
+        run_steps(model, wrapper, batches)
+        assert streamed == [cache == moved - 1] * 2 * len(batches), cache
+        streaming = [line for line in logged if 'next masks' in line]
+        if cache == moved - 1:
+            assert len(streaming) == 1
+            assert 'write the next masks past the caches' in streaming[0]
+        else:
+            assert not streaming
+        results[cache] = params_of(model), seen
+    for cache in (moved, None):
+        for name in NAMES:
+            assert torch.equal(results[cache][0][name],
+                               results[moved - 1][0][name])
+        for name in SPARSE:
+            for got, want in zip(results[cache][1][name],
+                                 results[moved - 1][1][name]):
+                assert torch.equal(got, want)
+    # the masks the forwards used are those of the weights they ran on
+    assert torch.equal(results[None][1]['fc.weight'][-1],
+                       ref_mask(results[None][0]['fc.weight']))
 
 
 @pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')

@@ -248,11 +248,13 @@ def remask_inputs(shape, n, m, orientation, dtype):
 
 @pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
 @pytest.mark.parametrize('shape,n,m,orientation,dtype', REMASK_CASES)
+@pytest.mark.parametrize('stream', [False, True])
 def test_remask_is_the_mask_of_the_updated_weight(shape, n, m, orientation,
-                                                  dtype):
+                                                  dtype, stream):
     """The step is the same with and without ``remask``; the buffer then
     holds the brute-force mask of the updated weight and the weight times
-    it, although the step read its old mask from the same tensor."""
+    it, although the step read its old mask from the same tensor; written
+    through the caches or past them (``stream_remask``)."""
     weight, grads, buffer = remask_inputs(shape, n, m, orientation, dtype)
     plain, plain_buf, buf = weight.clone(), None, None
     for grad in grads:
@@ -271,7 +273,8 @@ def test_remask_is_the_mask_of_the_updated_weight(shape, n, m, orientation,
             0.0,
             1e-2,
             True,
-            remask=buffer)
+            remask=buffer,
+            stream_remask=stream)
         assert torch.equal(weight, plain)
         assert torch.equal(buf, plain_buf)
         assert buffer.version == weight._version
@@ -284,11 +287,15 @@ def test_remask_is_the_mask_of_the_updated_weight(shape, n, m, orientation,
 @pytest.mark.parametrize('shape', [(16, 8, 3, 3), (8, 16, 1, 1), (8, 20, 1, 1),
                                    (40, 24, 5, 5), (256, 64, 3, 3),
                                    (96, 16, 3, 4), (64, 32, 4, 4)])
-def test_remask_on_every_instruction_set(cpu_isa, thread_counts, shape):
+@pytest.mark.parametrize('stream', [False, True])
+def test_remask_on_every_instruction_set(cpu_isa, thread_counts, shape,
+                                         stream):
     """The step reads the old mask from the tensor it writes the next one
     into, in blocks and threads that end at arbitrary rows; on AVX-512 the
     mask of a row of 9 to 15 positions (3x3, 3x4) writes past the row,
-    into values that the next row's own step then rewrites."""
+    into values that the next row's own step then rewrites. Streamed, each
+    block's outputs go out in whole cache lines plus plain copies of the
+    lines it shares with its neighbours."""
     for threads in thread_counts:
         torch.set_num_threads(threads)
         weight, grads, buffer = remask_inputs(shape, 2, 4, 'channel',
@@ -296,10 +303,63 @@ def test_remask_on_every_instruction_set(cpu_isa, thread_counts, shape):
         plain = weight.clone()
         sr_ste_sgd_step_(plain, grads[0], buffer.mask.clone(), None, 1.0, 1.0)
         sr_ste_sgd_step_(
-            weight, grads[0], buffer.mask, None, 1.0, 1.0, remask=buffer)
+            weight,
+            grads[0],
+            buffer.mask,
+            None,
+            1.0,
+            1.0,
+            remask=buffer,
+            stream_remask=stream)
         assert torch.equal(weight, plain), threads  # old mask read intact
         assert torch.equal(buffer.mask, reference_mask(weight)), threads
         assert torch.equal(buffer.masked, weight * buffer.mask), threads
+
+
+@pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
+@pytest.mark.parametrize('offset', [0, 1, 5, 13])
+def test_streamed_next_mask_into_unaligned_memory(offset):
+    """Streamed outputs that start anywhere in a cache line (views into
+    larger tensors, ``offset`` values in) are exact, and the memory around
+    them is left alone."""
+    ext = load_ext()
+    shape = (64, 32, 3, 3)
+    weight, grads, _ = remask_inputs(shape, 2, 4, 'channel', torch.float32)
+    numel = weight.numel()
+    keep_store = torch.zeros(numel + 32, dtype=torch.bool)
+    masked_store = torch.full((numel + 32, ), 7.0)
+    keep = keep_store[offset:offset + numel].view(shape)
+    masked = masked_store[offset:offset + numel].view(shape)
+    mask = reference_mask(weight)
+    plain = weight.clone()
+    sr_ste_sgd_step_(plain, grads[0], mask, None, 1.0, 1.0)
+    ext.sr_ste_sgd_step_(
+        weight,
+        grads[0],
+        mask,
+        weight.new_empty(0),
+        1.0,
+        1.0,
+        0.0,
+        0.0,
+        0.0,
+        False,
+        False,
+        False,
+        keep,
+        masked,
+        2,
+        4,
+        9,
+        stream_next=True)
+    assert torch.equal(weight, plain)
+    want = reference_mask(weight)
+    assert torch.equal(keep, want)
+    assert torch.equal(masked, weight * want)
+    outside = torch.ones(numel + 32, dtype=torch.bool)
+    outside[offset:offset + numel] = False
+    assert not keep_store[outside].any()
+    assert torch.all(masked_store[outside] == 7.0)
 
 
 @pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')

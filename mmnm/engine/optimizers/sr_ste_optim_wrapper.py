@@ -1,7 +1,8 @@
 """SR-STE optim wrappers: the sparse-refined gradient term of Zhou et al.
 (ICLR 2021) and the N:M schedule, on top of mmengine's optim wrappers."""
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import (Any, Dict, Iterator, List, NamedTuple, Optional, Sequence,
+                    Tuple)
 
 import torch
 from mmengine.logging import print_log
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 from mmnm.conversion import find_sparse_layers
 from mmnm.layers import NMSparseMixin, sparse_layers_of
 from mmnm.ops import (add_sr_ste_term_, fused_sgd_step_unavailable,
+                      fused_step_footprint, last_level_cache_bytes,
                       sr_ste_sgd_step_)
 from mmnm.registry import OPTIM_WRAPPERS
 
@@ -84,6 +86,7 @@ class SRSTEMixin:
         super().__init__(*args, **kwargs)
         self.fused_sgd_step = fused_sgd_step
         self._fusion_report: Optional[str] = None
+        self._streams_masks = False
         self._fusion_counts: Optional[Tuple[int, int]] = None
         # id(param) -> (its param group, its index there)
         self._param_positions: Dict[int, Tuple[dict, int]] = {}
@@ -373,6 +376,29 @@ class SRSTEMixin:
             self._fusion_report = report
             print_log(report, logger='current')
 
+    def streams_next_masks(self, weights: Sequence[Tensor]) -> bool:
+        """Whether the fused steps of ``weights`` write the next masks past
+        the caches (``stream_remask`` of :func:`~mmnm.ops.sr_ste_sgd_step_`):
+        where the memory they move together exceeds the last-level cache,
+        so that the first masks written would be evicted before the next
+        forward reads them (unknown cache size: never). Logs the choice
+        when it changes."""
+        moved = sum(fused_step_footprint(weight) for weight in weights)
+        cache = last_level_cache_bytes()
+        stream = cache is not None and moved > cache
+        if stream != self._streams_masks:
+            self._streams_masks = stream
+            where = 'past the caches (non-temporal stores)' if stream \
+                else 'into the caches again'
+            held = 'an unknown size' if cache is None else \
+                f'{cache / 2**20:.1f} MiB'
+            print_log(
+                f'{type(self).__name__}: the fused SGD steps write the next '
+                f'masks {where}: they move {moved / 2**20:.1f} MiB per step, '
+                f'the last-level cache holds {held}',
+                logger='current')
+        return stream
+
     @contextmanager
     def _sgd_step_fused_for(self, steps: List[FusedStep]) -> Iterator[None]:
         """Run ``steps`` (the term fused into each weight's SGD update, its
@@ -380,6 +406,7 @@ class SRSTEMixin:
         from the optimizer's own step inside the block; after it, the
         layers take the new masks."""
         hidden = []
+        stream = self.streams_next_masks([step.weight for step in steps])
         try:
             for step in steps:
                 group = step.group
@@ -397,6 +424,7 @@ class SRSTEMixin:
                     nesterov=group['nesterov'],
                     maximize=group.get('maximize', False),
                     remask=step.layer.mask_buffer_for_step(),
+                    stream_remask=stream,
                     checked=True)
                 # made by this step (without momentum: None, and a buffer of
                 # earlier steps stays, as torch.optim.SGD keeps it)

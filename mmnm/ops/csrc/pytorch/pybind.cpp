@@ -18,7 +18,7 @@ bool sr_ste_sgd_step_(at::Tensor param, const at::Tensor& grad,
                       bool maximize, bool init_buffer,
                       const c10::optional<at::Tensor>& next_keep,
                       const c10::optional<at::Tensor>& next_masked, int64_t n,
-                      int64_t m, int64_t inner);
+                      int64_t m, int64_t inner, bool stream_next);
 at::Tensor straight_through(const at::Tensor& weight,
                             const at::Tensor& masked);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sparse24_compress(
@@ -41,13 +41,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "torch.optim.SGD step of param on grad + lambda_w * (1 - mask) * "
         "param, in place, in one pass (grad unchanged); with next_keep and "
         "next_masked also the n:m mask and masked weight of the updated "
-        "param (its (A, G, m, inner) groups); false if that found NaN/Inf",
+        "param (its (A, G, m, inner) groups), with stream_next written "
+        "past the caches; false if that found NaN/Inf",
         py::arg("param"), py::arg("grad"), py::arg("mask"),
         py::arg("momentum_buffer"), py::arg("lambda_w"), py::arg("lr"),
         py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"),
         py::arg("nesterov"), py::arg("maximize"), py::arg("init_buffer"),
         py::arg("next_keep") = py::none(), py::arg("next_masked") = py::none(),
-        py::arg("n") = 0, py::arg("m") = 0, py::arg("inner") = 0);
+        py::arg("n") = 0, py::arg("m") = 0, py::arg("inner") = 0,
+        py::arg("stream_next") = false);
   m.def("straight_through", &mmnm::straight_through,
         "masked (a view) in the forward pass; in the backward pass weight "
         "gets masked's gradient unchanged (the straight-through estimator)",

@@ -49,7 +49,8 @@ void sr_ste_add_(at::Tensor grad, const at::Tensor& weight,
 // momentum_buffer is updated (set, if init_buffer: the first step). Given
 // next_keep and next_masked, also the n:m mask of the updated param (and
 // param * mask) in the same pass, the groups those of its memory seen as
-// a contiguous (A, G, m, inner) tensor; next_keep may be mask itself.
+// a contiguous (A, G, m, inner) tensor; next_keep may be mask itself;
+// with stream_next, those two are written past the caches (see NextMask).
 // Returns false if that mask found NaN or Inf in the updated param.
 bool sr_ste_sgd_step_(at::Tensor param, const at::Tensor& grad,
                       const at::Tensor& mask, at::Tensor momentum_buffer,
@@ -58,7 +59,7 @@ bool sr_ste_sgd_step_(at::Tensor param, const at::Tensor& grad,
                       bool maximize, bool init_buffer,
                       const c10::optional<at::Tensor>& next_keep,
                       const c10::optional<at::Tensor>& next_masked, int64_t n,
-                      int64_t m, int64_t inner) {
+                      int64_t m, int64_t inner, bool stream_next) {
   check_term_inputs("sr_ste_sgd_step_", param, grad, mask);
   if (momentum != 0) {
     TORCH_CHECK(momentum_buffer.sizes() == param.sizes() &&
@@ -76,7 +77,7 @@ bool sr_ste_sgd_step_(at::Tensor param, const at::Tensor& grad,
                                lr, momentum, dampening, weight_decay,
                                nesterov, maximize, init_buffer, nullptr);
   }
-  const NextMask next{*next_keep, *next_masked, n, m, inner};
+  const NextMask next{*next_keep, *next_masked, n, m, inner, stream_next};
   TORCH_CHECK(next.keep.sizes() == param.sizes() &&
                   next.keep.scalar_type() == at::kBool &&
                   same_dense_layout(next.keep, param) &&

@@ -8,13 +8,17 @@ namespace mmnm {
 // Where the fused SGD step also writes the N:M mask (keep) and masked
 // weight of the weight it has just updated: contiguous tensors of the
 // weight's shape, bool and weight dtype, grouped as an (A, G, m, inner)
-// view (see nm_mask_rows_cpu), n kept per group.
+// view (see nm_mask_rows_cpu), n kept per group. With stream, both are
+// written with non-temporal stores, past the caches: for steps whose
+// memory exceeds the last-level cache, where they would be evicted before
+// the next forward reads them (a plain store first reads each line in).
 struct NextMask {
   at::Tensor keep;
   at::Tensor masked;
   int64_t n;
   int64_t m;
   int64_t inner;
+  bool stream;
 };
 
 void sr_ste_add_cpu(at::Tensor& grad, const at::Tensor& weight,
