@@ -15,10 +15,12 @@ import mmnm
 
 REPO = osp.dirname(osp.dirname(mmnm.__file__))
 SCRIPT = osp.join(REPO, 'benchmarks', 'bench_train_cost.py')
-# name, dense ms, 2:4 ms, ratio, paired, |, extra, mask, masked, STE, SR-STE,
-# rest, target, faults per step dense/2:4
+# name, dense ms, 2:4 ms, ratio, paired, 90% interval (- for fewer than 4
+# rounds), |, extra, mask, masked, STE, SR-STE, rest, target, faults per
+# step dense/2:4
 ROW = re.compile(r'^(?P<name>.+?)\s+(?P<dense>[\d.]+)\s+(?P<sparse>[\d.]+)'
-                 r'\s+(?P<ratio>[\d.]+)\s+(?P<paired>[\d.]+) \|'
+                 r'\s+(?P<ratio>[\d.]+)\s+(?P<paired>[\d.]+)'
+                 r'\s+(?P<interval>-|[\d.]+-[\d.]+) \|'
                  r'(?P<parts>(\s+-?\d+){6})\s+<= [\d.]+ (ok|MISSED)\s+'
                  r'(?P<faults>\d+/\d+)$')
 
@@ -198,6 +200,39 @@ def test_ratio_interval_brackets_the_rounds():
     assert bench.ratio_interval(dict(dense=dense[:3], sparse=dense[:3])) \
         is None
     assert bench.ratio_interval(times) == (low, high)  # seeded
+
+
+def test_report_and_summary_tell_settled_misses_from_unresolved(capsys):
+    """A row above its target is a miss at this precision where its whole
+    interval lies above the target, unresolved where the interval spans
+    it; the last line names each kind."""
+    bench = benchmark('bench_train_cost')
+    parts = dict(mask=0.0, masked=0.0, ste=0.0, sr_ste=0.0)
+    dense = [1.0, 1.1, 0.9, 1.05, 0.95, 1.0]
+
+    def row(name, ratios):
+        times = {'dense': dense, '2:4': [d * r for d, r in zip(dense, ratios)]}
+        return dict(name=name, times=times, parts=parts)
+
+    assert bench.report(row('fast', [1.0] * 6), 1.10) is None
+    assert bench.report(row('slow', [1.2] * 6), 1.10) == 'missed'
+    spread = [1.0, 1.3, 1.05, 1.25, 1.15, 1.2]
+    assert bench.report(row('noisy', spread), 1.10) == 'unresolved'
+    short = row('short', [1.2] * 3)
+    short['times'] = {k: v[:3] for k, v in short['times'].items()}
+    assert bench.report(short, 1.10) == 'unresolved'  # no interval
+    printed = capsys.readouterr().out.splitlines()
+    intervals = [ROW.match(line)['interval'] for line in printed]
+    assert intervals[:2] == ['1.000-1.000', '1.200-1.200']
+    low, high = map(float, intervals[2].split('-'))
+    assert low <= 1.10 < high
+    assert intervals[3] == '-'
+    assert [line.split()[-2] for line in printed] == \
+        ['ok', 'MISSED', 'MISSED', 'MISSED']
+    assert bench.summary({}) == 'all targets met'
+    line = bench.summary(dict(slow='missed', noisy='unresolved'))
+    assert line.startswith('2 target(s) missed; at this precision: slow;')
+    assert line.endswith('or under 4 rounds): noisy')
 
 
 @pytest.mark.parametrize('interval, verdict', [
