@@ -9,15 +9,15 @@ from .sparse24 import (SPARSE24_LAYOUTS, Sparse24Layout, compress_sparse24,
                        compress_sparse24_torch, decompress_sparse24,
                        decompress_sparse24_torch, sparse24_layout)
 from .sr_ste import (add_sr_ste_term_, fused_sgd_step_unavailable,
-                     fused_step_footprint, sr_ste_sgd_step_)
+                     sr_ste_sgd_step_)
 from .straight_through import straight_through
 
 __all__ = [
     'MaskedWeightBuffer', 'SPARSE24_LAYOUTS', 'Sparse24Layout',
     'add_sr_ste_term_', 'compress_sparse24', 'compress_sparse24_torch',
     'count_nm_violations', 'decompress_sparse24', 'decompress_sparse24_torch',
-    'ext_available', 'fused_sgd_step_unavailable', 'fused_step_footprint',
-    'ext_has_cuda', 'ext_status', 'group_view', 'last_level_cache_bytes',
-    'nm_mask', 'nm_mask_torch', 'reduction_size', 'selection_network',
-    'sparse24_layout', 'sr_ste_sgd_step_', 'straight_through'
+    'ext_available', 'fused_sgd_step_unavailable', 'ext_has_cuda',
+    'ext_status', 'group_view', 'last_level_cache_bytes', 'nm_mask',
+    'nm_mask_torch', 'reduction_size', 'selection_network', 'sparse24_layout',
+    'sr_ste_sgd_step_', 'straight_through'
 ]

@@ -65,13 +65,6 @@ def fused_sgd_step_unavailable(
     return _compiled_kernel_takes(**tensors)
 
 
-def fused_step_footprint(weight: Tensor) -> int:
-    """The bytes of memory that :func:`sr_ste_sgd_step_` with ``remask``
-    moves for ``weight``: the weight, its gradient, momentum buffer and
-    next masked weight, the mask and the next mask."""
-    return 4 * weight.numel() * weight.element_size() + 2 * weight.numel()
-
-
 def sr_ste_sgd_step_(param: Tensor,
                      grad: Tensor,
                      mask: Tensor,
@@ -113,10 +106,11 @@ def sr_ste_sgd_step_(param: Tensor,
             before its new one is written.
         stream_remask (bool): write ``remask``'s mask and masked weight
             with non-temporal stores, past the caches, which saves
-            reading their memory in first. For a step whose memory exceeds
-            the last-level cache: the next forward would find them evicted
-            anyway (see :func:`~mmnm.ops.last_level_cache_bytes`); in a
-            smaller one they stay in cache for it. Defaults to False.
+            reading their memory in first: for training whose masked
+            weights together exceed the last-level cache (see
+            :func:`~mmnm.ops.last_level_cache_bytes`), where the next
+            forward would find them evicted anyway; in a smaller one they
+            stay in cache for it. Defaults to False.
         checked (bool): :func:`fused_sgd_step_unavailable` has just
             returned ``None`` for these tensors (the SR-STE optim wrapper
             asks before it steps, to log which weights are fused): run the

@@ -151,7 +151,10 @@ def faults_of_reuse():
 
 released = faults_of_reuse()
 assert retain_freed_memory()
-print(released, faults_of_reuse())
+# the fewest of three: in full-suite runs on a busy machine one pass
+# faulted 4 of its 10 allocations in although the allocator kept the
+# memory (once in about ten suites; the cause is outside the process)
+print(released, min(faults_of_reuse() for _ in range(3)))
 '''
 
 

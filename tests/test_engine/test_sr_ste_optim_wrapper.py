@@ -844,10 +844,10 @@ def test_fused_and_unfused_steps_agree_and_share_optimizer_state():
 
 @pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
 def test_next_masks_streamed_past_a_smaller_cache(monkeypatch):
-    """Where the fused steps move more memory than the last-level cache
-    holds, they write the next masks past the caches (once said in the
-    log); the training is the same to the last bit either way, and an
-    unknown cache size never streams."""
+    """Where the masked weights together are more than the last-level cache
+    holds, the fused steps write the next masks past the caches (once said
+    in the log); the training is the same to the last bit either way, and
+    an unknown cache size never streams."""
     module = 'mmnm.engine.optimizers.sr_ste_optim_wrapper'
     streamed, logged = [], []
     step = sr_ste_optim_wrapper.sr_ste_sgd_step_
@@ -860,9 +860,8 @@ def test_next_masks_streamed_past_a_smaller_cache(monkeypatch):
     monkeypatch.setattr(f'{module}.print_log',
                         lambda msg, **kwargs: logged.append(msg))
     model = TinyNet()
-    # what one fused step moves for the two sparse weights (float64)
-    moved = sum(4 * 8 * w.numel() + 2 * w.numel()
-                for w in (model.conv.weight, model.fc.weight))
+    # the bytes of the two masked weights (float64)
+    moved = 8 * (model.conv.weight.numel() + model.fc.weight.numel())
     batches = [make_data(seed=s) for s in range(3)]
     results = {}
     for cache in (moved - 1, moved, None):

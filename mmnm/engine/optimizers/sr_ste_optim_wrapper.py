@@ -12,8 +12,7 @@ from torch import Tensor, nn
 from mmnm.conversion import find_sparse_layers
 from mmnm.layers import NMSparseMixin, sparse_layers_of
 from mmnm.ops import (add_sr_ste_term_, fused_sgd_step_unavailable,
-                      fused_step_footprint, last_level_cache_bytes,
-                      sr_ste_sgd_step_)
+                      last_level_cache_bytes, sr_ste_sgd_step_)
 from mmnm.registry import OPTIM_WRAPPERS
 
 
@@ -379,13 +378,16 @@ class SRSTEMixin:
     def streams_next_masks(self, weights: Sequence[Tensor]) -> bool:
         """Whether the fused steps of ``weights`` write the next masks past
         the caches (``stream_remask`` of :func:`~mmnm.ops.sr_ste_sgd_step_`):
-        where the memory they move together exceeds the last-level cache,
-        so that the first masks written would be evicted before the next
-        forward reads them (unknown cache size: never). Logs the choice
-        when it changes."""
-        moved = sum(fused_step_footprint(weight) for weight in weights)
+        where their masked weights together are more than the last-level
+        cache holds. Between a layer's step and its next forward, the step
+        writes and the forward reads every other masked weight, so then
+        none is still in cache when its forward reads it; in a smaller
+        model (or a larger cache) some are, and plain stores leave them
+        there. Unknown cache size: never. Logs the choice when it
+        changes."""
+        masked = sum(weight.nbytes for weight in weights)
         cache = last_level_cache_bytes()
-        stream = cache is not None and moved > cache
+        stream = cache is not None and masked > cache
         if stream != self._streams_masks:
             self._streams_masks = stream
             where = 'past the caches (non-temporal stores)' if stream \
@@ -394,8 +396,9 @@ class SRSTEMixin:
                 f'{cache / 2**20:.1f} MiB'
             print_log(
                 f'{type(self).__name__}: the fused SGD steps write the next '
-                f'masks {where}: they move {moved / 2**20:.1f} MiB per step, '
-                f'the last-level cache holds {held}',
+                f'masks {where}: the masked weights take '
+                f'{masked / 2**20:.1f} MiB together, the last-level cache '
+                f'holds {held}',
                 logger='current')
         return stream
 
