@@ -248,17 +248,14 @@ def ratio_interval(times: Dict[str, List[float]],
     return values[tail], values[draws - 1 - tail]
 
 
-def interval_verdict(interval: Tuple[float, float],
-                     target: float,
-                     rounds_option: str = '--model-rounds') -> str:
-    """Whether an interval of the ratio settles the ``target``
-    (``rounds_option``: the option that gives the row more rounds)."""
+def interval_verdict(interval: Tuple[float, float], target: float) -> str:
+    """Whether an interval of the ratio settles the ``target``."""
     low, high = interval
     if high <= target:
         return 'the target is met at this precision'
     if low > target:
         return 'the target is missed at this precision'
-    return (f'this run does not resolve the target: more {rounds_option} '
+    return ('this run does not resolve the target: more --model-rounds '
             'narrow the interval')
 
 
@@ -278,8 +275,7 @@ def part_times(layers: Sequence[NMSparseMixin],
     over torch's (on copies of the weights, writing the next masks past
     the caches where the wrapper would)."""
     fused_step = fuses_sgd_step(wrapper)
-    stream = fused_step and wrapper.streams_next_masks(
-        [layer.weight for layer in layers])
+    stream = fused_step and wrapper.streams_next_masks()
     per_layer = []
     for layer in layers:
         weight = layer.weight.detach()

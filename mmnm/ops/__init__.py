@@ -9,7 +9,7 @@ from .sparse24 import (SPARSE24_LAYOUTS, Sparse24Layout, compress_sparse24,
                        compress_sparse24_torch, decompress_sparse24,
                        decompress_sparse24_torch, sparse24_layout)
 from .sr_ste import (add_sr_ste_term_, fused_sgd_step_unavailable,
-                     sr_ste_sgd_step_)
+                     sr_ste_sgd_step_, stream_stores_available)
 from .straight_through import straight_through
 
 __all__ = [
@@ -19,5 +19,5 @@ __all__ = [
     'ext_available', 'fused_sgd_step_unavailable', 'ext_has_cuda',
     'ext_status', 'group_view', 'last_level_cache_bytes', 'nm_mask',
     'nm_mask_torch', 'reduction_size', 'selection_network', 'sparse24_layout',
-    'sr_ste_sgd_step_', 'straight_through'
+    'sr_ste_sgd_step_', 'straight_through', 'stream_stores_available'
 ]

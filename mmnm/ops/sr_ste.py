@@ -65,6 +65,14 @@ def fused_sgd_step_unavailable(
     return _compiled_kernel_takes(**tensors)
 
 
+def stream_stores_available() -> bool:
+    """Whether :func:`sr_ste_sgd_step_`'s ``stream_remask`` writes with
+    non-temporal stores: a compiled ``mmnm._ext`` for x86-64 (elsewhere it
+    is a plain copy, which gains nothing)."""
+    ext = load_ext()
+    return ext is not None and bool(getattr(ext, 'has_stream_stores', False))
+
+
 def sr_ste_sgd_step_(param: Tensor,
                      grad: Tensor,
                      mask: Tensor,

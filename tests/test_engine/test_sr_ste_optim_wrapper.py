@@ -845,9 +845,10 @@ def test_fused_and_unfused_steps_agree_and_share_optimizer_state():
 @pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
 def test_next_masks_streamed_past_a_smaller_cache(monkeypatch):
     """Where the masked weights together are more than the last-level cache
-    holds, the fused steps write the next masks past the caches (once said
-    in the log); the training is the same to the last bit either way, and
-    an unknown cache size never streams."""
+    holds (or ``stream_next_masks=True`` says so), the fused steps write
+    the next masks past the caches; the log says which at the first step,
+    and why, and nothing more while it holds. The training is the same to
+    the last bit either way; an unknown cache size never streams."""
     module = 'mmnm.engine.optimizers.sr_ste_optim_wrapper'
     streamed, logged = [], []
     step = sr_ste_optim_wrapper.sr_ste_sgd_step_
@@ -861,38 +862,47 @@ def test_next_masks_streamed_past_a_smaller_cache(monkeypatch):
                         lambda msg, **kwargs: logged.append(msg))
     model = TinyNet()
     # the bytes of the two masked weights (float64)
-    moved = 8 * (model.conv.weight.numel() + model.fc.weight.numel())
+    masked = 8 * (model.conv.weight.numel() + model.fc.weight.numel())
     batches = [make_data(seed=s) for s in range(3)]
-    results = {}
-    for cache in (moved - 1, moved, None):
+    cases = [  # cache size, stream_next_masks, streams, why
+        (masked - 1, None, True, 'the masked weights take'),
+        (masked, None, False, 'the masked weights take'),
+        (None, None, False, 'the last-level cache size is unknown'),
+        (1 << 30, True, True, 'stream_next_masks=True'),
+        (1, False, False, 'stream_next_masks=False'),
+    ]
+    results = []
+    for cache, setting, streams, why in cases:
         monkeypatch.setattr(
             f'{module}.last_level_cache_bytes', lambda cache=cache: cache)
         model = TinyNet()
         wrapper = SRSTEOptimWrapper(
-            optimizer=sgd(model, lr=0.5, momentum=0.9), lambda_w=0.1)
+            optimizer=sgd(model, lr=0.5, momentum=0.9),
+            lambda_w=0.1,
+            stream_next_masks=setting)
         seen = forward_masks(model)
         streamed.clear()
         logged.clear()
         run_steps(model, wrapper, batches)
-        assert streamed == [cache == moved - 1] * 2 * len(batches), cache
-        streaming = [line for line in logged if 'next masks' in line]
-        if cache == moved - 1:
-            assert len(streaming) == 1
-            assert 'write the next masks past the caches' in streaming[0]
-        else:
-            assert not streaming
-        results[cache] = params_of(model), seen
-    for cache in (moved, None):
-        for name in NAMES:
-            assert torch.equal(results[cache][0][name],
-                               results[moved - 1][0][name])
+        assert streamed == [streams] * 2 * len(batches), cache
+        lines = [line for line in logged if 'next masks' in line]
+        where = 'past the caches' if streams else 'through the caches'
+        assert len(lines) == 1 and where in lines[0] and why in lines[0], \
+            lines
+        # the next forward's masks, computed by the last (streamed) step
+        assert model.conv._step_mask_taken and model.fc._step_mask_taken
         for name in SPARSE:
-            for got, want in zip(results[cache][1][name],
-                                 results[moved - 1][1][name]):
+            layer = model.get_submodule(name[:-len('.weight')])
+            assert torch.equal(layer.update_mask(), ref_mask(layer.weight))
+        results.append((params_of(model), seen))
+    first_params, first_seen = results[0]
+    for params, seen in results[1:]:
+        for name in NAMES:
+            assert torch.equal(params[name], first_params[name])
+        for name in SPARSE:
+            assert len(seen[name]) == len(batches)
+            for got, want in zip(seen[name], first_seen[name]):
                 assert torch.equal(got, want)
-    # the masks the forwards used are those of the weights they ran on
-    assert torch.equal(results[None][1]['fc.weight'][-1],
-                       ref_mask(results[None][0]['fc.weight']))
 
 
 @pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')

@@ -4,12 +4,24 @@ import pytest
 from mmnm.ops.cpu_cache import last_level_cache_bytes, parse_cache_size
 
 
-def write_cache(root, index, level, kind, size):
-    folder = root / f'index{index}'
-    folder.mkdir()
+def write_cache(root, cpu, index, level, kind, size, shared=None):
+    folder = root / f'cpu{cpu}' / 'cache' / f'index{index}'
+    folder.mkdir(parents=True)
     (folder / 'level').write_text(f'{level}\n')
     (folder / 'type').write_text(f'{kind}\n')
     (folder / 'size').write_text(f'{size}\n')
+    (folder / 'shared_cpu_list').write_text(f'{shared or cpu}\n')
+
+
+def two_sockets(root):
+    """CPUs 0-3: own L1 and L2 each; L3 of 32 MB shared by 0-1, another
+    by 2-3."""
+    for cpu in range(4):
+        write_cache(root, cpu, 0, 1, 'Data', '48K')
+        write_cache(root, cpu, 1, 1, 'Instruction', '32K')
+        write_cache(root, cpu, 2, 2, 'Unified', '1280K')
+        write_cache(root, cpu, 3, 3, 'Unified', '32768K',
+                    '0-1' if cpu < 2 else '2-3')
 
 
 @pytest.mark.parametrize('text,expected', [('48K', 48 << 10),
@@ -26,22 +38,24 @@ def test_parse_cache_size_rejects_other_text(text):
         parse_cache_size(text)
 
 
-def test_the_highest_data_or_unified_level_counts(tmp_path):
-    write_cache(tmp_path, 0, 1, 'Data', '48K')
-    write_cache(tmp_path, 1, 1, 'Instruction', '32K')
-    write_cache(tmp_path, 2, 2, 'Unified', '1280K')
-    write_cache(tmp_path, 3, 3, 'Unified', '49152K')
-    assert last_level_cache_bytes(str(tmp_path)) == 48 << 20
+def test_each_shared_last_level_cache_counts_once(tmp_path):
+    two_sockets(tmp_path)
+    cpu_dir = str(tmp_path)
+    assert last_level_cache_bytes(cpu_dir, (0, )) == 32 << 20
+    assert last_level_cache_bytes(cpu_dir, (0, 1)) == 32 << 20
+    assert last_level_cache_bytes(cpu_dir, (0, 1, 2, 3)) == 64 << 20
+    assert last_level_cache_bytes(cpu_dir, (1, 2)) == 64 << 20
 
 
 def test_instruction_caches_and_unreadable_entries_do_not_count(tmp_path):
-    write_cache(tmp_path, 0, 1, 'Data', '32K')
-    write_cache(tmp_path, 1, 3, 'Instruction', '64M')  # not data
-    write_cache(tmp_path, 2, 4, 'Unified', 'lots')  # unreadable size
-    (tmp_path / 'index3').mkdir()  # no files at all
-    assert last_level_cache_bytes(str(tmp_path)) == 32 << 10
+    write_cache(tmp_path, 0, 0, 1, 'Data', '32K')
+    write_cache(tmp_path, 0, 1, 3, 'Instruction', '64M')  # not data
+    write_cache(tmp_path, 0, 2, 4, 'Unified', 'lots')  # unreadable size
+    (tmp_path / 'cpu0' / 'cache' / 'index3').mkdir()  # no files at all
+    assert last_level_cache_bytes(str(tmp_path), (0, )) == 32 << 10
 
 
 def test_no_description_is_none(tmp_path):
-    assert last_level_cache_bytes(str(tmp_path / 'missing')) is None
-    assert last_level_cache_bytes(str(tmp_path)) is None
+    assert last_level_cache_bytes(str(tmp_path / 'missing'), (0, )) is None
+    (tmp_path / 'cpu0' / 'cache').mkdir(parents=True)
+    assert last_level_cache_bytes(str(tmp_path), (0, 1)) is None

@@ -2,6 +2,7 @@
 ``grad + lambda * (1 - mask) * weight``, compiled (one pass) and PyTorch
 paths, against the update rule written out by hand."""
 import itertools
+import platform
 
 import pytest
 import torch
@@ -9,7 +10,8 @@ from nm_reference import reference_mask
 
 from mmnm.layers.weight_updates import weight_stamp
 from mmnm.ops import (MaskedWeightBuffer, ext_available,
-                      fused_sgd_step_unavailable, sr_ste_sgd_step_)
+                      fused_sgd_step_unavailable, sr_ste_sgd_step_,
+                      stream_stores_available)
 from mmnm.ops.ext_loader import load_ext
 
 LAM, LR = 0.1, 0.05
@@ -222,6 +224,9 @@ REMASK_CASES = [
     ((6, 16, 3, 3), 2, 8, 'channel', torch.float32),  # the scalar path
     ((16, 8, 3, 3), 2, 4, 'channel', torch.float64),
     ((16, 8, 3, 3), 2, 4, 'channel', torch.bfloat16),
+    ((16, 8, 3, 3), 2, 4, 'channel', torch.float16),
+    # rows of 4 * 144 values: blocks of one row
+    ((8, 8, 12, 12), 2, 4, 'channel', torch.float32),
     # several threads, and blocks that end inside a parallel chunk
     ((256, 64, 3, 3), 2, 4, 'channel', torch.float32),
 ]
@@ -318,10 +323,16 @@ def test_remask_on_every_instruction_set(cpu_isa, thread_counts, shape,
 
 @pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
 @pytest.mark.parametrize('offset', [0, 1, 5, 13])
-def test_streamed_next_mask_into_unaligned_memory(offset):
+def test_streamed_next_mask_into_unaligned_memory(offset, thread_counts):
     """Streamed outputs that start anywhere in a cache line (views into
     larger tensors, ``offset`` values in) are exact, and the memory around
-    them is left alone."""
+    them is left alone, on one thread and across threads."""
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        check_streamed_into_views(offset)
+
+
+def check_streamed_into_views(offset):
     ext = load_ext()
     shape = (64, 32, 3, 3)
     weight, grads, _ = remask_inputs(shape, 2, 4, 'channel', torch.float32)
@@ -360,6 +371,43 @@ def test_streamed_next_mask_into_unaligned_memory(offset):
     outside[offset:offset + numel] = False
     assert not keep_store[outside].any()
     assert torch.all(masked_store[outside] == 7.0)
+
+
+@pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
+@pytest.mark.parametrize('stream', [False, True])
+def test_stream_remask_reaches_the_kernel(monkeypatch, stream):
+    """``stream_remask`` is what the compiled kernel gets as
+    ``stream_next`` (the outputs are the same either way, so only the
+    call can show it); the extension has non-temporal stores on
+    x86-64."""
+    ext = load_ext()
+    calls = []
+
+    class Recording:
+
+        def __getattr__(self, name):
+            return getattr(ext, name)
+
+        def sr_ste_sgd_step_(self, *args, **kwargs):
+            calls.append(kwargs.get('stream_next'))
+            return ext.sr_ste_sgd_step_(*args, **kwargs)
+
+    monkeypatch.setattr('mmnm.ops.sr_ste.load_ext', lambda: Recording())
+    weight, grads, buffer = remask_inputs((8, 8, 3, 3), 2, 4, 'channel',
+                                          torch.float32)
+    sr_ste_sgd_step_(
+        weight,
+        grads[0],
+        buffer.mask,
+        None,
+        1.0,
+        1.0,
+        remask=buffer,
+        stream_remask=stream)
+    assert calls == [stream]
+    assert torch.equal(buffer.mask, reference_mask(weight))
+    assert stream_stores_available() == (
+        platform.machine() in ('x86_64', 'AMD64'))
 
 
 @pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')

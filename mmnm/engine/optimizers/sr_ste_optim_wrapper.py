@@ -1,8 +1,7 @@
 """SR-STE optim wrappers: the sparse-refined gradient term of Zhou et al.
 (ICLR 2021) and the N:M schedule, on top of mmengine's optim wrappers."""
 from contextlib import contextmanager
-from typing import (Any, Dict, Iterator, List, NamedTuple, Optional, Sequence,
-                    Tuple)
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -12,7 +11,8 @@ from torch import Tensor, nn
 from mmnm.conversion import find_sparse_layers
 from mmnm.layers import NMSparseMixin, sparse_layers_of
 from mmnm.ops import (add_sr_ste_term_, fused_sgd_step_unavailable,
-                      last_level_cache_bytes, sr_ste_sgd_step_)
+                      last_level_cache_bytes, sr_ste_sgd_step_,
+                      stream_stores_available)
 from mmnm.registry import OPTIM_WRAPPERS
 
 
@@ -70,6 +70,10 @@ class SRSTEMixin:
             requires it (an error says what stops it), ``False`` always
             adds the term to ``.grad`` before ``optimizer.step()``.
             Defaults to None.
+        stream_next_masks (bool, optional): whether the fused steps write
+            the next masks past the caches (see :meth:`streams_next_masks`;
+            ``None``: where the masked weights exceed the last-level
+            cache). Defaults to None.
     """
 
     #: whether this wrapper's step may fuse the term into the SGD step
@@ -81,11 +85,13 @@ class SRSTEMixin:
                  sparse_start_iter: Optional[int] = None,
                  freeze_mask_iter: Optional[int] = None,
                  fused_sgd_step: Optional[bool] = None,
+                 stream_next_masks: Optional[bool] = None,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fused_sgd_step = fused_sgd_step
+        self.stream_next_masks = stream_next_masks
         self._fusion_report: Optional[str] = None
-        self._streams_masks = False
+        self._streaming: Optional[bool] = None  # the choice logged last
         self._fusion_counts: Optional[Tuple[int, int]] = None
         # id(param) -> (its param group, its index there)
         self._param_positions: Dict[int, Tuple[dict, int]] = {}
@@ -375,32 +381,43 @@ class SRSTEMixin:
             self._fusion_report = report
             print_log(report, logger='current')
 
-    def streams_next_masks(self, weights: Sequence[Tensor]) -> bool:
-        """Whether the fused steps of ``weights`` write the next masks past
-        the caches (``stream_remask`` of :func:`~mmnm.ops.sr_ste_sgd_step_`):
-        where their masked weights together are more than the last-level
+    def streams_next_masks(self) -> bool:
+        """Whether the fused steps write the next masks past the caches
+        (``stream_remask`` of :func:`~mmnm.ops.sr_ste_sgd_step_`): as
+        ``stream_next_masks`` says, else where the masked weights of the
+        wrapper's sparse layers together are more than the last-level
         cache holds. Between a layer's step and its next forward, the step
         writes and the forward reads every other masked weight, so then
-        none is still in cache when its forward reads it; in a smaller
-        model (or a larger cache) some are, and plain stores leave them
-        there. Unknown cache size: never. Logs the choice when it
-        changes."""
-        masked = sum(weight.nbytes for weight in weights)
-        cache = last_level_cache_bytes()
-        stream = cache is not None and masked > cache
-        if stream != self._streams_masks:
-            self._streams_masks = stream
+        none is still in cache when its forward reads it, and a plain store
+        would only read its memory in first. Logs the choice, and why, when
+        it changes."""
+        stream, why = self._stream_choice()
+        if stream != self._streaming:
+            self._streaming = stream
             where = 'past the caches (non-temporal stores)' if stream \
-                else 'into the caches again'
-            held = 'an unknown size' if cache is None else \
-                f'{cache / 2**20:.1f} MiB'
+                else 'through the caches'
             print_log(
                 f'{type(self).__name__}: the fused SGD steps write the next '
-                f'masks {where}: the masked weights take '
-                f'{masked / 2**20:.1f} MiB together, the last-level cache '
-                f'holds {held}',
+                f'masks {where}: {why}',
                 logger='current')
         return stream
+
+    def _stream_choice(self) -> Tuple[bool, str]:
+        """:meth:`streams_next_masks`'s choice and the reason for it."""
+        if not stream_stores_available():
+            return False, 'mmnm._ext has no non-temporal stores (not x86-64)'
+        if self.stream_next_masks is not None:
+            return bool(self.stream_next_masks), \
+                f'stream_next_masks={self.stream_next_masks}'
+        cache = last_level_cache_bytes()
+        if cache is None:
+            return False, ('the last-level cache size is unknown (Linux '
+                           'sysfs does not describe it); set '
+                           'stream_next_masks to choose')
+        masked = sum(layer.weight.nbytes for layer in self.sparse_layers)
+        return masked > cache, (
+            f'the masked weights take {masked / 2**20:.1f} MiB together, '
+            f'the last-level cache holds {cache / 2**20:.1f} MiB')
 
     @contextmanager
     def _sgd_step_fused_for(self, steps: List[FusedStep]) -> Iterator[None]:
@@ -409,7 +426,7 @@ class SRSTEMixin:
         from the optimizer's own step inside the block; after it, the
         layers take the new masks."""
         hidden = []
-        stream = self.streams_next_masks([step.weight for step in steps])
+        stream = bool(steps) and self.streams_next_masks()
         try:
             for step in steps:
                 group = step.group

@@ -70,6 +70,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "choose it: auto (the best the CPU has), avx512, avx2, sse2 or "
         "scalar",
         py::arg("name"));
+  // whether the fused step's stream_next writes with non-temporal stores
+  // (x86-64); elsewhere it is a plain copy, which gains nothing
+#if defined(__SSE2__)
+  m.attr("has_stream_stores") = true;
+#else
+  m.attr("has_stream_stores") = false;
+#endif
   m.def("with_cuda", [] {
 #ifdef MMNM_WITH_CUDA
     return true;

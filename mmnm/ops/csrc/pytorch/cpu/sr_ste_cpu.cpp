@@ -10,7 +10,6 @@
 #include <cstring>
 #include <memory>
 #include <type_traits>
-#include <vector>
 
 #include "cpu_isa.h"
 #include "nm_mask_cpu.h"
@@ -291,7 +290,8 @@ bool sr_ste_sgd_step_cpu(at::Tensor& param, const at::Tensor& grad,
             0, param.numel() / row, std::max<int64_t>(1, 32768 / row),
             [&](int64_t begin, int64_t end) {
               bool ok = true;
-              std::vector<scalar_t> masked_block(stream ? block * row : 0);
+              std::unique_ptr<scalar_t[]> masked_block(
+                  stream ? new scalar_t[block * row] : nullptr);
               std::unique_ptr<bool[]> keep_block(
                   stream ? new bool[block * row] : nullptr);
               for (int64_t first = begin; first < end; first += block) {
@@ -307,9 +307,9 @@ bool sr_ste_sgd_step_cpu(at::Tensor& param, const at::Tensor& grad,
                 const int64_t at = first * row;
                 const int64_t count = (last - first) * row;
                 ok &= nm_mask_rows_cpu<scalar_t>(
-                    p + at, keep_block.get(), masked_block.data(), next->m,
+                    p + at, keep_block.get(), masked_block.get(), next->m,
                     next->n, next->inner, 0, last - first);
-                stream_copy(next_masked + at, masked_block.data(),
+                stream_copy(next_masked + at, masked_block.get(),
                             count * sizeof(scalar_t));
                 stream_copy(next_keep + at, keep_block.get(), count);
               }
