@@ -248,12 +248,25 @@ def ratio_interval(times: Dict[str, List[float]],
     return values[tail], values[draws - 1 - tail]
 
 
-def interval_verdict(interval: Tuple[float, float], target: float) -> str:
-    """Whether an interval of the ratio settles the ``target``."""
+def settles(interval: Optional[Tuple[float, float]],
+            target: float) -> Optional[bool]:
+    """``True`` if the whole interval of the ratio meets ``target``,
+    ``False`` if it lies above it, ``None`` if it spans it (or there is no
+    interval)."""
+    if interval is None:
+        return None
     low, high = interval
     if high <= target:
+        return True
+    return False if low > target else None
+
+
+def interval_verdict(interval: Tuple[float, float], target: float) -> str:
+    """Whether an interval of the ratio settles the ``target``."""
+    settled = settles(interval, target)
+    if settled is True:
         return 'the target is met at this precision'
-    if low > target:
+    if settled is False:
         return 'the target is missed at this precision'
     return ('this run does not resolve the target: more --model-rounds '
             'narrow the interval')
@@ -613,8 +626,7 @@ def report(row: dict, target: float) -> Optional[str]:
                   f'({interval_verdict(interval, target)})')
     if ok:
         return None
-    return 'missed' if interval is not None and interval[0] > target \
-        else 'unresolved'
+    return 'missed' if settles(interval, target) is False else 'unresolved'
 
 
 def summary(misses: Dict[str, str]) -> str:

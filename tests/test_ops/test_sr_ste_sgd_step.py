@@ -251,6 +251,20 @@ def remask_inputs(shape, n, m, orientation, dtype):
     return weight, grads, buffer
 
 
+def remask_step(weight, grad, buffer, stream=False):
+    """A plain SGD step (lr 1, no momentum) of ``weight`` on the SR-STE
+    gradient under ``buffer``'s mask, writing the next one into it."""
+    sr_ste_sgd_step_(
+        weight,
+        grad,
+        buffer.mask,
+        None,
+        1.0,
+        1.0,
+        remask=buffer,
+        stream_remask=stream)
+
+
 @pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
 @pytest.mark.parametrize('shape,n,m,orientation,dtype', REMASK_CASES)
 @pytest.mark.parametrize('stream', [False, True])
@@ -307,15 +321,7 @@ def test_remask_on_every_instruction_set(cpu_isa, thread_counts, shape,
                                               torch.float32)
         plain = weight.clone()
         sr_ste_sgd_step_(plain, grads[0], buffer.mask.clone(), None, 1.0, 1.0)
-        sr_ste_sgd_step_(
-            weight,
-            grads[0],
-            buffer.mask,
-            None,
-            1.0,
-            1.0,
-            remask=buffer,
-            stream_remask=stream)
+        remask_step(weight, grads[0], buffer, stream)
         assert torch.equal(weight, plain), threads  # old mask read intact
         assert torch.equal(buffer.mask, reference_mask(weight)), threads
         assert torch.equal(buffer.masked, weight * buffer.mask), threads
@@ -395,15 +401,7 @@ def test_stream_remask_reaches_the_kernel(monkeypatch, stream):
     monkeypatch.setattr('mmnm.ops.sr_ste.load_ext', lambda: Recording())
     weight, grads, buffer = remask_inputs((8, 8, 3, 3), 2, 4, 'channel',
                                           torch.float32)
-    sr_ste_sgd_step_(
-        weight,
-        grads[0],
-        buffer.mask,
-        None,
-        1.0,
-        1.0,
-        remask=buffer,
-        stream_remask=stream)
+    remask_step(weight, grads[0], buffer, stream)
     assert calls == [stream]
     assert torch.equal(buffer.mask, reference_mask(weight))
     assert stream_stores_available() == (
@@ -418,8 +416,7 @@ def test_remask_of_a_non_finite_weight_holds_no_mask():
                                           torch.float32)
     grads[0][3, 5, 1, 2] = float('nan')
     masked_version = buffer.masked._version
-    sr_ste_sgd_step_(
-        weight, grads[0], buffer.mask, None, 1.0, 1.0, remask=buffer)
+    remask_step(weight, grads[0], buffer)
     assert buffer.version is None
     assert buffer.masked._version > masked_version  # written: a graph fails
     with pytest.raises(ValueError, match="layer 'x': weight holds 1 NaN"):

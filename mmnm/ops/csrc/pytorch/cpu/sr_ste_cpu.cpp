@@ -298,20 +298,18 @@ bool sr_ste_sgd_step_cpu(at::Tensor& param, const at::Tensor& grad,
                 const int64_t last = std::min(end, first + block);
                 sr_ste_sgd_block<scalar_t>(p, g, keep, buf, s, first * row,
                                            last * row);
-                if (!stream) {
-                  ok &= nm_mask_rows_cpu<scalar_t>(p, next_keep, next_masked,
-                                                   next->m, next->n,
-                                                   next->inner, first, last);
-                  continue;
-                }
+                // the block's rows, as rows 0 .. last - first from here
                 const int64_t at = first * row;
-                const int64_t count = (last - first) * row;
                 ok &= nm_mask_rows_cpu<scalar_t>(
-                    p + at, keep_block.get(), masked_block.get(), next->m,
+                    p + at, stream ? keep_block.get() : next_keep + at,
+                    stream ? masked_block.get() : next_masked + at, next->m,
                     next->n, next->inner, 0, last - first);
-                stream_copy(next_masked + at, masked_block.get(),
-                            count * sizeof(scalar_t));
-                stream_copy(next_keep + at, keep_block.get(), count);
+                if (stream) {
+                  const int64_t count = (last - first) * row;
+                  stream_copy(next_masked + at, masked_block.get(),
+                              count * sizeof(scalar_t));
+                  stream_copy(next_keep + at, keep_block.get(), count);
+                }
               }
               if (stream) store_fence();
               if (!ok) finite = false;

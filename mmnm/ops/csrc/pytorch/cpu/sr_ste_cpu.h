@@ -9,9 +9,10 @@ namespace mmnm {
 // weight of the weight it has just updated: contiguous tensors of the
 // weight's shape, bool and weight dtype, grouped as an (A, G, m, inner)
 // view (see nm_mask_rows_cpu), n kept per group. With stream, both are
-// written with non-temporal stores, past the caches: for steps whose
-// memory exceeds the last-level cache, where they would be evicted before
-// the next forward reads them (a plain store first reads each line in).
+// written with non-temporal stores, past the caches: for training whose
+// masked weights exceed the last-level cache, where they would be evicted
+// before the next forward reads them (a plain store first reads each
+// line in).
 struct NextMask {
   at::Tensor keep;
   at::Tensor masked;
