@@ -11,9 +11,9 @@ from .ext_sources import CSRC_DIR, sources_digest
 #: The functions of ``mmnm._ext`` that this version of mmnm calls: a build
 #: lacking one (made from older sources, e.g. an editable install not
 #: rebuilt after an update) is not used.
-REQUIRED_OPS = ('nm_mask_forward', 'sr_ste_add_', 'sr_ste_sgd_step_',
-                'straight_through', 'sparse24_compress', 'sparse24_decompress',
-                'cpu_isa', 'set_cpu_isa', 'with_cuda')
+REQUIRED_OPS = ('nm_mask_forward', 'term_inputs_unsupported', 'sr_ste_add_',
+                'sr_ste_sgd_step_', 'straight_through', 'sparse24_compress',
+                'sparse24_decompress', 'cpu_isa', 'set_cpu_isa', 'with_cuda')
 
 _ext: Optional[ModuleType] = None
 _load_error: Optional[str] = None

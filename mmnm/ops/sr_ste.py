@@ -6,34 +6,23 @@ import torch
 from torch import Tensor
 
 from .ext_loader import load_ext
-from .layout import same_dense_layout
 
 if TYPE_CHECKING:
     from .nm_mask import MaskedWeightBuffer
 
 
-def _compiled_kernel_takes(**tensors: Tensor) -> Optional[str]:
-    """``None`` if the compiled CPU kernels take ``tensors`` (by name; the
-    first a floating weight-like one, a bool mask among them), else why
-    not."""
-    if load_ext() is None:
+def _compiled_kernel_takes(
+        weight: Tensor,
+        grad: Tensor,
+        mask: Tensor,
+        momentum_buffer: Optional[Tensor] = None) -> Optional[str]:
+    """``None`` if the compiled CPU kernels take these tensors, else why
+    not (the extension's own checks: one call, a microsecond)."""
+    ext = load_ext()
+    if ext is None:
         return 'mmnm._ext is not loaded'
-    first_name, first = next(iter(tensors.items()))
-    if not same_dense_layout(first, first):
-        return (f'{first_name} not dense in memory (strides '
-                f'{tuple(first.stride())})')
-    for name, tensor in tensors.items():
-        if not tensor.is_cpu:
-            return f'on {tensor.device} (the compiled kernel is CPU only)'
-        if tensor.is_sparse:
-            return 'a sparse gradient'
-        if not same_dense_layout(tensor, first):
-            return (f'{name} not laid out in memory as {first_name} '
-                    f'(strides {tuple(tensor.stride())}, not '
-                    f'{tuple(first.stride())})')
-        if tensor.dtype is not first.dtype and tensor.dtype is not torch.bool:
-            return f'dtypes differ ({first.dtype}, {tensor.dtype})'
-    return None
+    return ext.term_inputs_unsupported(weight, grad, mask,
+                                       momentum_buffer) or None
 
 
 @torch.no_grad()
@@ -42,11 +31,10 @@ def add_sr_ste_term_(grad: Tensor, weight: Tensor, mask: Tensor,
     """Decay the pruned weights through their gradient, in place.
 
     One pass over memory in ``mmnm._ext`` for CPU tensors of one dense
-    memory layout (see :func:`same_dense_layout`); a fused PyTorch
-    ``addcmul_`` elsewhere. Returns ``grad``.
+    memory layout (see :func:`~mmnm.ops.layout.same_dense_layout`); a
+    fused PyTorch ``addcmul_`` elsewhere. Returns ``grad``.
     """
-    if mask.dtype == torch.bool and _compiled_kernel_takes(
-            grad=grad, weight=weight, mask=mask) is None:
+    if _compiled_kernel_takes(weight, grad, mask) is None:
         load_ext().sr_ste_add_(grad, weight, mask, float(lambda_w))
         return grad
     return grad.addcmul_(weight, mask.logical_not(), value=lambda_w)
@@ -57,12 +45,7 @@ def fused_sgd_step_unavailable(
         momentum_buffer: Optional[Tensor]) -> Optional[str]:
     """``None`` if :func:`sr_ste_sgd_step_` runs its one-pass compiled
     kernel on these tensors, else the reason it would not (for the log)."""
-    if mask.dtype != torch.bool:
-        return f'a {mask.dtype} mask'
-    tensors = dict(weight=param, grad=grad, mask=mask)
-    if momentum_buffer is not None:
-        tensors['momentum buffer'] = momentum_buffer
-    return _compiled_kernel_takes(**tensors)
+    return _compiled_kernel_takes(param, grad, mask, momentum_buffer)
 
 
 def stream_stores_available() -> bool:
@@ -138,20 +121,10 @@ def sr_ste_sgd_step_(param: Tensor,
         buffer = momentum_buffer if momentum != 0 else param.new_empty(0)
         outputs = None if remask is None else remask.kernel_outputs(param)
         finite = load_ext().sr_ste_sgd_step_(
-            param,
-            grad,
-            mask,
-            buffer,
-            float(lambda_w),
-            float(lr),
-            float(momentum),
-            float(dampening),
-            float(weight_decay),
-            bool(nesterov),
-            bool(maximize),
-            init,
-            *(outputs or ()),
-            stream_next=bool(stream_remask))
+            param, grad, mask, buffer, float(lambda_w), float(lr),
+            float(momentum), float(dampening), float(weight_decay),
+            bool(nesterov), bool(maximize), init,
+            *(outputs or (None, None, 0, 0, 0)), bool(stream_remask))
         # the kernel writes through the data pointer: tell autograd (and
         # the mask caches) that param changed, as param.add_ would
         torch.autograd.graph.increment_version(param)

@@ -3,6 +3,7 @@
 paths, against the update rule written out by hand."""
 import itertools
 import platform
+import re
 
 import pytest
 import torch
@@ -172,12 +173,24 @@ def test_kernel_rejects_mismatched_inputs():
     args = (1.0, 0.1, 0.9, 0.0, 0.0, False, False, False)
     ok = torch.zeros(4, 4)
     keep = torch.zeros(4, 4, dtype=torch.bool)
-    with pytest.raises(RuntimeError, match='shapes differ'):
-        ext.sr_ste_sgd_step_(ok, torch.zeros(4, 8), keep, ok.clone(), *args)
-    with pytest.raises(RuntimeError, match='mask must be bool'):
-        ext.sr_ste_sgd_step_(ok, ok.clone(), ok.clone(), ok.clone(), *args)
-    with pytest.raises(RuntimeError, match='momentum_buffer must be'):
-        ext.sr_ste_sgd_step_(ok, ok.clone(), keep, torch.zeros(0), *args)
+    # the kernel raises the reason fused_sgd_step_unavailable gives
+    for grad, mask, buffer, reason in [
+        (torch.zeros(4, 8), keep, ok.clone(),
+         "grad of shape (4, 8), not the weight's (4, 4)"),
+        (ok.clone(), ok.clone(), ok.clone(), 'a torch.float32 mask'),
+        (ok.clone(), keep, torch.zeros(0),
+         "momentum buffer of shape (0,), not the weight's (4, 4)"),
+        (ok.clone(), keep, ok.t().contiguous().t(),
+         'momentum buffer not laid out in memory as weight (strides (1, 4), '
+         'not (4, 1))'),
+    ]:
+        assert fused_sgd_step_unavailable(ok, grad, mask, buffer) == reason
+        with pytest.raises(
+                RuntimeError, match=re.escape(f'sr_ste_sgd_step_: {reason}')):
+            ext.sr_ste_sgd_step_(ok, grad, mask, buffer, *args)
+    # without momentum the kernel does not read the buffer (an empty one)
+    ext.sr_ste_sgd_step_(ok, ok.clone(), keep, torch.zeros(0), 1.0, 0.1, 0.0,
+                         0.0, 0.0, False, False, False)
 
 
 @pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
@@ -189,6 +202,16 @@ def test_unavailable_names_the_reason():
                                                 None)
     assert fused_sgd_step_unavailable(weight, grads[0].to_sparse(), mask,
                                       None) == 'a sparse gradient'
+    every_other = weight[:, ::2]
+    assert fused_sgd_step_unavailable(
+        every_other, grads[0][:, ::2], mask[:, ::2],
+        None) == (f'weight not dense in memory (strides '
+                  f'{every_other.stride()})')
+    # one weight, its gradient and mask channels_last alike: taken
+    conv = torch.randn(8, 4, 3, 3).to(memory_format=torch.channels_last)
+    assert fused_sgd_step_unavailable(conv, torch.zeros_like(conv),
+                                      torch.zeros_like(conv, dtype=bool),
+                                      torch.zeros_like(conv)) is None
 
 
 @pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
@@ -203,10 +226,12 @@ def test_checked_runs_the_kernel_which_still_checks():
     sr_ste_sgd_step_(checked, grads[0], mask, None, 0.1, 0.5, checked=True)
     assert torch.equal(checked, expected)
     before = weight.clone()
-    with pytest.raises(RuntimeError, match='mask must be bool'):
+    with pytest.raises(RuntimeError, match='a torch.float32 mask'):
         sr_ste_sgd_step_(
             weight, grads[0], mask.float(), None, 0.1, 0.5, checked=True)
-    with pytest.raises(RuntimeError, match='grad and weight dtypes differ'):
+    with pytest.raises(
+            RuntimeError,
+            match=re.escape('dtypes differ (torch.float32, torch.float64)')):
         sr_ste_sgd_step_(
             weight, grads[0].double(), mask, None, 0.1, 0.5, checked=True)
     assert torch.equal(weight, before)
@@ -394,9 +419,9 @@ def test_stream_remask_reaches_the_kernel(monkeypatch, stream):
         def __getattr__(self, name):
             return getattr(ext, name)
 
-        def sr_ste_sgd_step_(self, *args, **kwargs):
-            calls.append(kwargs.get('stream_next'))
-            return ext.sr_ste_sgd_step_(*args, **kwargs)
+        def sr_ste_sgd_step_(self, *args):
+            calls.append(args[-1])  # stream_next, the last parameter
+            return ext.sr_ste_sgd_step_(*args)
 
     monkeypatch.setattr('mmnm.ops.sr_ste.load_ext', lambda: Recording())
     weight, grads, buffer = remask_inputs((8, 8, 3, 3), 2, 4, 'channel',

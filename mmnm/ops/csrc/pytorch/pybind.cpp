@@ -9,6 +9,9 @@ std::vector<at::Tensor> nm_mask_forward(
     const at::Tensor& grouped, int64_t n, bool with_masked,
     const c10::optional<at::Tensor>& masked_out,
     const c10::optional<at::Tensor>& keep_out);
+std::string term_inputs_unsupported(
+    const at::Tensor& weight, const at::Tensor& grad, const at::Tensor& mask,
+    const c10::optional<at::Tensor>& momentum_buffer);
 void sr_ste_add_(at::Tensor grad, const at::Tensor& weight,
                  const at::Tensor& mask, double lambda_w);
 bool sr_ste_sgd_step_(at::Tensor param, const at::Tensor& grad,
@@ -34,6 +37,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "N:M mask of an (A, G, M, B) grouped weight view",
         py::arg("grouped"), py::arg("n"), py::arg("with_masked") = false,
         py::arg("masked_out") = py::none(), py::arg("keep_out") = py::none());
+  m.def("term_inputs_unsupported", &mmnm::term_inputs_unsupported,
+        "why sr_ste_add_ and sr_ste_sgd_step_ cannot take these tensors "
+        "(\"\" if they can)",
+        py::arg("weight"), py::arg("grad"), py::arg("mask"),
+        py::arg("momentum_buffer") = py::none());
   m.def("sr_ste_add_", &mmnm::sr_ste_add_,
         "grad += lambda_w * (1 - mask) * weight, in place", py::arg("grad"),
         py::arg("weight"), py::arg("mask"), py::arg("lambda_w"));

@@ -2,6 +2,9 @@
 // the SGD step it is fused into.
 #include <ATen/core/Tensor.h>
 
+#include <string>
+#include <utility>
+
 #include "../common/nm_mask_utils.h"
 #include "cpu/sr_ste_cpu.h"
 
@@ -18,24 +21,89 @@ bool same_dense_layout(const at::Tensor& tensor, const at::Tensor& ref) {
          ref.is_non_overlapping_and_dense();
 }
 
-// The checks both ops share: weight, grad and mask of one shape and one
-// dense memory layout, on the CPU; grad of weight's dtype, a bool mask.
-void check_term_inputs(const char* op, const at::Tensor& weight,
-                       const at::Tensor& grad, const at::Tensor& mask) {
-  TORCH_CHECK(grad.sizes() == weight.sizes() && mask.sizes() == weight.sizes(),
-              op, ": grad, weight and mask shapes differ");
-  TORCH_CHECK(grad.scalar_type() == weight.scalar_type(), op,
-              ": grad and weight dtypes differ");
-  TORCH_CHECK(mask.scalar_type() == at::kBool, op, ": mask must be bool");
-  TORCH_CHECK(same_dense_layout(weight, weight) &&  // dense itself
-                  same_dense_layout(grad, weight) &&
-                  same_dense_layout(mask, weight),
-              op, ": tensors must share one dense memory layout (all "
-              "contiguous, or the same strides)");
-  TORCH_CHECK(grad.device().is_cpu() && weight.device().is_cpu() &&
-                  mask.device().is_cpu(),
-              op, ": only CPU tensors (CUDA uses the PyTorch path)");
+namespace {
+
+// A shape or strides as Python prints them: (64, 1).
+std::string as_tuple(at::IntArrayRef values) {
+  std::string text = "(";
+  for (size_t i = 0; i < values.size(); ++i) {
+    text += (i ? ", " : "") + std::to_string(values[i]);
+  }
+  return text + (values.size() == 1 ? ",)" : ")");
 }
+
+// torch.float32, ...
+std::string dtype_name(const at::Tensor& tensor) {
+  return "torch." + std::string(c10::getDtypeNames(tensor.scalar_type()).first);
+}
+
+}  // namespace
+
+// Why the SR-STE kernels cannot run over weight, grad, mask (and
+// momentum_buffer) as one flat memory: "" if they can. They need one shape
+// and one dense memory layout, CPU tensors, grad (and buffer) of weight's
+// dtype and a bool mask. The SR-STE optim wrapper logs it for a weight it
+// leaves unfused (mmnm.ops.fused_sgd_step_unavailable); the kernels raise
+// it.
+std::string term_inputs_unsupported(
+    const at::Tensor& weight, const at::Tensor& grad, const at::Tensor& mask,
+    const c10::optional<at::Tensor>& momentum_buffer) {
+  if (mask.scalar_type() != at::kBool) {
+    return "a " + dtype_name(mask) + " mask";
+  }
+  const std::pair<const char*, const at::Tensor*> tensors[] = {
+      {"weight", &weight},
+      {"grad", &grad},
+      {"mask", &mask},
+      {"momentum buffer",
+       momentum_buffer.has_value() ? &*momentum_buffer : nullptr}};
+  for (const auto& [name, tensor] : tensors) {
+    if (tensor == nullptr) continue;
+    const std::string what = name;
+    if (!tensor->device().is_cpu()) {
+      return "on " + tensor->device().str() +
+             " (the compiled kernel is CPU only)";
+    }
+    if (tensor->layout() != at::kStrided) {
+      return what == "grad" ? "a sparse gradient"
+                            : what + " not a strided tensor";
+    }
+    if (tensor->sizes() != weight.sizes()) {
+      return what + " of shape " + as_tuple(tensor->sizes()) +
+             ", not the weight's " + as_tuple(weight.sizes());
+    }
+    if (tensor == &weight) {  // the layout the others must share
+      if (!same_dense_layout(weight, weight)) {
+        return "weight not dense in memory (strides " +
+               as_tuple(weight.strides()) + ")";
+      }
+      continue;
+    }
+    if (!same_dense_layout(*tensor, weight)) {
+      return what + " not laid out in memory as weight (strides " +
+             as_tuple(tensor->strides()) + ", not " +
+             as_tuple(weight.strides()) + ")";
+    }
+    if (tensor != &mask && tensor->scalar_type() != weight.scalar_type()) {
+      return "dtypes differ (" + dtype_name(weight) + ", " +
+             dtype_name(*tensor) + ")";
+    }
+  }
+  return "";
+}
+
+namespace {
+
+void check_term_inputs(const char* op, const at::Tensor& weight,
+                       const at::Tensor& grad, const at::Tensor& mask,
+                       const c10::optional<at::Tensor>& momentum_buffer =
+                           c10::nullopt) {
+  const std::string reason =
+      term_inputs_unsupported(weight, grad, mask, momentum_buffer);
+  TORCH_CHECK(reason.empty(), op, ": ", reason);
+}
+
+}  // namespace
 
 // grad += lambda_w * (1 - mask) * weight, in place, in one pass.
 void sr_ste_add_(at::Tensor grad, const at::Tensor& weight,
@@ -60,15 +128,9 @@ bool sr_ste_sgd_step_(at::Tensor param, const at::Tensor& grad,
                       const c10::optional<at::Tensor>& next_keep,
                       const c10::optional<at::Tensor>& next_masked, int64_t n,
                       int64_t m, int64_t inner, bool stream_next) {
-  check_term_inputs("sr_ste_sgd_step_", param, grad, mask);
-  if (momentum != 0) {
-    TORCH_CHECK(momentum_buffer.sizes() == param.sizes() &&
-                    momentum_buffer.scalar_type() == param.scalar_type() &&
-                    same_dense_layout(momentum_buffer, param) &&
-                    momentum_buffer.device().is_cpu(),
-                "sr_ste_sgd_step_: momentum_buffer must be a CPU tensor of "
-                "param's shape, dtype and memory layout");
-  }
+  check_term_inputs("sr_ste_sgd_step_", param, grad, mask,
+                    momentum != 0 ? c10::optional<at::Tensor>(momentum_buffer)
+                                  : c10::nullopt);
   TORCH_CHECK(next_keep.has_value() == next_masked.has_value(),
               "sr_ste_sgd_step_: give both next_keep and next_masked or "
               "neither");
