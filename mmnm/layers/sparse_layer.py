@@ -357,11 +357,12 @@ class NMSparseMixin:
         values as they are now (same version); call it only when nothing
         has written the weight through ``.data`` since that step."""
         spare = self._step_buffer
-        if spare is None or spare.version != self.weight._version or \
+        weight = self.weight
+        if spare is None or spare.version != weight._version or \
                 not self.sparse_enabled or self.mask_frozen or \
                 not self._serves(spare):
             return False
-        self._mask_stamp = (weight_stamp(self.weight), self.nm)
+        self._mask_stamp = (weight_stamp(weight), self.nm)
         self._step_mask_taken = True
         return True
 

@@ -906,6 +906,42 @@ def test_next_masks_streamed_past_a_smaller_cache(monkeypatch):
 
 
 @pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
+def test_stream_choice_follows_the_setting_and_the_weights(monkeypatch):
+    """The choice is made again when ``stream_next_masks`` or the masked
+    weights' size changes, and only then: a changed choice is logged once,
+    a changed size that keeps it is not."""
+    module = 'mmnm.engine.optimizers.sr_ste_optim_wrapper'
+    logged, asked = [], []
+
+    def cache_size():
+        asked.append(True)
+        return masked - 1  # a cache smaller than the masked weights
+
+    monkeypatch.setattr(f'{module}.print_log',
+                        lambda msg, **kwargs: logged.append(msg))
+    monkeypatch.setattr(f'{module}.last_level_cache_bytes', cache_size)
+    model = TinyNet()
+    masked = 8 * (model.conv.weight.numel() + model.fc.weight.numel())
+    wrapper = SRSTEOptimWrapper(
+        optimizer=sgd(model, lr=0.5, momentum=0.9), lambda_w=0.1)
+    run_steps(model, wrapper, [make_data(seed=0)])
+    choices = []
+    for setting in (None, None, False, False, None):
+        wrapper.stream_next_masks = setting
+        choices.append(wrapper.streams_next_masks())
+    assert choices == [True, True, False, False, True]
+    lines = [line for line in logged if 'next masks' in line]
+    assert [('past' in line, 'stream_next_masks=False' in line)
+            for line in lines] == [(True, False), (False, True), (True, False)]
+    assert len(asked) == 2  # the cache size read for the two None choices
+    # a bigger masked weight is a new size: decided again, the same choice
+    layer = model.conv
+    layer.weight.data = torch.cat([layer.weight.data] * 2)
+    assert wrapper.streams_next_masks() and len(asked) == 3
+    assert len([line for line in logged if 'next masks' in line]) == 3
+
+
+@pytest.mark.skipif(not ext_available(), reason='mmnm._ext not built')
 @pytest.mark.parametrize('case,reason', [
     ('clip', 'clip_grad is set'),
     ('adam', 'the optimizer is Adam, not torch.optim.SGD'),

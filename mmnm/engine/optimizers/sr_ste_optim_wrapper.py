@@ -92,6 +92,8 @@ class SRSTEMixin:
         self.stream_next_masks = stream_next_masks
         self._fusion_report: Optional[str] = None
         self._streaming: Optional[bool] = None  # the choice logged last
+        # (stream_next_masks, masked bytes) it was made for
+        self._stream_key: Optional[Tuple[Optional[bool], int]] = None
         self._fusion_counts: Optional[Tuple[int, int]] = None
         # id(param) -> (its param group, its index there)
         self._param_positions: Dict[int, Tuple[dict, int]] = {}
@@ -389,21 +391,27 @@ class SRSTEMixin:
         cache holds. Between a layer's step and its next forward, the step
         writes and the forward reads every other masked weight, so then
         none is still in cache when its forward reads it, and a plain store
-        would only read its memory in first. Logs the choice, and why, when
-        it changes."""
-        stream, why = self._stream_choice()
-        if stream != self._streaming:
+        would only read its memory in first. Decided again when the
+        setting or the masked weights' size changes; logs the choice, and
+        why, when it changes."""
+        masked = sum(layer.weight.nbytes for layer in self.sparse_layers)
+        key = (self.stream_next_masks, masked)
+        if key != self._stream_key:
+            self._stream_key = key
+            stream, why = self._stream_choice(masked)
+            if stream != self._streaming:
+                where = 'past the caches (non-temporal stores)' if stream \
+                    else 'through the caches'
+                print_log(
+                    f'{type(self).__name__}: the fused SGD steps write the '
+                    f'next masks {where}: {why}',
+                    logger='current')
             self._streaming = stream
-            where = 'past the caches (non-temporal stores)' if stream \
-                else 'through the caches'
-            print_log(
-                f'{type(self).__name__}: the fused SGD steps write the next '
-                f'masks {where}: {why}',
-                logger='current')
-        return stream
+        return self._streaming
 
-    def _stream_choice(self) -> Tuple[bool, str]:
-        """:meth:`streams_next_masks`'s choice and the reason for it."""
+    def _stream_choice(self, masked: int) -> Tuple[bool, str]:
+        """:meth:`streams_next_masks`'s choice for ``masked`` bytes of
+        masked weights, and the reason for it."""
         if not stream_stores_available():
             return False, 'mmnm._ext has no non-temporal stores (not x86-64)'
         if self.stream_next_masks is not None:
@@ -414,7 +422,6 @@ class SRSTEMixin:
             return False, ('the last-level cache size is unknown (Linux '
                            'sysfs does not describe it); set '
                            'stream_next_masks to choose')
-        masked = sum(layer.weight.nbytes for layer in self.sparse_layers)
         return masked > cache, (
             f'the masked weights take {masked / 2**20:.1f} MiB together, '
             f'the last-level cache holds {cache / 2**20:.1f} MiB')
