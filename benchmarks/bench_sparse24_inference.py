@@ -14,7 +14,13 @@
    dense/sparse speedups (> 1: sparse faster). The backend that actually
    ran is recorded: a sparse column reads n/a where its kernel is not
    available for a shape (e.g. CUTLASS off sm8x) or fell back to dense, and
-   the model tables list the backends their 2:4 layers ran.
+   the model tables list the backends their 2:4 layers ran. A GEMM round
+   repeats each call for 1 ms or more (a single small GEMM takes less time
+   than the host's timer and sync around it); the 2:4 columns time the
+   layer, its Python included, as inference runs it.
+
+A failed check or part is reported with its traceback and makes the exit
+status 1; the later parts still run.
 
     python benchmarks/bench_sparse24_inference.py [--batches 1 64] \
         [--rounds 20]
@@ -23,10 +29,12 @@ On a machine without such a GPU, part 3 is skipped with a message.
 """
 import argparse
 import copy
+import math
 import os.path as osp
 import statistics
 import sys
 import time
+import traceback
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -102,20 +110,34 @@ def gemm_shapes(model: nn.Module, batch: int,
 
 def alternate(runs: Dict[str, Callable[[], None]],
               rounds: int,
-              warmup: int = 3) -> Dict[str, float]:
-    """Median seconds of each run, the runs alternating round by round."""
+              warmup: int = 3,
+              min_round: float = 0.0) -> Dict[str, float]:
+    """Median seconds per call of each run, the runs alternating round by
+    round; each round repeats a run's call as often as the fastest run
+    needs to last ``min_round`` seconds (at most 200 times)."""
     for run in runs.values():
         for _ in range(warmup):
             run()
     torch.cuda.synchronize()
+    calls = 1
+    if min_round > 0:
+        fastest = min(_time_calls(run, 1) for run in runs.values())
+        calls = max(1, min(200, math.ceil(min_round / max(fastest, 1e-7))))
     times: Dict[str, List[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(_time_calls(run, calls))
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _time_calls(run: Callable[[], None], calls: int) -> float:
+    """Seconds per call of ``calls`` calls of ``run`` (the GPU synced)."""
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        run()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) / calls
 
 
 def table(header: List[str], rows: List[List[str]]) -> str:
@@ -249,7 +271,7 @@ def _bench_gemm(m: int, k: int, out: int, dtype: torch.dtype, rounds: int,
     runs = {'dense': lambda: F.linear(x, weight)}
     for backend in available:
         runs[backend] = (lambda b=backend: _with_backend(b, sparse, x, ran))
-    times = alternate(runs, rounds)
+    times = alternate(runs, rounds, min_round=1e-3)
     row = [f'{1e3 * times["dense"]:.3f}']
     for backend in SPARSE_BACKENDS:
         if backend not in available:
@@ -407,9 +429,10 @@ def main() -> int:
         print(f'Faster R-CNN parts skipped: {frcnn_reason()}')
         args.skip_frcnn = True
     print('--- correctness: converted vs masked dense ---')
-    check_resnet50(device, 64 if reason else args.size)
+    failed = not _checked(check_resnet50, device, 64 if reason else args.size)
     if not args.skip_frcnn:
-        check_frcnn(device, (64, 64) if reason else tuple(args.frcnn_size))
+        failed |= not _checked(check_frcnn, device,
+                               (64, 64) if reason else tuple(args.frcnn_size))
 
     resnet = build_resnet50()
     shapes = {
@@ -423,13 +446,29 @@ def main() -> int:
               f'{args.size} ---')
         print(table(['batch', 'M', 'K', 'out', 'convs'], rows))
         print(f'GPU part skipped: {reason}')
-        return 0
+        return int(failed)
     print(f'--- timings, median of {args.rounds} alternating rounds ---')
-    bench_gemms(shapes, args.rounds, device)
-    bench_resnet50(args.batches, args.size, args.rounds, device)
+    failed |= not _checked(bench_gemms, shapes, args.rounds, device)
+    failed |= not _checked(bench_resnet50, args.batches, args.size,
+                           args.rounds, device)
     if not args.skip_frcnn:
-        bench_frcnn(tuple(args.frcnn_size), max(args.rounds // 2, 5), device)
-    return 0
+        failed |= not _checked(bench_frcnn, tuple(args.frcnn_size),
+                               max(args.rounds // 2, 5), device)
+    if failed:
+        print('FAILED: see the tracebacks above')
+    return int(failed)
+
+
+def _checked(part: Callable, *args) -> bool:
+    """Run one part; on an error print its traceback (the later parts
+    still run) and return False."""
+    try:
+        part(*args)
+    except Exception:
+        traceback.print_exc(file=sys.stdout)
+        print(f'{part.__name__} FAILED')
+        return False
+    return True
 
 
 if __name__ == '__main__':
