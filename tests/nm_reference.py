@@ -88,9 +88,9 @@ def count_mask_computations(monkeypatch) -> collections.Counter:
         calls[name] += 1
         return compute(weight, n, m, orientation, name, *args)
 
-    def counting_update(buffer, name=None):
+    def counting_update(buffer, name=None, *args):
         calls[name] += 1
-        return update(buffer, name)
+        return update(buffer, name, *args)
 
     monkeypatch.setattr(sparse_layer, 'nm_mask', counting)
     monkeypatch.setattr(MaskedWeightBuffer, 'update', counting_update)

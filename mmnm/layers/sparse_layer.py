@@ -155,6 +155,13 @@ class NMSparseMixin:
         nm_name (str, optional): the layer's name in its model, for messages.
         sparse_enabled (bool): ``False`` runs the dense weight (dense warm-up).
         mask_frozen (bool): keep the current mask instead of recomputing it.
+        defer_finite_check (bool, optional): whether a mask computed in a
+            forward with autograd on leaves its NaN/Inf check pending for
+            the optimizer step (:func:`~mmnm.ops.check_deferred_masks`,
+            which the SR-STE optim wrapper makes for all its layers with
+            one wait) instead of waiting for the mask kernel on a GPU;
+            ``None``: for weights on a GPU. Set by the SR-STE optim wrapper
+            (its ``defer_finite_checks``); ``False`` until then.
     """
 
     weight: nn.Parameter
@@ -184,7 +191,7 @@ class NMSparseMixin:
         _ste_made_for=None)
     #: the attributes :meth:`init_sparsity` sets (dropped by ``to_dense``)
     SPARSITY_STATE = ('nm', 'nm_name', 'sparse_enabled', 'mask_frozen',
-                      'mask') + tuple(_MASK_CACHE)
+                      'defer_finite_check', 'mask') + tuple(_MASK_CACHE)
     #: plain attributes (never parameters, buffers or submodules), set at
     #: every forward and optimizer step: stored without the checks of
     #: ``nn.Module.__setattr__`` (microseconds each)
@@ -235,6 +242,7 @@ class NMSparseMixin:
                              f'{reason}')
         self.sparse_enabled = True
         self.mask_frozen = False
+        self.defer_finite_check: Optional[bool] = False
         self.mask: Optional[Tensor] = None
         self.__dict__.update(self._MASK_CACHE)
         _LIVE_LAYERS.add(self)
@@ -253,6 +261,8 @@ class NMSparseMixin:
         super().__setstate__(state)
         if 'nm' in state:
             self.__dict__.update(self._MASK_CACHE)
+            # (pickled before mmnm had the setting)
+            self.__dict__.setdefault('defer_finite_check', False)
             _LIVE_LAYERS.add(self)
 
     @classmethod
@@ -310,9 +320,20 @@ class NMSparseMixin:
             self.mask = self.mask.to(buffer.weight.device)
             self._masked = buffer.apply(self.mask)
         else:
-            self.mask, self._masked = buffer.update(self.describe())
+            self.mask, self._masked = buffer.update(self.describe(),
+                                                    self._defers_check())
         self._mask_stamp = stamp
         return self.mask, self._masked
+
+    def _defers_check(self) -> bool:
+        """Whether the mask computed now leaves its NaN/Inf check pending
+        (see :attr:`defer_finite_check`): only with autograd on, in a
+        training forward that an optimizer step follows; evaluation checks
+        at once."""
+        defer = self.defer_finite_check
+        if defer is False or not torch.is_grad_enabled():
+            return False
+        return self.weight.is_cuda if defer is None else True
 
     def _serves(self, buffer: Optional[MaskedWeightBuffer]) -> bool:
         """Whether ``buffer`` is one of the current weight and pattern."""

@@ -11,6 +11,7 @@ exactly N entries per group.
 """
 import functools
 import math
+import weakref
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -221,11 +222,14 @@ def _select(grouped: Tensor,
             grouped_out: Optional[Tensor],
             weight: Tensor,
             prefix: str,
-            keep_out: Optional[Tensor] = None) -> List[Tensor]:
+            keep_out: Optional[Tensor] = None,
+            non_finite_out: Optional[Tensor] = None) -> List[Tensor]:
     """``[keep]`` or ``[keep, masked]`` of a contiguous grouped view, from
     the compiled kernel where it applies, else from :func:`nm_mask_torch`;
     ``masked`` is written into ``grouped_out`` and ``keep`` into
-    ``keep_out`` if given."""
+    ``keep_out`` if given. A weight holding NaN or Inf raises, or with
+    ``non_finite_out`` (an int32 scalar on its device) sets it to 1 (else
+    0), without waiting for a GPU."""
     ext = load_ext()
     # (an empty weight takes the PyTorch path: its empty outputs may share
     # the weight's null data pointer, which the kernel would refuse)
@@ -234,12 +238,17 @@ def _select(grouped: Tensor,
             (grouped.device.type == 'cpu' or ext_has_cuda(ext)):
         try:
             return ext.nm_mask_forward(grouped, n, return_masked, grouped_out,
-                                       keep_out)
+                                       keep_out, non_finite_out)
         except RuntimeError as err:
             if 'NaN/Inf' not in str(err):
                 raise
             raise _non_finite_error(weight, prefix) from None
-    if grouped.numel() and not torch.isfinite(grouped.abs().amax()):
+    if non_finite_out is not None:
+        if grouped.numel():
+            non_finite_out.copy_(~torch.isfinite(grouped.abs().amax()))
+        else:
+            non_finite_out.zero_()
+    elif grouped.numel() and not torch.isfinite(grouped.abs().amax()):
         raise _non_finite_error(weight, prefix)
     keep = nm_mask_torch(grouped, n)
     if keep_out is not None:
@@ -304,6 +313,10 @@ class MaskedWeightBuffer:
         #: ``weight._version`` of the values whose N:M mask the buffer holds
         #: (``None``: not known to hold one, e.g. after a failed update)
         self.version: Optional[int] = None
+        # a deferred NaN/Inf check: the kernel's flag (an int32 scalar on
+        # the weight's device) and the error's prefix while it is pending
+        self._non_finite: Optional[Tensor] = None
+        self._check_prefix: Optional[str] = None
         self._kernel_outputs = None if not self.kernel_writable else (
             self.mask, self.masked, n, m, self.grouped.shape[3])
 
@@ -323,22 +336,63 @@ class MaskedWeightBuffer:
         return (weight.data_ptr(), weight.shape, weight.stride(), weight.dtype,
                 weight.device)
 
-    def update(self, name: Optional[str] = None) -> Tuple[Tensor, Tensor]:
+    def update(self,
+               name: Optional[str] = None,
+               defer_check: bool = False) -> Tuple[Tensor, Tensor]:
         """``(mask, masked)`` of the weight's current values, both rewritten
         in place (the masked weight's version bumped, so that a graph
         holding the old values fails at backward); clone the mask to keep
         it past the next update. ``name`` prefixes the error for a weight
-        holding NaN or Inf."""
+        holding NaN or Inf.
+
+        That error needs the kernel's result, which on a GPU means waiting
+        for it. With ``defer_check`` the update does not wait: the check
+        is left pending, for :func:`check_deferred_masks` to make for all
+        pending weights at once (or for this buffer's next update).
+        """
+        self.check_finite()  # a deferred check nothing has made yet
         grouped = group_view(self.weight, self.m, self.orientation) \
             .contiguous() if self._regroup else self.grouped
+        prefix = f'{name}: ' if name else ''
+        flag = None
+        if defer_check:
+            if self._non_finite is None or \
+                    self._non_finite.device != self.weight.device:
+                self._non_finite = torch.zeros((),
+                                               dtype=torch.int32,
+                                               device=self.weight.device)
+            flag = self._non_finite
         self.version = None
         try:
             _select(grouped, self.n, True, self._grouped_out, self.weight,
-                    f'{name}: ' if name else '', self._keep_out)
+                    prefix, self._keep_out, flag)
         finally:  # also after a partial write (a NaN weight raises)
             torch.autograd.graph.increment_version(self.masked)
+        if defer_check:
+            self._check_prefix = prefix
+            _DEFERRED_CHECKS[id(self)] = self
         self.version = self.weight._version
         return self.mask, self.masked
+
+    @property
+    def check_pending(self) -> bool:
+        """Whether the last :meth:`update` deferred its NaN/Inf check and
+        nothing has made it yet."""
+        return self._check_prefix is not None
+
+    def check_finite(self) -> None:
+        """Make the check the last :meth:`update` deferred (nothing if it
+        made its own): raise ``ValueError``, prefixed with the name given
+        there, if the weight held NaN or Inf. Reads the kernel's flag (on
+        a GPU, waits for the kernel)."""
+        prefix = self._check_prefix
+        if prefix is None:
+            return
+        self._check_prefix = None
+        _DEFERRED_CHECKS.pop(id(self), None)
+        if self._non_finite.item():
+            self.version = None  # holds no mask (the next update raises)
+            raise _non_finite_error(self.weight, prefix)
 
     def apply(self, mask: Tensor) -> Tensor:
         """The masked weight under a given (frozen) ``mask``, rewritten in
@@ -366,6 +420,33 @@ class MaskedWeightBuffer:
         or Inf weight; the next :meth:`update` raises for it)."""
         torch.autograd.graph.increment_version(self.masked)
         self.version = self.weight._version if finite else None
+
+
+#: The buffers whose last update left its NaN/Inf check pending, by id.
+_DEFERRED_CHECKS: 'weakref.WeakValueDictionary[int, MaskedWeightBuffer]' = \
+    weakref.WeakValueDictionary()
+
+
+def check_deferred_masks() -> None:
+    """Make every NaN/Inf check that :meth:`MaskedWeightBuffer.update`
+    deferred (``defer_check``): raise ``ValueError``, naming the weight,
+    for one that held NaN or Inf. One read of all the pending flags of a
+    device, so on a GPU one wait for their kernels instead of one per
+    weight."""
+    buffers = list(_DEFERRED_CHECKS.values())
+    if not buffers:
+        return
+    flags = {}
+    for buffer in buffers:
+        flags.setdefault(buffer._non_finite.device,
+                         []).append(buffer._non_finite)
+    if not any(bool(torch.stack(same).any()) for same in flags.values()):
+        for buffer in buffers:  # all finite
+            buffer._check_prefix = None
+        _DEFERRED_CHECKS.clear()
+        return
+    for buffer in buffers:  # raises for the first that held NaN or Inf
+        buffer.check_finite()
 
 
 def _non_finite_error(weight: Tensor, prefix: str) -> ValueError:

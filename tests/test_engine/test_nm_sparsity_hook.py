@@ -76,9 +76,9 @@ def test_non_nm_weight_stops_the_run_naming_the_layer(tmp_path, monkeypatch):
     from mmnm.ops import MaskedWeightBuffer
     real_update = MaskedWeightBuffer.update
 
-    def keep_all_in_conv(buffer, name=None):
+    def keep_all_in_conv(buffer, name=None, *args):
         if name != "layer 'conv'":
-            return real_update(buffer, name)
+            return real_update(buffer, name, *args)
         buffer.masked.copy_(buffer.weight)
         return torch.ones_like(buffer.weight, dtype=torch.bool), buffer.masked
 

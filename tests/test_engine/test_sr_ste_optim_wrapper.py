@@ -1119,3 +1119,46 @@ def test_build_optim_wrapper_from_config():
     before = params_of(model)
     model.train_step(make_data(), wrapper)
     assert params_differ(before, params_of(model))
+
+
+@pytest.mark.parametrize('fused', [None, False])
+def test_deferred_finite_checks_raise_at_the_step_before_any_update(fused):
+    """With ``defer_finite_checks`` (the default on a GPU, forced here on
+    the CPU) a training forward does not wait to check the weights it
+    masks: the wrapper's step checks them all at once and raises for a NaN
+    weight, naming its layer, before it updates anything. Training with
+    finite weights is the same to the last bit as with the checks made at
+    once; evaluation forwards check at once."""
+    batches = [make_data(seed=s) for s in range(3)]
+    results = []
+    for defer in (True, False):
+        model = TinyNet()
+        wrapper = SRSTEOptimWrapper(
+            optimizer=sgd(model, lr=0.5, momentum=0.9),
+            lambda_w=0.1,
+            fused_sgd_step=fused,
+            defer_finite_checks=defer)
+        run_steps(model, wrapper, batches)
+        results.append(params_of(model))
+    for name in NAMES:
+        assert torch.equal(results[0][name], results[1][name])
+
+    with torch.no_grad():  # through the parameter: its mask is recomputed
+        model.fc.weight[1, 2] = float('nan')
+    wrapper.defer_finite_checks = True
+    wrapper.bind(model)
+    with torch.no_grad(), pytest.raises(ValueError, match='1 NaN/Inf'):
+        model(**batches[0], mode='tensor')  # evaluation: at once
+    loss = model(**batches[0])['loss']  # training: left to the step
+    before = params_of(model)
+    buffers = {
+        id(p): state['momentum_buffer'].clone()
+        for p, state in wrapper.optimizer.state.items()
+    }
+    with pytest.raises(ValueError, match="layer 'fc': weight holds 1 NaN/Inf"):
+        wrapper.update_params(loss)
+    for name, value in params_of(model).items():
+        torch.testing.assert_close(
+            value, before[name], rtol=0, atol=0, equal_nan=True)
+    for p, state in wrapper.optimizer.state.items():
+        assert torch.equal(state['momentum_buffer'], buffers[id(p)])

@@ -9,7 +9,8 @@ import itertools
 import pytest
 import torch
 
-from mmnm.ops import group_view, nm_mask, selection_network
+from mmnm.ops import (MaskedWeightBuffer, check_deferred_masks, group_view,
+                      nm_mask, selection_network)
 from mmnm.pattern import NMPattern
 
 PATTERNS = [(1, 4), (2, 4), (2, 8), (4, 8), (1, 16)]
@@ -640,3 +641,46 @@ def test_masked_weight_buffer_errors_name_the_layer(mask_path):
         buffer.update('neck.fc')
     # the buffer may hold a partial write: a graph built on it must fail
     assert buffer.masked._version > version
+
+
+def test_deferred_check_reports_non_finite_at_check_time(mask_path):
+    """``update(defer_check=True)`` computes the mask without the NaN/Inf
+    check (on a GPU, without waiting for the kernel); check_deferred_masks
+    then makes the checks of all pending buffers, raising for one that
+    held NaN or Inf with its name, and that buffer holds no mask."""
+    weights = [torch.randn(8, 16, 3, 3), torch.randn(16, 32)]
+    buffers = [MaskedWeightBuffer(w, 2, 4) for w in weights]
+    for buffer, name in zip(buffers, ('a', 'b')):
+        mask, masked = buffer.update(name, defer_check=True)
+        assert buffer.check_pending
+        assert torch.equal(mask, ref_mask(buffer.weight, 2, 4, 'channel'))
+    check_deferred_masks()  # all finite: nothing pending any more
+    assert not any(buffer.check_pending for buffer in buffers)
+    assert [buffer.version for buffer in buffers] == [0, 0]
+
+    weights[1][3, 5] = float('nan')
+    for buffer, name in zip(buffers, ('a', 'b')):
+        buffer.update(name, defer_check=True)  # no error yet
+    with pytest.raises(ValueError, match='b: weight holds 1 NaN/Inf'):
+        check_deferred_masks()
+    assert buffers[1].version is None and not buffers[1].check_pending
+    check_deferred_masks()  # the rest was finite
+    assert not buffers[0].check_pending and buffers[0].version is not None
+
+
+def test_update_makes_a_pending_check_first(mask_path):
+    """A deferred check nothing has made (no optimizer step after the
+    forward) is made by the buffer's next update, so it cannot pass
+    unnoticed; a check that is not deferred raises at once, as always."""
+    weight = torch.randn(8, 16)
+    weight[0, 1] = float('inf')
+    buffer = MaskedWeightBuffer(weight, 2, 4)
+    buffer.update('c', defer_check=True)
+    weight[0, 1] = 1.0
+    with pytest.raises(ValueError, match='c: weight holds'):
+        buffer.update('c')
+    mask, _ = buffer.update('c')  # the weight is finite now
+    assert torch.equal(mask, ref_mask(weight, 2, 4, 'channel'))
+    weight[2, 3] = float('nan')
+    with pytest.raises(ValueError, match='c: weight holds 1 NaN/Inf'):
+        buffer.update('c')

@@ -124,3 +124,61 @@ def test_cuda_kernel_reports_non_finite_with_layer_name(bad, dtype):
         nm_mask(weight.cuda(), 2, 4, name='neck.conv')
     # the flag is per call: a finite weight afterwards passes
     assert nm_mask(torch.randn(16, 8, 3, 3).to(dtype).cuda(), 2, 4).is_cuda
+
+
+def test_cuda_kernel_flag_without_waiting():
+    """Given a flag, the kernel reports NaN/Inf there and the op does not
+    wait for it (PyTorch's sync debug mode raises on a host sync)."""
+    weight = torch.randn(16, 8, 3, 3, device='cuda')
+    weight[5, 2, 1, 1] = float('nan')
+    grouped = group_view(weight, 4).contiguous()
+    flag = torch.full((), 7, dtype=torch.int32, device='cuda')
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        load_ext().nm_mask_forward(grouped, 2, True, None, None, flag)
+    finally:
+        torch.cuda.set_sync_debug_mode('default')
+    assert flag.item() == 1
+    weight[5, 2, 1, 1] = 0.5
+    load_ext().nm_mask_forward(
+        group_view(weight, 4).contiguous(), 2, True, None, None, flag)
+    assert flag.item() == 0
+
+
+def test_cuda_training_forward_leaves_the_checks_to_the_step():
+    """The SR-STE wrapper's training forward computes the masks of its CUDA
+    layers without a host sync per layer (sync debug mode raises on one);
+    its step makes the checks at once, and raises for a NaN weight naming
+    its layer, before it updates anything."""
+    from mmnm.engine.optimizers import SRSTEOptimWrapper
+    from mmnm.layers import SparseConv, SparseLinear
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        SparseConv(16, 32, 3, padding=1, name='conv'), torch.nn.Flatten(),
+        SparseLinear(32 * 8 * 8, 8, name='fc')).cuda()
+    wrapper = SRSTEOptimWrapper(
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    x = torch.randn(2, 16, 8, 8, device='cuda')
+    for _ in range(2):  # the second forward: masks of stepped weights
+        with wrapper.optim_context(model):
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode('error')
+            try:
+                loss = model(x).square().mean()
+            finally:
+                torch.cuda.set_sync_debug_mode('default')
+        wrapper.update_params(loss)
+    for layer in (model[0], model[2]):
+        expected = cpu_reference(layer.weight.detach().cpu(), 2, 4,
+                                 'channel')[0]
+        assert torch.equal(layer.update_mask().cpu(), expected)
+    with torch.no_grad():
+        model[0].weight[3, 1, 0, 2] = float('nan')
+    before = [p.detach().clone() for p in model.parameters()]
+    with wrapper.optim_context(model):
+        loss = model(x).square().mean()
+    with pytest.raises(ValueError, match="layer 'conv': weight holds 1 NaN"):
+        wrapper.update_params(loss)
+    for p, old in zip(model.parameters(), before):
+        torch.testing.assert_close(p, old, rtol=0, atol=0, equal_nan=True)

@@ -44,6 +44,27 @@ def test_kernel_reports_non_finite_with_layer_name():
         nm_mask(weight, 2, 4, name='neck.fc')
 
 
+def test_kernel_writes_a_non_finite_flag_instead_of_raising():
+    """Given ``non_finite_out``, the op reports NaN/Inf there (0 or 1,
+    whatever it held) and does not raise: what lets a GPU forward leave the
+    check to the optimizer step (see test_deferred_finite_checks.py)."""
+    ext = load_ext()
+    flag = torch.full((), 7, dtype=torch.int32)
+    weight = torch.randn(4, 8, 3, 3)
+    grouped = group_view(weight, 4).contiguous()
+    keep = ext.nm_mask_forward(grouped, 2, False, None, None, flag)[0]
+    assert flag.item() == 0
+    assert torch.equal(keep, nm_mask_torch(grouped, 2))
+    for bad in (float('nan'), -float('inf')):
+        weight[3, 5, 1, 2] = bad
+        ext.nm_mask_forward(
+            group_view(weight, 4).contiguous(), 2, True, None, None, flag)
+        assert flag.item() == 1
+    with pytest.raises(RuntimeError, match='non_finite_out must be an int32'):
+        ext.nm_mask_forward(grouped, 2, False, None, None,
+                            torch.zeros(1, dtype=torch.int32))
+
+
 def test_kernel_rejects_bad_arguments():
     ext = load_ext()
     with pytest.raises(RuntimeError, match='need 1 <= N < M'):

@@ -10,9 +10,9 @@ from torch import Tensor, nn
 
 from mmnm.conversion import find_sparse_layers
 from mmnm.layers import NMSparseMixin, sparse_layers_of
-from mmnm.ops import (add_sr_ste_term_, fused_sgd_step_unavailable,
-                      last_level_cache_bytes, sr_ste_sgd_step_,
-                      stream_stores_available)
+from mmnm.ops import (add_sr_ste_term_, check_deferred_masks,
+                      fused_sgd_step_unavailable, last_level_cache_bytes,
+                      sr_ste_sgd_step_, stream_stores_available)
 from mmnm.registry import OPTIM_WRAPPERS
 
 
@@ -74,6 +74,14 @@ class SRSTEMixin:
             the next masks past the caches (see :meth:`streams_next_masks`;
             ``None``: where the masked weights exceed the last-level
             cache). Defaults to None.
+        defer_finite_checks (bool, optional): whether the masks that
+            training forwards compute leave their NaN/Inf check to this
+            wrapper's step, which makes them all with one wait, instead of
+            each mask waiting for its kernel (on a GPU, a host sync per
+            sparse layer and iteration); a weight holding NaN or Inf then
+            raises at the step, before anything is updated, naming its
+            layer. ``None``: for weights on a GPU. Applied to the layers
+            when the wrapper binds them. Defaults to None.
     """
 
     #: whether this wrapper's step may fuse the term into the SGD step
@@ -86,10 +94,12 @@ class SRSTEMixin:
                  freeze_mask_iter: Optional[int] = None,
                  fused_sgd_step: Optional[bool] = None,
                  stream_next_masks: Optional[bool] = None,
+                 defer_finite_checks: Optional[bool] = None,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fused_sgd_step = fused_sgd_step
         self.stream_next_masks = stream_next_masks
+        self.defer_finite_checks = defer_finite_checks
         self._fusion_report: Optional[str] = None
         self._streaming: Optional[bool] = None  # the choice logged last
         # (stream_next_masks, masked bytes) it was made for
@@ -235,6 +245,8 @@ class SRSTEMixin:
                 'iterations first. Run the forward inside '
                 'optim_wrapper.optim_context(model), or call '
                 'optim_wrapper.bind(model) before training.')
+        for layer in layers:
+            layer.defer_finite_check = self.defer_finite_checks
         self.sparse_layers = layers
         self._bound_model = id(model) if model is not None else None
         self._apply_schedule()
@@ -470,11 +482,13 @@ class SRSTEMixin:
 
     def _before_step(self,
                      step_kwargs: Optional[dict] = None) -> List[FusedStep]:
-        """Find the layers if nothing has yet (no optim_context), add the
-        SR-STE term to the gradients it is not fused for, and return the
-        fused steps."""
+        """Find the layers if nothing has yet (no optim_context), make the
+        NaN/Inf checks the forward deferred (see ``defer_finite_checks``),
+        add the SR-STE term to the gradients it is not fused for, and
+        return the fused steps."""
         if not self.sparse_layers:
             self._bind(None, before_forward=False)
+        check_deferred_masks()
         fused = self._fused_layers(step_kwargs)
         self.add_sr_ste_term(skip=tuple(step.layer for step in fused))
         return fused

@@ -8,7 +8,8 @@ namespace mmnm {
 std::vector<at::Tensor> nm_mask_forward(
     const at::Tensor& grouped, int64_t n, bool with_masked,
     const c10::optional<at::Tensor>& masked_out,
-    const c10::optional<at::Tensor>& keep_out);
+    const c10::optional<at::Tensor>& keep_out,
+    const c10::optional<at::Tensor>& non_finite_out);
 std::string term_inputs_unsupported(
     const at::Tensor& weight, const at::Tensor& grad, const at::Tensor& mask,
     const c10::optional<at::Tensor>& momentum_buffer);
@@ -36,7 +37,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("nm_mask_forward", &mmnm::nm_mask_forward,
         "N:M mask of an (A, G, M, B) grouped weight view",
         py::arg("grouped"), py::arg("n"), py::arg("with_masked") = false,
-        py::arg("masked_out") = py::none(), py::arg("keep_out") = py::none());
+        py::arg("masked_out") = py::none(), py::arg("keep_out") = py::none(),
+        py::arg("non_finite_out") = py::none());
   m.def("term_inputs_unsupported", &mmnm::term_inputs_unsupported,
         "why sr_ste_add_ and sr_ste_sgd_step_ cannot take these tensors "
         "(\"\" if they can)",

@@ -484,7 +484,7 @@ bool nm_mask_cpu_impl(const scalar_t* w, bool* keep, scalar_t* masked,
 }  // namespace
 
 // grouped: contiguous (A, G, M, B) view of a weight; groups run along dim 2.
-void nm_mask_cpu(const at::Tensor& grouped, at::Tensor& keep,
+bool nm_mask_cpu(const at::Tensor& grouped, at::Tensor& keep,
                  const c10::optional<at::Tensor>& masked, int64_t n) {
   const int64_t rows = grouped.size(0) * grouped.size(1);
   const int64_t inner = grouped.size(3);
@@ -499,7 +499,7 @@ void nm_mask_cpu(const at::Tensor& grouped, at::Tensor& keep,
         });
         TORCH_CHECK(known, "nm_mask: no kernel for M=", grouped.size(2));
       });
-  TORCH_CHECK(finite, "weight holds NaN/Inf values");
+  return finite;
 }
 
 template <typename scalar_t>

@@ -2,7 +2,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -12,14 +11,17 @@
 namespace mmnm {
 
 // grouped: contiguous (A, G, M, B) CUDA view of a weight; groups run along
-// dim 2. keep and masked (if given) are preallocated like it.
+// dim 2. keep and masked (if given) are preallocated like it. non_finite, an
+// int32 scalar on the same device, is set to 1 if the weight holds NaN or
+// Inf and left as it is otherwise (zero it first); nothing here waits for
+// the GPU.
 void nm_mask_cuda(const at::Tensor& grouped, at::Tensor& keep,
-                  const c10::optional<at::Tensor>& masked, int64_t n) {
+                  const c10::optional<at::Tensor>& masked, int64_t n,
+                  at::Tensor& non_finite) {
   const c10::cuda::CUDAGuard guard(grouped.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const int64_t inner = grouped.size(3);
   const int64_t num_groups = grouped.size(0) * grouped.size(1) * inner;
-  at::Tensor non_finite = at::zeros({}, grouped.options().dtype(at::kInt));
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, grouped.scalar_type(), "nm_mask_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
@@ -34,9 +36,6 @@ void nm_mask_cuda(const at::Tensor& grouped, at::Tensor& keep,
         });
         TORCH_CHECK(known, "nm_mask: no kernel for M=", grouped.size(2));
       });
-  // The op raises on NaN/Inf, so it reads the flag back: the one host sync
-  // (the PyTorch path needs two, for the check and for ties).
-  TORCH_CHECK(non_finite.item<int>() == 0, "weight holds NaN/Inf values");
 }
 
 }  // namespace mmnm
