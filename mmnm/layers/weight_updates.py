@@ -13,6 +13,8 @@ under still holds. The stamp changes when
   ``mul_``, ``load_state_dict``: its version counter), replaced
   (``load_state_dict(assign=True)``, a new ``Parameter``), re-allocated
   (``.data = t``, ``.to()``, ``.half()``), reshaped or re-strided;
+- a NaN/Inf check that a training forward deferred to the optimizer step
+  fails there (``NMSparseMixin.defer_finite_check``);
 - :func:`invalidate_masks` is called: ``NMSparsityHook`` does so around
   every validation and test (EMA hooks swap weights through ``.data``
   there); it also invalidates, after every training iteration, the layers
@@ -43,6 +45,8 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from mmnm.ops import register_check_failure_hook
+
 _generation = 0
 
 
@@ -57,6 +61,8 @@ def _after_optimizer_step(optimizer, args, kwargs) -> None:
 
 
 register_optimizer_step_post_hook(_after_optimizer_step)
+# a deferred NaN/Inf check that failed: no cached mask is of finite weights
+register_check_failure_hook(invalidate_masks)
 
 
 def weight_stamp(weight: Tensor) -> Tuple[Hashable, ...]:

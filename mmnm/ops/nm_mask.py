@@ -11,8 +11,7 @@ exactly N entries per group.
 """
 import functools
 import math
-import weakref
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -348,7 +347,8 @@ class MaskedWeightBuffer:
         That error needs the kernel's result, which on a GPU means waiting
         for it. With ``defer_check`` the update does not wait: the check
         is left pending, for :func:`check_deferred_masks` to make for all
-        pending weights at once (or for this buffer's next update).
+        pending weights at once (or for :meth:`check_finite`, or this
+        buffer's next update).
         """
         self.check_finite()  # a deferred check nothing has made yet
         grouped = group_view(self.weight, self.m, self.orientation) \
@@ -391,7 +391,9 @@ class MaskedWeightBuffer:
         self._check_prefix = None
         _DEFERRED_CHECKS.pop(id(self), None)
         if self._non_finite.item():
-            self.version = None  # holds no mask (the next update raises)
+            self.version = None  # holds no mask
+            for hook in _CHECK_FAILURE_HOOKS:
+                hook()
             raise _non_finite_error(self.weight, prefix)
 
     def apply(self, mask: Tensor) -> Tensor:
@@ -422,9 +424,21 @@ class MaskedWeightBuffer:
         self.version = self.weight._version if finite else None
 
 
-#: The buffers whose last update left its NaN/Inf check pending, by id.
-_DEFERRED_CHECKS: 'weakref.WeakValueDictionary[int, MaskedWeightBuffer]' = \
-    weakref.WeakValueDictionary()
+#: The buffers whose last update left its NaN/Inf check pending, by id
+#: (held until the check is made, so that none is lost).
+_DEFERRED_CHECKS: Dict[int, 'MaskedWeightBuffer'] = {}
+#: Called after a deferred check found NaN/Inf (see
+#: :func:`register_check_failure_hook`).
+_CHECK_FAILURE_HOOKS: List[Callable[[], None]] = []
+
+
+def register_check_failure_hook(hook: Callable[[], None]) -> None:
+    """Call ``hook()`` whenever a deferred NaN/Inf check fails. The N:M
+    layers' mask caches (:mod:`mmnm.layers.weight_updates`) drop every
+    mask then: none keeps serving a mask computed from NaN/Inf after the
+    error (caught, say, by a loop that skips a bad batch), so the next
+    forward computes it again, and the error comes again."""
+    _CHECK_FAILURE_HOOKS.append(hook)
 
 
 def check_deferred_masks() -> None:
@@ -451,6 +465,10 @@ def check_deferred_masks() -> None:
 
 def _non_finite_error(weight: Tensor, prefix: str) -> ValueError:
     bad = int((~torch.isfinite(weight.detach())).sum())
+    if not bad:  # a deferred check, of values rewritten since
+        return ValueError(f'{prefix}weight held NaN/Inf values when its N:M '
+                          'mask was last computed (it has been rewritten '
+                          'since); that mask is meaningless')
     return ValueError(f'{prefix}weight holds {bad} NaN/Inf value(s); an N:M '
                       'mask of it would be meaningless')
 

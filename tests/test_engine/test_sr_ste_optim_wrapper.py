@@ -1162,3 +1162,36 @@ def test_deferred_finite_checks_raise_at_the_step_before_any_update(fused):
             value, before[name], rtol=0, atol=0, equal_nan=True)
     for p, state in wrapper.optimizer.state.items():
         assert torch.equal(state['momentum_buffer'], buffers[id(p)])
+
+
+def test_deferred_check_not_lost_by_the_mask_cache():
+    """A check that a training forward deferred and no step made is made by
+    the next forward that does not defer (an evaluation, which takes the
+    cached mask); a check that failed at the step (the error caught, say
+    by a loop that skips a bad batch) fails again at the next step instead
+    of letting the NaN weight train on. Copies of the model do not defer
+    until a wrapper binds them."""
+    model = TinyNet()
+    wrapper = SRSTEOptimWrapper(
+        optimizer=sgd(model, lr=0.5, momentum=0.9),
+        lambda_w=0.1,
+        defer_finite_checks=True)
+    batch = make_data(seed=0)
+    run_steps(model, wrapper, [batch])
+    wrapper.bind(model)  # (names the layers)
+    assert copy.deepcopy(model).fc.defer_finite_check is False
+    assert model.fc.defer_finite_check is True
+    with torch.no_grad():
+        model.fc.weight[1, 2] = float('nan')
+    model(**batch)  # a training forward, no step
+    with torch.no_grad(), pytest.raises(ValueError, match="layer 'fc'"):
+        model(**batch, mode='tensor')
+    before = params_of(model)
+    for _ in range(2):
+        loss = model(**batch)['loss']
+        with pytest.raises(ValueError, match="layer 'fc': weight holds 1"):
+            wrapper.update_params(loss)
+        wrapper.optimizer.zero_grad()
+    for name, value in params_of(model).items():
+        torch.testing.assert_close(
+            value, before[name], rtol=0, atol=0, equal_nan=True)

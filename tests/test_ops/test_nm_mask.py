@@ -670,14 +670,15 @@ def test_deferred_check_reports_non_finite_at_check_time(mask_path):
 
 def test_update_makes_a_pending_check_first(mask_path):
     """A deferred check nothing has made (no optimizer step after the
-    forward) is made by the buffer's next update, so it cannot pass
-    unnoticed; a check that is not deferred raises at once, as always."""
+    forward) is made by the buffer's next update, even of rewritten values
+    (a message that says so); a check that is not deferred raises at once,
+    as always."""
     weight = torch.randn(8, 16)
     weight[0, 1] = float('inf')
     buffer = MaskedWeightBuffer(weight, 2, 4)
     buffer.update('c', defer_check=True)
     weight[0, 1] = 1.0
-    with pytest.raises(ValueError, match='c: weight holds'):
+    with pytest.raises(ValueError, match='c: weight held NaN/Inf values'):
         buffer.update('c')
     mask, _ = buffer.update('c')  # the weight is finite now
     assert torch.equal(mask, ref_mask(weight, 2, 4, 'channel'))

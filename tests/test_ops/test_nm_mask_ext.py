@@ -47,7 +47,7 @@ def test_kernel_reports_non_finite_with_layer_name():
 def test_kernel_writes_a_non_finite_flag_instead_of_raising():
     """Given ``non_finite_out``, the op reports NaN/Inf there (0 or 1,
     whatever it held) and does not raise: what lets a GPU forward leave the
-    check to the optimizer step (see test_deferred_finite_checks.py)."""
+    check to the optimizer step (see test_nm_mask.py)."""
     ext = load_ext()
     flag = torch.full((), 7, dtype=torch.int32)
     weight = torch.randn(4, 8, 3, 3)
