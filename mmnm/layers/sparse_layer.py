@@ -187,7 +187,6 @@ class NMSparseMixin:
         _mask_buffer=None,
         _step_buffer=None,
         _step_mask_taken=False,
-        _mask_unchecked=False,
         _ste=None,
         _ste_made_for=None)
     #: the attributes :meth:`init_sparsity` sets (dropped by ``to_dense``)
@@ -312,29 +311,26 @@ class NMSparseMixin:
         if stamp == self._mask_stamp and self.mask is not None:
             if self._step_mask_taken:  # computed by the last optimizer step
                 self._step_mask_taken = False
-                self._mask_unchecked = False
                 self._mask_buffer, self._step_buffer = \
                     self._step_buffer, self._mask_buffer
                 self.mask = self._mask_buffer.mask
                 self._masked = self._mask_buffer.masked
-            elif self._mask_unchecked and not self._defers_check():
+            elif self._mask_buffer.check_pending and \
+                    not self._defers_check():
                 # a training forward deferred the check and no step made
                 # it: a forward that does not defer makes it now
-                self._mask_unchecked = False
                 self._mask_buffer.check_finite()
             return self.mask, self._masked
         self._step_mask_taken = False
         buffer = self._mask_buffer
         if not self._serves(buffer):
             buffer = self._mask_buffer = self._new_buffer()
-        defer = False
         if self.mask_frozen and self.mask is not None:
             self.mask = self.mask.to(buffer.weight.device)
             self._masked = buffer.apply(self.mask)
         else:
-            defer = self._defers_check()
-            self.mask, self._masked = buffer.update(self.describe(), defer)
-        self._mask_unchecked = defer
+            self.mask, self._masked = buffer.update(self.describe(),
+                                                    self._defers_check())
         self._mask_stamp = stamp
         return self.mask, self._masked
 

@@ -388,13 +388,17 @@ class MaskedWeightBuffer:
         prefix = self._check_prefix
         if prefix is None:
             return
-        self._check_prefix = None
-        _DEFERRED_CHECKS.pop(id(self), None)
+        self._check_made()
         if self._non_finite.item():
             self.version = None  # holds no mask
             for hook in _CHECK_FAILURE_HOOKS:
                 hook()
             raise _non_finite_error(self.weight, prefix)
+
+    def _check_made(self) -> None:
+        """The deferred check is no longer pending."""
+        self._check_prefix = None
+        _DEFERRED_CHECKS.pop(id(self), None)
 
     def apply(self, mask: Tensor) -> Tensor:
         """The masked weight under a given (frozen) ``mask``, rewritten in
@@ -456,8 +460,7 @@ def check_deferred_masks() -> None:
                          []).append(buffer._non_finite)
     if not any(bool(torch.stack(same).any()) for same in flags.values()):
         for buffer in buffers:  # all finite
-            buffer._check_prefix = None
-        _DEFERRED_CHECKS.clear()
+            buffer._check_made()
         return
     for buffer in buffers:  # raises for the first that held NaN or Inf
         buffer.check_finite()
