@@ -29,6 +29,18 @@ this adds to the fused step, both together (written past the caches
 where the wrapper would: see ``SRSTEMixin.streams_next_masks``), and
 "masked" is 0. "rest" is what the parts leave unexplained.
 
+A layer row whose wrapper fuses the term and computes the next mask in
+its SGD step also times, in the same rounds, the same step as its kernels
+alone ("kernels", a ratio to dense; see :class:`KernelsStep`): the
+straight-through weight, the op, backward, the fused SR-STE step with the
+next mask, torch's step of the bias, and none of the layer's or the
+wrapper's Python. It is the floor of training with a separate masked
+weight on this machine; the 2:4 ratio's excess over it is mmnm's Python,
+which a one-layer step runs with caches that its kernels have just
+evicted. Over runs this floor moves as much as the rows (a one-layer
+step's cache residency changes from process to process), so compare it
+within a run.
+
 Each row gives the 90% bootstrap interval of its ratio (the rounds drawn
 with replacement); the last line tells the misses that it settles (the
 whole interval above the target) from those that more rounds may turn. A
@@ -79,6 +91,7 @@ except ImportError:  # not on Windows
     resource = None
 
 import torch
+import torch.nn.functional as F
 from bench_models import resnet_backbone
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from torch import nn
@@ -87,7 +100,8 @@ from mmnm.conversion import find_sparse_layers, sparsify_model
 from mmnm.engine import AmpSRSTEOptimWrapper, SRSTEOptimWrapper
 from mmnm.layers import NMSparseMixin, SparseConv, SparseLinear
 from mmnm.ops import (MaskedWeightBuffer, add_sr_ste_term_,
-                      fused_sgd_step_unavailable, nm_mask, sr_ste_sgd_step_)
+                      fused_sgd_step_unavailable, nm_mask, sr_ste_sgd_step_,
+                      straight_through)
 
 LAMBDA_W = 2e-4
 SGD_SETTINGS = dict(lr=1e-4, momentum=0.9, weight_decay=1e-4)
@@ -444,6 +458,75 @@ def layer_pair(kind: str, args: tuple) -> Tuple[nn.Module, nn.Module]:
     return dense, sparse
 
 
+class KernelsStep:
+    """The 2:4 layer's training step as its kernels alone, on a copy of
+    its weights: the straight-through weight of the masked weight that the
+    last step computed, the op, backward, the fused SR-STE SGD step that
+    also computes the next mask and masked weight (into the other of two
+    buffers, as the layer swaps them; past the caches if ``stream``), and
+    torch's SGD step of the bias. None of the layer's or the wrapper's
+    Python runs (module call, cached-mask checks, schedule, fusion
+    checks), nor the optim wrapper's that the dense side runs too: a lower
+    bound of what training with a separate masked weight costs, whose
+    excess over dense is that design's and whose distance to the 2:4 row
+    is mmnm's Python.
+
+    Args:
+        kind (str): ``'conv'`` or ``'linear'``.
+        args (tuple): the layer's constructor arguments.
+        sparse (NMSparseMixin): the 2:4 layer, for its N:M pattern.
+        x (Tensor): the input (needing its gradient, as the rows' input).
+        grad (Tensor): the gradient of the output.
+        stream (bool): ``stream_remask`` of the fused step.
+    """
+
+    def __init__(self, kind: str, args: tuple, sparse: NMSparseMixin,
+                 x: torch.Tensor, grad: torch.Tensor, stream: bool) -> None:
+        self.layer, _ = layer_pair(kind, args)
+        self.weight, self.bias = self.layer.weight, self.layer.bias
+        nm = sparse.nm
+        #: the current masked weight's buffer first, the next one's second
+        self.buffers = [
+            MaskedWeightBuffer(self.weight, nm.n, nm.m, nm.orientation)
+            for _ in range(2)
+        ]
+        for buffer in self.buffers:
+            buffer.update()
+        self.momentum = torch.zeros_like(self.weight)
+        self.bias_sgd = sgd(self.bias)
+        self.x, self.grad, self.stream = x, grad, stream
+
+    def op(self, weight: torch.Tensor) -> torch.Tensor:
+        """The layer's op on ``x`` with ``weight``, called directly."""
+        layer = self.layer
+        if isinstance(layer, nn.Conv2d):
+            return F.conv2d(self.x, weight, layer.bias, layer.stride,
+                            layer.padding, layer.dilation, layer.groups)
+        return F.linear(self.x, weight, layer.bias)
+
+    def __call__(self) -> None:
+        current, following = self.buffers
+        weight = self.weight
+        self.x.grad = None
+        out = self.op(straight_through(weight, current.masked))
+        torch.autograd.backward([out], [self.grad])
+        with torch.no_grad():
+            sr_ste_sgd_step_(
+                weight,
+                weight.grad,
+                current.mask,
+                self.momentum,
+                LAMBDA_W,
+                **SGD_SETTINGS,
+                remask=following,
+                stream_remask=self.stream,
+                checked=True)
+        weight.grad = None
+        self.bias_sgd.step()
+        self.bias_sgd.zero_grad()
+        self.buffers.reverse()
+
+
 def bench_layers(specs, rounds: int) -> List[dict]:
     rows = []
     for name, kind, args, shape in specs:
@@ -462,6 +545,10 @@ def bench_layers(specs, rounds: int) -> List[dict]:
             '2:4':
             backward_step(sparse, sparse_wrapper, lambda: run(sparse), [grad]),
         }
+        steps['2:4']()  # binds the layer: the wrapper's choices are made
+        if steps_compute_masks(sparse) and fuses_sgd_step(sparse_wrapper):
+            steps['kernels'] = KernelsStep(kind, args, sparse, x, grad,
+                                           sparse_wrapper.streams_next_masks())
         repeats = repeats_for(steps['dense'], 0.02)
         faults = {}
         times = side_by_side(steps, rounds, repeats, faults)
@@ -583,7 +670,8 @@ def bench_mask_rcnn(rounds: int, images: int) -> dict:
 # report
 # ----------------------------------------------------------------------
 HEADER = (f'{"":<44} {"dense ms":>9} {"2:4 ms":>9} {"ratio":>6} '
-          f'{"paired":>6} {"90% interval":>12} | {"extra":>7} {"mask":>6} '
+          f'{"paired":>6} {"90% interval":>12} {"kernels":>7} | '
+          f'{"extra":>7} {"mask":>6} '
           f'{"masked":>6} {"STE":>6} {"SR-STE":>6} {"rest":>7}  (us) '
           f'target  faults/step')
 
@@ -607,8 +695,11 @@ def report(row: dict, target: float) -> Optional[str]:
     interval = ratio_interval(row['times'])
     shown = '-' if interval is None else \
         f'{interval[0]:.3f}-{interval[1]:.3f}'
+    kernels = row['times'].get('kernels')
+    floor = '-' if kernels is None else f'{median(kernels) / dense:.3f}'
     print(f'{row["name"]:<44} {1e3 * dense:9.3f} {1e3 * sparse:9.3f} '
-          f'{ratio:6.3f} {paired:6.3f} {shown:>12} | {1e6 * extra:7.0f} '
+          f'{ratio:6.3f} {paired:6.3f} {shown:>12} {floor:>7} | '
+          f'{1e6 * extra:7.0f} '
           f'{1e6 * parts["mask"]:6.0f} {1e6 * parts["masked"]:6.0f} '
           f'{1e6 * parts["ste"]:6.0f} {1e6 * parts["sr_ste"]:6.0f} '
           f'{1e6 * rest:7.0f}  <= {target:.2f} {"ok" if ok else "MISSED":6} '

@@ -12,15 +12,17 @@ import pytest
 import torch
 
 import mmnm
+from mmnm.ops import ext_available
 
 REPO = osp.dirname(osp.dirname(mmnm.__file__))
 SCRIPT = osp.join(REPO, 'benchmarks', 'bench_train_cost.py')
 # name, dense ms, 2:4 ms, ratio, paired, 90% interval (- for fewer than 4
-# rounds), |, extra, mask, masked, STE, SR-STE, rest, target, faults per
-# step dense/2:4
+# rounds), kernels-only ratio (- for model rows), |, extra, mask, masked,
+# STE, SR-STE, rest, target, faults per step dense/2:4
 ROW = re.compile(r'^(?P<name>.+?)\s+(?P<dense>[\d.]+)\s+(?P<sparse>[\d.]+)'
                  r'\s+(?P<ratio>[\d.]+)\s+(?P<paired>[\d.]+)'
-                 r'\s+(?P<interval>-|[\d.]+-[\d.]+) \|'
+                 r'\s+(?P<interval>-|[\d.]+-[\d.]+)'
+                 r'\s+(?P<kernels>-|[\d.]+) \|'
                  r'(?P<parts>(\s+-?\d+){6})\s+<= [\d.]+ (ok|MISSED)\s+'
                  r'(?P<faults>\d+/\d+)$')
 
@@ -40,6 +42,9 @@ def test_tiny_run_prints_every_section():
     assert names[:2] == ['tiny 3x3 16-16', 'tiny fc 64-32'], names
     assert any(name.startswith('ResNet-18 (mmdet) step') for name in names)
     assert any(name.startswith('demo Mask R-CNN iteration') for name in names)
+    # the layers' kernels-only floor; the models have none
+    assert all(float(rows[name]['kernels']) > 0 for name in names[:2])
+    assert all(row['kernels'] == '-' for row in list(rows.values())[2:])
     for name, row in rows.items():
         dense, sparse = float(row['dense']), float(row['sparse'])
         assert dense > 0 and sparse > 0, name
@@ -114,6 +119,38 @@ def test_backbone_falls_back_without_mmdet(monkeypatch, capsys):
     monkeypatch.undo()
     model, source = benchmark().resnet_backbone(18)
     assert source == 'mmdet'
+
+
+@pytest.mark.parametrize('spec', [
+    ('conv', (8, 8, 3, 1, 1), (2, 8, 6, 6)),
+    ('linear', (16, 8), (4, 16)),
+])
+def test_kernels_step_trains_as_the_layer_does(spec):
+    """The kernels-only floor of a layer row is the 2:4 step's own
+    computation: over several steps it gives the weights, bias and
+    momentum of the sparse layer trained by the SR-STE wrapper."""
+    if not ext_available():
+        pytest.skip('the floor runs the compiled fused step')
+    bench = benchmark('bench_train_cost')
+    kind, args, shape = spec
+    dense, sparse = bench.layer_pair(kind, args)
+    _, wrapper = bench.wrappers(dense, sparse)
+    x = torch.randn(shape, requires_grad=True)
+    grad = torch.randn_like(dense(x))
+    layer_step = bench.backward_step(sparse, wrapper, lambda: [sparse(x)],
+                                     [grad])
+    floor = bench.KernelsStep(kind, args, sparse, x, grad, stream=False)
+    torch.testing.assert_close(floor.weight, sparse.weight, rtol=0, atol=0)
+    for _ in range(4):
+        layer_step()
+        floor()
+        assert bench.steps_compute_masks(sparse)
+    torch.testing.assert_close(floor.weight, sparse.weight, rtol=0, atol=0)
+    torch.testing.assert_close(floor.bias, sparse.bias, rtol=0, atol=0)
+    state = wrapper.optimizer.state[sparse.weight]['momentum_buffer']
+    torch.testing.assert_close(floor.momentum, state, rtol=0, atol=0)
+    # the next forward's masked weights are the same
+    assert torch.equal(floor.buffers[0].masked, sparse.ste_weight())
 
 
 def test_fresh_memory_counts_as_page_faults():
