@@ -42,8 +42,10 @@ def test_tiny_run_prints_every_section():
     assert names[:2] == ['tiny 3x3 16-16', 'tiny fc 64-32'], names
     assert any(name.startswith('ResNet-18 (mmdet) step') for name in names)
     assert any(name.startswith('demo Mask R-CNN iteration') for name in names)
-    # the layers' kernels-only floor; the models have none
-    assert all(float(rows[name]['kernels']) > 0 for name in names[:2])
+    # the layers' kernels-only floor (where the compiled fused step computes
+    # the next mask); the models have none
+    if ext_available():
+        assert all(float(rows[name]['kernels']) > 0 for name in names[:2])
     assert all(row['kernels'] == '-' for row in list(rows.values())[2:])
     for name, row in rows.items():
         dense, sparse = float(row['dense']), float(row['sparse'])
