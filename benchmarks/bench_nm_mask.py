@@ -21,11 +21,11 @@ than the L2 cache, whose GB/s is the kernel's memory throughput.
 """
 import argparse
 import statistics
-import time
 from typing import Callable, List, Optional, Tuple
 
 import torch
 from bench_models import resnet_backbone
+from bench_timing import time_calls
 from torch import Tensor, nn
 
 from mmnm.ops import ext_status, nm_mask
@@ -53,33 +53,17 @@ def resnet50_convs() -> List[Tuple[str, nn.Conv2d]]:
             if isinstance(module, nn.Conv2d)]
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def best_time(fn: Callable[[], object],
-              repeats: int,
-              device: torch.device = torch.device('cpu'),
-              calls: int = 1) -> float:
+def best_time(fn: Callable[[], object], repeats: int, calls: int = 1) -> float:
     """Median seconds per call over ``repeats`` rounds of ``calls``."""
     fn()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        synchronize(device)
-        times.append((time.perf_counter() - start) / calls)
-    return statistics.median(times)
+    return statistics.median(time_calls(fn, calls) for _ in range(repeats))
 
 
 def copy_bandwidth(device: torch.device, repeats: int) -> float:
     """Bytes per second of a 256 MiB device-to-device copy (read + write)."""
     src = torch.empty(64 << 20, device=device)
     dst = torch.empty_like(src)
-    seconds = best_time(lambda: dst.copy_(src), repeats, device)
+    seconds = best_time(lambda: dst.copy_(src), repeats)
     return 2 * src.nbytes / seconds
 
 
@@ -115,8 +99,7 @@ def large_weight_lines(nm: NMPattern, device: torch.device, repeats: int,
             lambda w=weight, o=out: nm_mask(w, nm.n, nm.m, 'channel', None,
                                             True, o),
             repeats,
-            device,
-            5)
+            calls=5)
         rate = weight.numel() * (2 * weight.element_size() + 1) / seconds
         line = (f'{"x".join(map(str, shape))} fp32 (larger than the L2 '
                 f'cache): {1e3 * seconds:.3f} ms, {rate / 1e9:.1f} GB/s = '
@@ -168,9 +151,9 @@ def main() -> None:
         out = torch.empty_like(weight)
         ours = best_time(
             lambda: nm_mask(weight, nm.n, nm.m, 'channel', None, True, out),
-            args.repeats, device, calls)
+            args.repeats, calls)
         naive = best_time(lambda: argsort_scatter_mask(weight, nm.n, nm.m),
-                          args.repeats, device, calls)
+                          args.repeats, calls)
         # read the weight, write the mask (1 byte) and the masked weight
         nbytes = weight.numel() * (2 * weight.element_size() + 1)
         ours_total += ours

@@ -33,13 +33,13 @@ import math
 import os.path as osp
 import statistics
 import sys
-import time
 import traceback
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from bench_models import resnet_backbone
+from bench_timing import time_calls
 from torch import nn
 
 import mmnm
@@ -121,23 +121,13 @@ def alternate(runs: Dict[str, Callable[[], None]],
     torch.cuda.synchronize()
     calls = 1
     if min_round > 0:
-        fastest = min(_time_calls(run, 1) for run in runs.values())
+        fastest = min(time_calls(run) for run in runs.values())
         calls = max(1, min(200, math.ceil(min_round / max(fastest, 1e-7))))
     times: Dict[str, List[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
-            times[name].append(_time_calls(run, calls))
+            times[name].append(time_calls(run, calls))
     return {name: statistics.median(t) for name, t in times.items()}
-
-
-def _time_calls(run: Callable[[], None], calls: int) -> float:
-    """Seconds per call of ``calls`` calls of ``run`` (the GPU synced)."""
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(calls):
-        run()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - start) / calls
 
 
 def table(header: List[str], rows: List[List[str]]) -> str:

@@ -82,7 +82,6 @@ import math
 import random
 import statistics
 import tempfile
-import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 try:
@@ -93,6 +92,7 @@ except ImportError:  # not on Windows
 import torch
 import torch.nn.functional as F
 from bench_models import resnet_backbone
+from bench_timing import time_calls
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from torch import nn
 
@@ -139,24 +139,8 @@ SPARSE = {'conv': SparseConv, 'linear': SparseLinear}
 def repeats_for(fn: Callable[[], None], seconds: float = 0.005) -> int:
     """How many calls of ``fn`` take at least ``seconds``."""
     fn()
-    took = time_call(fn, 1)
+    took = time_calls(fn)
     return max(1, math.ceil(seconds / max(took, 1e-9)))
-
-
-def synchronize() -> None:
-    """Wait for the GPU's queued work (times would measure launches)."""
-    if torch.cuda.is_initialized():
-        torch.cuda.synchronize()
-
-
-def time_call(fn: Callable[[], None], repeats: int) -> float:
-    """Seconds per call of ``fn``, over ``repeats`` calls."""
-    synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    synchronize()
-    return (time.perf_counter() - start) / repeats
 
 
 #: glibc's mallopt parameters: the free memory at the top of the main heap
@@ -216,7 +200,7 @@ def side_by_side(
         for name in (names if index % 2 == 0 else names[::-1]):
             steps[name]()
             before = minor_faults()
-            times[name].append(time_call(steps[name], repeats))
+            times[name].append(time_calls(steps[name], repeats))
             counts[name] += minor_faults() - before
     if faults is not None:
         faults.update({
